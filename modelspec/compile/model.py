@@ -1,0 +1,20 @@
+"""Build the nn.Module of a layer list, after the shape pass has checked it."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..spec.layers import LayerSpec, Shape
+from .shapes import infer_shapes
+
+
+def build_model(
+    layers: list[LayerSpec], input_shape: Shape, num_classes: int | None = None, *, tokens: bool = False
+) -> nn.Sequential:
+    """An nn.Sequential equal, parameter for parameter, to the same network written by hand."""
+    shapes = infer_shapes(layers, input_shape, num_classes, tokens=tokens)
+    return nn.Sequential(*(row.layer.build(row.input_shape) for row in shapes.layers))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,133 @@
+"""Load a spec file: YAML (with positions) -> overrides -> validation -> grid and shape checks.
+
+This is the front of the pipeline every command goes through; it ends in a `LoadedSpec` or a
+`SpecError` that lists every located problem at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Any, Sequence
+
+from .compile.shapes import NetworkShapes, check_classifier_output, infer_shapes
+from .errors import SpecError, SpecIssue
+from .spec.data import static_shape
+from .spec.grid import RunPlan, check_grid, expand_grid
+from .spec.layers import Embedding
+from .spec.paths import parse_path, set_path
+from .spec.root import Spec
+from .spec.validate import relocate, validate_data
+from .spec.yaml_source import SourceMap, load_yaml
+
+
+@dataclass
+class LoadedSpec:
+    spec: Spec
+    raw: dict[str, Any]  # the data as written, overrides applied (grid expansion edits this)
+    source: SourceMap
+    notes: list[str] = field(default_factory=list)  # what validate could not check without data
+
+    @property
+    def file(self) -> str:
+        return self.source.file
+
+    def runs(self) -> list[RunPlan]:
+        try:
+            return expand_grid(self.spec, self.raw)
+        except SpecError as exc:
+            raise relocate(exc, self.source) from None
+
+
+def apply_overrides(raw: Any, overrides: Sequence[str], source: SourceMap) -> Any:
+    """`PATH=VALUE` pairs, VALUE read as YAML (safely), each set into the raw data."""
+    for item in overrides:
+        origin = f"--set {item}"
+        path_text, sep, value_text = item.partition("=")
+        if not sep:
+            raise SpecError([SpecIssue("expected PATH=VALUE", hint="e.g. --set train.epochs=2", file=origin)])
+        try:
+            path = parse_path(path_text)
+            value, _ = load_yaml(value_text, origin)
+            raw = set_path(raw if isinstance(raw, dict) else {}, path, value)
+        except SpecError as exc:
+            raise SpecError([i.located(origin, None, None) for i in exc.issues]) from None
+        source.overrides[path] = origin
+    return raw
+
+
+def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes], list[str]]:
+    """Shape-check every network against the data's static shape; notes say what could not be."""
+    try:
+        input_shape, num_classes = static_shape(spec.data)
+    except SpecError as exc:
+        raise relocate(exc, source) from None
+    if input_shape is None:
+        return {}, [
+            f"{spec.data.dataset}: the image size is known only from the data, so shapes are checked "
+            "at run time; give data.input_shape (or a resize / center_crop transform) to check them now"
+        ]
+    tokens = spec.data.vocab_size is not None
+    shapes, issues = {}, []
+    for name, layers in spec.all_networks.items():
+        path = spec.network_path(name)
+        try:
+            shapes[name] = infer_shapes(layers, input_shape, num_classes, tokens=tokens, path=path)
+            first = layers[0]
+            if tokens and isinstance(first, Embedding) and first.num_embeddings < spec.data.vocab_size:
+                raise SpecError(
+                    f"num_embeddings={first.num_embeddings} is smaller than data.vocab_size="
+                    f"{spec.data.vocab_size}: some tokens would have no vector",
+                    path=path + (0, "embedding", "num_embeddings"),
+                    hint=f"use num_embeddings: {spec.data.vocab_size} or more",
+                )
+            if num_classes is not None:
+                check_classifier_output(shapes[name], num_classes, spec.train.loss.name, path)
+        except SpecError as exc:
+            issues += relocate(exc, source).issues
+    if issues:
+        raise SpecError(issues)
+    notes = [] if num_classes is not None else [
+        "num_classes is known only from the data: `num_classes` sizes are resolved at run time"
+    ]
+    return shapes, notes
+
+
+def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = ()) -> LoadedSpec:
+    raw, source = load_yaml(text, file)
+    raw = apply_overrides(raw, overrides, source)
+    spec = validate_data(raw, source)
+    issues = check_grid(raw, source)
+    try:
+        _, notes = check_shapes(spec, source)
+    except SpecError as exc:
+        issues += exc.issues
+        notes = []
+    if not issues:
+        runs = LoadedSpec(spec, raw, source).runs()
+        # A grid may pick another network or change the data: check each distinct combination once.
+        seen = {json.dumps({"data": spec.data.model_dump(mode="json"), "net": spec.network_name})}
+        for run in runs:
+            key = json.dumps({"data": run.spec.data.model_dump(mode="json"), "net": run.spec.network_name})
+            if key not in seen:
+                seen.add(key)
+                try:
+                    check_shapes(run.spec, source)
+                except SpecError as exc:
+                    issues += [SpecIssue(f"run {run.name}: {i.message}", i.path, i.hint, i.file, i.line, i.column)
+                               for i in exc.issues]
+    if issues:
+        raise SpecError(issues)
+    return LoadedSpec(spec, raw, source, notes)
+
+
+def load_spec(path: str | FilePath, overrides: Sequence[str] = ()) -> LoadedSpec:
+    file = str(path)
+    try:
+        text = FilePath(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([SpecIssue("no such spec file", file=file, hint="check the path")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue(f"cannot read the spec: {exc}", file=file)]) from None
+    return loads_spec(text, file, overrides)

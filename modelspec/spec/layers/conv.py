@@ -1,0 +1,74 @@
+"""conv: nn.Conv1d / Conv2d / Conv3d, picked from the input rank."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+from ...errors import SpecError
+from ..base import NonNegativeInt, PositiveInt
+from .base import LayerSpec, Shape, check_given, per_dim, sliding_output, spatial_rank
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+class Conv(LayerSpec):
+    type: Literal["conv"] = "conv"
+    out_channels: PositiveInt
+    kernel_size: PositiveInt | list[PositiveInt]
+    stride: PositiveInt | list[PositiveInt] = 1
+    # An int, a list, or torch's "same" (keeps the size; stride 1 only) / "valid" (no padding).
+    padding: NonNegativeInt | list[NonNegativeInt] | Literal["same", "valid"] = 0
+    dilation: PositiveInt | list[PositiveInt] = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    in_channels: PositiveInt | None = None  # inferred from the input
+    dim: Literal[1, 2, 3] | None = None  # inferred from the input rank
+
+    @property
+    def label(self) -> str:
+        return f"conv {self.out_channels}, k={self.kernel_size}"
+
+    def _geometry(self, input_shape: Shape):
+        rank = spatial_rank(self, input_shape, self.dim, "conv")
+        in_channels = check_given(self, "in_channels", input_shape[0], "channels")
+        for name, channels in (("in_channels", in_channels), ("out_channels", self.out_channels)):
+            if channels % self.groups:
+                raise SpecError(
+                    f"groups={self.groups} does not divide {name}={channels}",
+                    path=("groups",),
+                    hint="groups must divide both in_channels and out_channels",
+                )
+        kernel = per_dim(self.kernel_size, rank, "kernel_size")
+        stride = per_dim(self.stride, rank, "stride")
+        dilation = per_dim(self.dilation, rank, "dilation")
+        return rank, in_channels, kernel, stride, dilation
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        rank, _, kernel, stride, dilation = self._geometry(input_shape)
+        if self.padding == "same":
+            if any(s != 1 for s in stride):
+                raise SpecError(
+                    "padding='same' needs stride 1", path=("padding",), hint="give padding as numbers"
+                )
+            return (self.out_channels, *input_shape[1:])
+        padding = (0,) * rank if self.padding == "valid" else per_dim(self.padding, rank, "padding")
+        sizes = sliding_output(self, input_shape[1:], kernel, stride, padding, dilation)
+        return (self.out_channels, *sizes)
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        rank, in_channels, kernel, stride, dilation = self._geometry(input_shape)
+        padding = self.padding if isinstance(self.padding, str) else per_dim(self.padding, rank, "padding")
+        return _CONV[rank](
+            in_channels,
+            self.out_channels,
+            kernel,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=self.groups,
+            bias=self.bias,
+            padding_mode=self.padding_mode,
+        )

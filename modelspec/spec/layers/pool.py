@@ -1,0 +1,76 @@
+"""pool: max or avg pooling, 1d/2d/3d from the input rank; adaptive when `output_size` is given."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+from torch import nn
+
+from ...errors import SpecError
+from ..base import NonNegativeInt, PositiveInt
+from .base import LayerSpec, Shape, per_dim, sliding_output, spatial_rank
+
+_POOL = {
+    ("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d, ("max", 3): nn.MaxPool3d,
+    ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d, ("avg", 3): nn.AvgPool3d,
+}
+_ADAPTIVE = {
+    ("max", 1): nn.AdaptiveMaxPool1d, ("max", 2): nn.AdaptiveMaxPool2d, ("max", 3): nn.AdaptiveMaxPool3d,
+    ("avg", 1): nn.AdaptiveAvgPool1d, ("avg", 2): nn.AdaptiveAvgPool2d, ("avg", 3): nn.AdaptiveAvgPool3d,
+}
+
+
+class Pool(LayerSpec):
+    type: Literal["pool"] = "pool"
+    kind: Literal["max", "avg"] = "max"
+    kernel_size: PositiveInt | list[PositiveInt] | None = None
+    stride: PositiveInt | list[PositiveInt] | None = None  # torch's default: the kernel size
+    padding: NonNegativeInt | list[NonNegativeInt] = 0
+    ceil_mode: bool = False
+    output_size: PositiveInt | list[PositiveInt] | None = None  # adaptive pooling to this size
+    dim: Literal[1, 2, 3] | None = None
+
+    @model_validator(mode="after")
+    def _one_of_kernel_or_output(self):
+        if (self.kernel_size is None) == (self.output_size is None):
+            raise ValueError(
+                "give kernel_size (a fixed window) or output_size (adaptive pooling), exactly one"
+            )
+        if self.output_size is not None and (self.stride is not None or self.padding != 0):
+            raise ValueError("adaptive pooling (output_size) takes no stride or padding")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.output_size is not None:
+            return f"{self.kind} pool → {self.output_size}"
+        return f"{self.kind} pool k={self.kernel_size}"
+
+    def _args(self, input_shape: Shape):
+        rank = spatial_rank(self, input_shape, self.dim, "pool")
+        if self.output_size is not None:
+            return rank, per_dim(self.output_size, rank, "output_size"), None, None
+        kernel = per_dim(self.kernel_size, rank, "kernel_size")
+        stride = per_dim(self.stride if self.stride is not None else self.kernel_size, rank, "stride")
+        padding = per_dim(self.padding, rank, "padding")
+        if any(2 * p > k for p, k in zip(padding, kernel)):
+            raise SpecError(
+                f"padding {self.padding} is more than half of kernel_size {self.kernel_size}",
+                path=("padding",),
+                hint="torch allows padding of at most half the kernel",
+            )
+        return rank, kernel, stride, padding
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        rank, kernel, stride, padding = self._args(input_shape)
+        if self.output_size is not None:
+            return (input_shape[0], *kernel)  # `kernel` holds the output size here
+        sizes = sliding_output(self, input_shape[1:], kernel, stride, padding, (1,) * rank, self.ceil_mode)
+        return (input_shape[0], *sizes)
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        rank, kernel, stride, padding = self._args(input_shape)
+        if self.output_size is not None:
+            return _ADAPTIVE[self.kind, rank](kernel)
+        return _POOL[self.kind, rank](kernel, stride=stride, padding=padding, ceil_mode=self.ceil_mode)

@@ -1,0 +1,93 @@
+"""Spec paths (`networks.cnn[5].linear.out_features`): parse, read and write them on raw data.
+
+The same syntax serves `--set PATH=VALUE` overrides and grid keys, which both edit the raw data
+before validation, so that an override is validated exactly like the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from ..errors import Path, SpecError, format_path
+
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_path(text: str) -> Path:
+    """"a.b[3].c" -> ("a", "b", 3, "c")."""
+    parts: list[str | int] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        if text[pos] == "." and parts:
+            pos += 1
+        match = _SEGMENT.match(text, pos)
+        if not match:
+            raise SpecError(f"'{text}' is not a spec path", hint="write it like train.optimizer.lr or model[3].p")
+        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        pos = match.end()
+    if not parts:
+        raise SpecError("an empty spec path", hint="write it like train.optimizer.lr")
+    return tuple(parts)
+
+
+def _layer_params(node: Any) -> dict | None:
+    """The parameters of a one-key list item (`{conv: {...}}`), where the item is written so."""
+    if isinstance(node, dict) and len(node) == 1 and "type" not in node:
+        ((_, params),) = node.items()
+        if isinstance(params, dict):
+            return params
+    return None
+
+
+def _child(node: Any, part: str | int, in_item: bool, create: bool) -> Any:
+    """Step into raw data; inside a list item, look through a one-key layer mapping too."""
+    if isinstance(part, int):
+        if isinstance(node, list) and -len(node) <= part < len(node):
+            return node[part]
+        raise KeyError(part)
+    if not isinstance(node, dict):
+        raise KeyError(part)
+    if part in node:
+        return node[part]
+    params = _layer_params(node) if in_item else None
+    if params is not None:
+        return _child(params, part, False, create)
+    if create:
+        node[part] = {}
+        return node[part]
+    raise KeyError(part)
+
+
+def get_path(data: Any, path: Path) -> Any:
+    node = data
+    for i, part in enumerate(path):
+        node = _child(node, part, i > 0 and isinstance(path[i - 1], int), create=False)
+    return node
+
+
+def set_path(data: Any, path: Path, value: Any) -> Any:
+    """A deep copy of `data` with `path` set to `value` (missing mappings are created)."""
+    data = copy.deepcopy(data) if data is not None else {}
+    node = data
+    try:
+        for i, part in enumerate(path[:-1]):
+            node = _child(node, part, i > 0 and isinstance(path[i - 1], int), create=True)
+        last = path[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or not -len(node) <= last < len(node):
+                raise KeyError(last)
+        elif not isinstance(node, dict):
+            raise KeyError(last)
+        elif last not in node and len(path) > 1 and isinstance(path[-2], int):
+            node = _layer_params(node) or node
+        node[last] = value
+    except KeyError:
+        raise SpecError(
+            f"cannot set {format_path(path)}: the spec has nothing there to hold it",
+            path=path,
+            hint="check the path against the spec; list items are written [index]",
+        ) from None
+    return data

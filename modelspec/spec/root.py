@@ -1,0 +1,75 @@
+"""The root of a spec, and the rules that span sections."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import Field, model_validator
+
+from ..errors import did_you_mean
+from ._forms import spec_error
+from .base import Int, SpecModel
+from .data import DataSpec
+from .export import ExportSpec, TrackingSpec
+from .layers import Layer, LayerSpec
+from .train import TrainSpec
+
+
+class Spec(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)  # names the runs folder
+    seed: Int = 0  # every run re-seeds with it (or with its `seed` grid value)
+    data: DataSpec
+    # One network (`model`) or several by name (`networks`, picked by train.network).
+    model: Optional[list[Layer]] = None
+    networks: Optional[dict[str, list[Layer]]] = None
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    # Spec path -> list of values; the runs are their cartesian product.
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @model_validator(mode="after")
+    def _networks(self):
+        if (self.model is None) == (self.networks is None):
+            raise spec_error(
+                "give `model` (one layer list) or `networks` (layer lists by name), exactly one",
+                hint="a single network: `model: [conv: {...}, relu, ...]`",
+            )
+        for name, layers in self.all_networks.items():
+            if not layers:
+                raise spec_error(f"network '{name}' has no layers", key=self.network_path(name))
+        names = list(self.all_networks)
+        network = self.train.network
+        if network is None and len(names) > 1 and "train.network" not in self.grid:
+            raise spec_error(
+                "several networks are defined; train.network must name one",
+                key=("train",),
+                hint="networks: " + ", ".join(names),
+            )
+        if network is not None and network not in names:
+            raise spec_error(
+                f"'{network}' names no network",
+                key=("train", "network"),
+                hint=did_you_mean(network, names) or "networks: " + ", ".join(names),
+            )
+        return self
+
+    @property
+    def all_networks(self) -> dict[str, list[LayerSpec]]:
+        return {"model": self.model} if self.model is not None else dict(self.networks or {})
+
+    @property
+    def network_name(self) -> str:
+        return self.train.network or next(iter(self.all_networks))
+
+    @property
+    def layers(self) -> list[LayerSpec]:
+        """The layers of the network this spec trains."""
+        return self.all_networks[self.network_name]
+
+    def network_path(self, name: str) -> tuple[str, ...]:
+        return ("model",) if self.model is not None else ("networks", name)
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain data that validates back to this spec (stored with runs and checkpoints)."""
+        return self.model_dump(mode="json")

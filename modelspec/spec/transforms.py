@@ -1,0 +1,169 @@
+"""Transforms: names mapping to torchvision.transforms.v2, each one small class like a layer kind.
+
+`output_shape` follows the image shape statically ((C, H, W), with None for a size only the data
+knows), so that validate and summary need no data. `random` transforms differ per sample and epoch,
+which decides how the data can be fed (see modelspec.data.loaders).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Optional, Sequence, Union
+
+import torch
+from pydantic import BeforeValidator, Field, model_validator
+
+from ..errors import SpecError
+from .base import NonNegativeInt, PositiveInt, Probability, SpecModel
+from ._forms import input_forms, tagged
+
+ImageShape = tuple[Optional[int], ...]  # (C, H, W); None where only the data knows
+
+
+def _v2():
+    """torchvision costs a second to import; validate and summary never build transforms."""
+    from torchvision.transforms import v2
+
+    return v2
+
+
+class TransformSpec(SpecModel):
+    type: str
+    random: ClassVar[bool] = False
+
+    def output_shape(self, shape: ImageShape) -> ImageShape:
+        return shape
+
+    def build(self, stats: tuple[list[float], list[float]] | None = None) :
+        raise NotImplementedError
+
+
+def _size(size: int | Sequence[int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+
+class ToTensor(TransformSpec):
+    """PIL image or uint8 array -> float tensor in [0, 1], as the old ToTensor did."""
+
+    type: Literal["to_tensor"] = "to_tensor"
+
+    def build(self, stats=None):
+        v2 = _v2()
+        return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+
+
+class Normalize(TransformSpec):
+    type: Literal["normalize"] = "normalize"
+    # Per-channel numbers, or `auto`: the training split's statistics, computed once and cached.
+    mean: Literal["auto"] | list[float] = "auto"
+    std: Literal["auto"] | list[float] = "auto"
+
+    @model_validator(mode="after")
+    def _std_positive(self):
+        if isinstance(self.std, list) and any(s <= 0 for s in self.std):
+            raise ValueError("std must be positive")
+        return self
+
+    @property
+    def needs_stats(self) -> bool:
+        return self.mean == "auto" or self.std == "auto"
+
+    def output_shape(self, shape):
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, list) and shape[0] is not None and len(value) not in (1, shape[0]):
+                raise SpecError(
+                    f"{name} has {len(value)} values but the images have {shape[0]} channels",
+                    path=(name,),
+                    hint="give one value per channel, or `auto`",
+                )
+        return shape
+
+    def build(self, stats=None):
+        mean = stats[0] if self.mean == "auto" else self.mean
+        std = stats[1] if self.std == "auto" else self.std
+        return _v2().Normalize(mean, std)
+
+
+class Resize(TransformSpec):
+    type: Literal["resize"] = "resize"
+    size: PositiveInt | list[PositiveInt]  # an int resizes the smaller edge, [h, w] both
+    antialias: bool = True
+
+    def output_shape(self, shape):
+        if isinstance(self.size, list):
+            return (shape[0], *_size(self.size))
+        if shape[1] is not None and shape[2] is not None:  # the smaller edge becomes `size`
+            h, w = shape[1], shape[2]
+            scale = self.size / min(h, w)
+            return (shape[0], int(h * scale) if h > w else self.size, int(w * scale) if w > h else self.size)
+        return (shape[0], None, None)
+
+    def build(self, stats=None):
+        return _v2().Resize(self.size, antialias=self.antialias)
+
+
+class CenterCrop(TransformSpec):
+    type: Literal["center_crop"] = "center_crop"
+    size: PositiveInt | list[PositiveInt]
+
+    def output_shape(self, shape):
+        return (shape[0], *_size(self.size))
+
+    def build(self, stats=None):
+        return _v2().CenterCrop(self.size)
+
+
+class RandomCrop(TransformSpec):
+    type: Literal["random_crop"] = "random_crop"
+    random: ClassVar[bool] = True
+    size: PositiveInt | list[PositiveInt]
+    padding: NonNegativeInt | list[NonNegativeInt] | None = None
+
+    def output_shape(self, shape):
+        return (shape[0], *_size(self.size))
+
+    def build(self, stats=None):
+        return _v2().RandomCrop(self.size, padding=self.padding)
+
+
+class RandomHorizontalFlip(TransformSpec):
+    type: Literal["random_horizontal_flip"] = "random_horizontal_flip"
+    random: ClassVar[bool] = True
+    p: Probability = 0.5
+
+    def build(self, stats=None):
+        return _v2().RandomHorizontalFlip(self.p)
+
+
+class RandomRotation(TransformSpec):
+    type: Literal["random_rotation"] = "random_rotation"
+    random: ClassVar[bool] = True
+    degrees: float | list[float] = Field(..., description="max angle, or [min, max]")
+
+    def build(self, stats=None):
+        return _v2().RandomRotation(self.degrees)
+
+
+class Grayscale(TransformSpec):
+    type: Literal["grayscale"] = "grayscale"
+    num_output_channels: Literal[1, 3] = 1
+
+    def output_shape(self, shape):
+        return (self.num_output_channels, *shape[1:])
+
+    def build(self, stats=None):
+        return _v2().Grayscale(self.num_output_channels)
+
+
+TRANSFORM_KINDS: tuple[type[TransformSpec], ...] = (
+    ToTensor, Normalize, Resize, CenterCrop, RandomCrop, RandomHorizontalFlip, RandomRotation, Grayscale,
+)
+TRANSFORM_TYPES = {cls.model_fields["type"].default: cls for cls in TRANSFORM_KINDS}
+
+Transform = Annotated[
+    Annotated[Union[TRANSFORM_KINDS], Field(discriminator="type")],  # type: ignore[valid-type]
+    BeforeValidator(
+        lambda v: v if isinstance(v, TransformSpec) else tagged(v, "type", TRANSFORM_TYPES, "transform"),
+        json_schema_input_type=input_forms(TRANSFORM_KINDS, "type"),
+    ),
+]

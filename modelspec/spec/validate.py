@@ -1,0 +1,168 @@
+"""Validation pass: raw YAML data -> `Spec`, or a `SpecError` listing every located problem.
+
+pydantic does the checking; this module turns its errors into messages a user can act on: the path is
+cleaned of pydantic's union-member labels, located in the file through the `SourceMap`, given what
+was received and a hint (close matches for unknown keys and names).
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import Path, SpecError, SpecIssue, did_you_mean, format_path
+from .root import Spec
+from .yaml_source import SourceMap
+
+# --------------------------------------------------------------------------------------------------
+# Following a path through the spec's type annotations
+
+
+def _members(tp: Any) -> list[Any]:
+    """The concrete types a (possibly Annotated / Optional / Union) annotation allows."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(tp) for m in _members(arg)]
+    if tp is type(None):
+        return []
+    return [tp]
+
+
+def _is_model(tp: Any) -> bool:
+    return inspect.isclass(tp) and issubclass(tp, BaseModel)
+
+
+def _tag(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("type") or model.model_fields.get("name")
+    return field.default if field is not None else None
+
+
+def step(types_: list[Any], part: str | int) -> list[Any] | None:
+    """The types at `part` below any of `types_`, or None where `part` is no real path step."""
+    out: list[Any] = []
+    for tp in types_:
+        origin = typing.get_origin(tp)
+        if tp is Any:
+            out.append(Any)
+        elif isinstance(part, int):
+            if origin in (list, tuple):
+                out += _members(typing.get_args(tp)[0])
+        elif origin is dict:
+            out += _members(typing.get_args(tp)[1])
+        elif _is_model(tp):
+            if part in tp.model_fields:
+                out += _members(tp.model_fields[part].annotation)
+            elif _tag(tp) == part:  # a discriminated union's tag, as pydantic puts it in locations
+                out.append(tp)
+            elif tp.model_config.get("extra") == "allow":
+                out.append(Any)
+    return out or None
+
+
+def models_at(path: Path, root: type[BaseModel] = Spec) -> list[type[BaseModel]]:
+    types_: list[Any] | None = [root]
+    for part in path:
+        types_ = step(types_, part)
+        if types_ is None:
+            return []
+    return [tp for tp in types_ if _is_model(tp)]
+
+
+def clean_location(loc: Iterable[str | int], root: type[BaseModel] = Spec) -> Path:
+    """Drop pydantic's union-member labels ('constrained-int', 'list[int]') from an error location."""
+    types_: list[Any] = [root]
+    clean: list[str | int] = []
+    for part in loc:
+        following = step(types_, part)
+        if following is None:
+            continue
+        clean.append(part)
+        types_ = following
+    return tuple(clean)
+
+
+# --------------------------------------------------------------------------------------------------
+# pydantic errors -> issues
+
+
+def _received(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _keys(models: list[type[BaseModel]]) -> list[str]:
+    return [key for model in models for key in model.model_fields if key != "type"]
+
+
+def _issue(error: dict[str, Any]) -> SpecIssue:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    loc = clean_location(error["loc"])
+    hint = str(ctx.get("hint", ""))
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        keys = _keys(models_at(loc[:-1]))
+        return SpecIssue(
+            f"unknown key '{key}'", loc, did_you_mean(key, keys) or "valid keys: " + ", ".join(keys)
+        )
+    if kind == "missing":
+        return SpecIssue(f"missing required key '{loc[-1]}'", loc, hint)
+    if "key" in ctx:
+        loc = loc + tuple(ctx["key"])
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
+        return SpecIssue(
+            f"expected {expected}; received {_received(value)}", loc, did_you_mean(value, choices)
+        )
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return SpecIssue(f"expected a mapping of keys; received {_received(value)}", loc, hint)
+    message = error["msg"]
+    if kind == "value_error":
+        message = str(ctx.get("error", message))
+    elif message.startswith("Input should be"):
+        message = "must be" + message[len("Input should be") :] + f"; received {_received(value)}"
+    return SpecIssue(message, loc, hint)
+
+
+def issues_from(exc: ValidationError, prefix: Path = ()) -> list[SpecIssue]:
+    """One issue per location: union alternatives that all failed are merged into one message."""
+    merged: dict[Path, SpecIssue] = {}
+    for error in exc.errors():
+        issue = _issue(error)
+        issue = SpecIssue(issue.message, prefix + issue.path, issue.hint)
+        if issue.path in merged:
+            old = merged[issue.path]
+            if issue.message not in old.message:
+                merged[issue.path] = SpecIssue(
+                    f"{old.message.split('; received')[0]}, or {issue.message}", old.path, old.hint or issue.hint
+                )
+        else:
+            merged[issue.path] = issue
+    return list(merged.values())
+
+
+def validate_data(raw: Any, source: SourceMap) -> Spec:
+    """Validate raw data into a `Spec`; every problem is raised together, located."""
+    if not isinstance(raw, dict):
+        what = "empty" if raw is None else f"a {type(raw).__name__}, not a mapping"
+        raise SpecError(
+            [source.issue(SpecIssue(f"the spec is {what}", (), "a spec is a mapping with name, data, model ..."))]
+        )
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError([source.issue(issue) for issue in issues_from(exc)]) from None
+
+
+def relocate(exc: SpecError, source: SourceMap, prefix: Path = ()) -> SpecError:
+    """Prefix and locate issues raised by a later pass (shapes, grid)."""
+    return SpecError([source.issue(SpecIssue(i.message, prefix + i.path, i.hint)) for i in exc.issues])
+
+
+__all__ = ["validate_data", "issues_from", "relocate", "models_at", "clean_location", "format_path"]
