@@ -19,22 +19,28 @@ def spec_error(
     return PydanticCustomError("spec", message, ctx)
 
 
-def tagged(value: Any, tag: str, names: Iterable[str], what: str) -> Any:
-    """`name` or `{name: {...}}` -> `{tag: name, ...}`; the long form `{tag: name, ...}` passes."""
+def tagged(value: Any, tag: str, names: Iterable[str], what: str, default: str | None = None) -> Any:
+    """`name` or `{name: {...}}` -> `{tag: name, ...}`; the long form `{tag: name, ...}` passes.
+
+    A mapping without `tag` whose one key is not a name takes `default` (`{lr: 0.1}` is adam's).
+    """
     names = list(names)
     if isinstance(value, str):
         value = {tag: value}
-    elif isinstance(value, dict) and tag not in value and len(value) == 1:
-        ((name, params),) = value.items()
-        if params is None:
-            value = {tag: name}
-        elif isinstance(params, dict):
-            value = {tag: name, **params}
-        else:
-            raise spec_error(
-                f"the arguments of {what} '{name}' must be a mapping; received {params!r}",
-                hint=f"write `{name}: {{...}}`",
-            )
+    elif isinstance(value, dict) and tag not in value:
+        if len(value) == 1 and (next(iter(value)) in names or default is None):
+            ((name, params),) = value.items()
+            if params is None:
+                value = {tag: name}
+            elif isinstance(params, dict):
+                value = {tag: name, **params}
+            else:
+                raise spec_error(
+                    f"the arguments of {what} '{name}' must be a mapping; received {params!r}"[:200],
+                    hint=f"write `{name}: {{...}}`",
+                )
+        elif default is not None:
+            value = {tag: default, **value}
     if not isinstance(value, dict) or tag not in value:
         raise spec_error(
             f"expected a {what} name, or a one-key mapping `name: {{...}}`; received {value!r}"[:200],
@@ -46,6 +52,15 @@ def tagged(value: Any, tag: str, names: Iterable[str], what: str) -> Any:
             hint=did_you_mean(value[tag], names) or "valid names: " + ", ".join(names),
         )
     return value
+
+
+def registered_names() -> frozenset[str]:
+    """Every name that may key a one-key mapping (`conv: {...}`, `adam: {...}`, `normalize: {...}`)."""
+    from .layers import LAYER_TYPES
+    from .train import LOSSES, OPTIMIZERS, SCHEDULERS
+    from .transforms import TRANSFORM_TYPES
+
+    return frozenset([*LAYER_TYPES, *TRANSFORM_TYPES, *OPTIMIZERS, *LOSSES, *SCHEDULERS])
 
 
 def input_forms(kinds: Iterable[type], tag: str) -> Any:

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from ..errors import Path, SpecError, format_path
+from ._forms import registered_names
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -34,16 +35,16 @@ def parse_path(text: str) -> Path:
 
 
 def _layer_params(node: Any) -> dict | None:
-    """The parameters of a one-key list item (`{conv: {...}}`), where the item is written so."""
-    if isinstance(node, dict) and len(node) == 1 and "type" not in node:
-        ((_, params),) = node.items()
-        if isinstance(params, dict):
+    """The arguments of a one-key mapping (`{conv: {...}}`, `{adam: {...}}`), where written so."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((name, params),) = node.items()
+        if isinstance(params, dict) and name in registered_names():
             return params
     return None
 
 
-def _child(node: Any, part: str | int, in_item: bool, create: bool) -> Any:
-    """Step into raw data; inside a list item, look through a one-key layer mapping too."""
+def _child(node: Any, part: str | int, create: bool) -> Any:
+    """Step into raw data, looking through one-key mappings (`{conv: {...}}`) too."""
     if isinstance(part, int):
         if isinstance(node, list) and -len(node) <= part < len(node):
             return node[part]
@@ -52,9 +53,9 @@ def _child(node: Any, part: str | int, in_item: bool, create: bool) -> Any:
         raise KeyError(part)
     if part in node:
         return node[part]
-    params = _layer_params(node) if in_item else None
+    params = _layer_params(node)
     if params is not None:
-        return _child(params, part, False, create)
+        return _child(params, part, create)
     if create:
         node[part] = {}
         return node[part]
@@ -63,8 +64,8 @@ def _child(node: Any, part: str | int, in_item: bool, create: bool) -> Any:
 
 def get_path(data: Any, path: Path) -> Any:
     node = data
-    for i, part in enumerate(path):
-        node = _child(node, part, i > 0 and isinstance(path[i - 1], int), create=False)
+    for part in path:
+        node = _child(node, part, create=False)
     return node
 
 
@@ -73,15 +74,15 @@ def set_path(data: Any, path: Path, value: Any) -> Any:
     data = copy.deepcopy(data) if data is not None else {}
     node = data
     try:
-        for i, part in enumerate(path[:-1]):
-            node = _child(node, part, i > 0 and isinstance(path[i - 1], int), create=True)
+        for part in path[:-1]:
+            node = _child(node, part, create=True)
         last = path[-1]
         if isinstance(last, int):
             if not isinstance(node, list) or not -len(node) <= last < len(node):
                 raise KeyError(last)
         elif not isinstance(node, dict):
             raise KeyError(last)
-        elif last not in node and len(path) > 1 and isinstance(path[-2], int):
+        elif last not in node:
             node = _layer_params(node) or node
         node[last] = value
     except KeyError:

@@ -137,9 +137,11 @@ class EarlyStoppingSpec(SpecModel):
 
 
 def _named(table: dict[str, type], what: str, model: type[SpecModel]):
-    """`adam`, `{adam: {lr: 0.1}}` or `{name: adam, lr: 0.1}`."""
+    """`adam`, `{adam: {lr: 0.1}}` or `{name: adam, lr: 0.1}` (or `{lr: 0.1}` where a default exists)."""
+    default = model.model_fields["name"].default
+    default = default if isinstance(default, str) else None
     return BeforeValidator(
-        lambda v: v if isinstance(v, SpecModel) else tagged(v, "name", table, what),
+        lambda v: v if isinstance(v, SpecModel) else tagged(v, "name", table, what, default),
         json_schema_input_type=Union[Literal[tuple(table)], dict[str, Any], model],  # type: ignore[valid-type]
     )
 

@@ -97,15 +97,17 @@ def _received(value: Any) -> str:
 
 
 def _keys(models: list[type[BaseModel]]) -> list[str]:
-    return [key for model in models for key in model.model_fields if key != "type"]
+    keys = [key for model in models for key in model.model_fields if key != "type"]
+    return list(dict.fromkeys(keys))
 
 
 def _issue(error: dict[str, Any]) -> SpecIssue:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     loc = clean_location(error["loc"])
     hint = str(ctx.get("hint", ""))
-    if kind == "extra_forbidden":
-        key = loc[-1]
+    if kind == "extra_forbidden":  # the unknown key is no step of the schema: keep it by hand
+        key = error["loc"][-1]
+        loc = clean_location(error["loc"][:-1]) + (key,)
         keys = _keys(models_at(loc[:-1]))
         return SpecIssue(
             f"unknown key '{key}'", loc, did_you_mean(key, keys) or "valid keys: " + ", ".join(keys)
