@@ -18,9 +18,11 @@ _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 def parse_path(text: str) -> Path:
     """"a.b[3].c" -> ("a", "b", 3, "c")."""
+    text = text.strip()
+    if text.startswith("grid.") and len(text) > 5:  # a grid key is itself a path: grid.train.optimizer.lr
+        return ("grid", text[5:])
     parts: list[str | int] = []
     pos = 0
-    text = text.strip()
     while pos < len(text):
         if text[pos] == "." and parts:
             pos += 1
