@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .run import resume, run
 from .schema import schema
 from .summary import summary
 from .validate import validate
@@ -18,6 +19,8 @@ app = typer.Typer(
 app.command()(validate)
 app.command()(summary)
 app.command()(schema)
+app.command()(run)
+app.command()(resume)
 
 
 def main() -> None:

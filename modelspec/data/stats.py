@@ -1,0 +1,57 @@
+"""`normalize: {mean: auto, std: auto}`: per-channel statistics of the training split, cached.
+
+Computed once over the training images after the transforms that come before `normalize`, and
+cached as JSON beside the data (<root>/.modelspec/stats-<key>.json, or under $MODELSPEC_CACHE when
+set, for read-only data folders), so every run of a grid and every later invocation reads them
+instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+Stats = tuple[list[float], list[float]]
+
+
+def channel_stats(batches: Callable[[], "list[torch.Tensor] | torch.Tensor"]) -> Stats:
+    """Mean and std per channel of float images (N, C, ...), accumulated in float64."""
+    total = total_sq = None
+    count = 0
+    for x in batches():
+        x = x.double().transpose(0, 1).flatten(1)  # (C, N·H·W)
+        total = x.sum(1) if total is None else total + x.sum(1)
+        total_sq = (x * x).sum(1) if total_sq is None else total_sq + (x * x).sum(1)
+        count += x.shape[1]
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+def cached_stats(root: str, key: dict, compute: Callable[[], Stats], log: Callable[[str], None]) -> Stats:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(os.environ["MODELSPEC_CACHE"]) if os.environ.get("MODELSPEC_CACHE") else Path(root) / ".modelspec"
+    path = folder / f"stats-{digest}.json"
+    if path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+            return cached["mean"], cached["std"]
+        except (ValueError, KeyError, OSError):
+            log(f"ignoring an unreadable statistics cache {path}; recomputing")
+    mean, std = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, "mean": mean, "std": std}, indent=1))
+        log(f"normalize: auto statistics mean={_fmt(mean)} std={_fmt(std)} (cached in {path})")
+    except OSError as exc:
+        log(f"normalize: auto statistics mean={_fmt(mean)} std={_fmt(std)} (not cached: {exc})")
+    return mean, std
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"

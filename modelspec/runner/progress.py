@@ -1,0 +1,58 @@
+"""The grid's progress: a rich bar for the runs and one for the current epoch's batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+
+class Progress:
+    def __init__(self, runs: int, enabled: bool = True):
+        self.enabled = enabled
+        self.console = Console(stderr=True)
+        self.bar = RichProgress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=self.console, transient=False, disable=not enabled,
+        )
+        self.grid_task = self.bar.add_task("grid", total=runs)
+        self.batch_task = None
+        self.epoch = 0
+        self.epochs = 0
+        self.run = ""
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def log(self, message: str) -> None:
+        if self.enabled:  # --quiet: the final table says what happened
+            self.bar.console.print(message, markup=False, highlight=False)
+
+    def start_run(self, name: str, epochs: int) -> None:
+        self.run, self.epochs, self.epoch = name, epochs, 1
+        if self.batch_task is not None:
+            self.bar.remove_task(self.batch_task)
+        self.batch_task = self.bar.add_task(f"{name} epoch 1/{epochs}", total=None)
+
+    def batch(self, done: int, total: int) -> None:
+        if self.enabled and self.batch_task is not None:
+            self.bar.update(self.batch_task, completed=done, total=total)
+
+    def epoch_done(self, row: dict[str, Any]) -> None:
+        val = row.get("val_accuracy")
+        self.log(
+            f"{self.run} epoch {row['epoch']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f}"
+            + (f" val_loss {row['val_loss']:.4f} val_acc {val:.4f}" if val is not None else "")
+            + f" ({row['epoch_duration']:.2f}s)"
+        )
+        self.epoch = row["epoch"] + 1
+        if self.batch_task is not None and self.epoch <= self.epochs:
+            self.bar.update(self.batch_task, description=f"{self.run} epoch {self.epoch}/{self.epochs}", completed=0)
+
+    def advance_run(self, name: str) -> None:
+        self.bar.advance(self.grid_task)
