@@ -44,10 +44,13 @@ class SpecIssue:
         return SpecIssue(self.message, self.path, self.hint, file, line, column)
 
     def __str__(self) -> str:
-        where = self.file or "<spec>"
-        if self.line is not None:
-            where += f":{self.line}:{self.column or 1}"
-        text = f"{where} {format_path(self.path)}: {self.message}"
+        if self.file is None and self.line is None and not self.path:
+            text = self.message  # not about a place in a spec: a missing file, a bad option
+        else:
+            where = self.file or "<spec>"
+            if self.line is not None:
+                where += f":{self.line}:{self.column or 1}"
+            text = f"{where} {format_path(self.path)}: {self.message}"
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text
