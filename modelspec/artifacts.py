@@ -93,7 +93,7 @@ def safe_load(path: str | Path, what: str = "file") -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as exc:
         raise SpecError(
-            f"{path} is not a readable {what} (corrupt or truncated?): {str(exc).splitlines()[0][:200]}",
+            f"{path} is not a readable {what} (corrupt or truncated?): {str(exc).split('. ')[0][:200]}",
             hint="re-run or resume the run to write it again",
         ) from None
 
@@ -103,7 +103,9 @@ def save_weights(path: str | Path, model: nn.Module, spec: Spec, info: ModelInfo
         {
             "format": FORMAT_VERSION,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "spec": spec.resolved(),
+            # The keys as set (defaults fill in on load): a full dump sets keys such as data.train_dir
+            # that validation refuses for other data sets, so it would not load back.
+            "spec": spec.model_dump(mode="json", exclude_unset=True),
             "info": info.to_dict(),
         },
         path,

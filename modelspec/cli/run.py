@@ -51,7 +51,10 @@ def _export_after_run(plan, run_dir, model, info):
 def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_fast: bool) -> None:
     result = run_grid(loaded, resume_folder=resume_folder, quiet=quiet, fail_fast=fail_fast,
                       exporter=_export_after_run)
-    Console().print(_results_table(result))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file or pipe: do not squeeze run names into 80 columns
+    console.print(_results_table(result))
     if result.interrupted:
         typer.echo(f"stopped; continue with: modelspec resume {result.folder}", err=True)
         raise typer.Exit(130)

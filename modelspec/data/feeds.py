@@ -60,7 +60,7 @@ class _EpochOrder(Sampler[int]):
 class LoaderFeed:
     def __init__(self, dataset: Dataset, indices: torch.Tensor, batch_size: int, shuffle: bool,
                  drop_last: bool, generator: torch.Generator | None, device: torch.device,
-                 num_workers: int, pin_memory: bool):
+                 num_workers: int, pin_memory: bool, worker_seed: int = 0):
         self.size = len(indices)
         self.batch_size, self.drop_last, self.device = batch_size, drop_last, device
         self.sampler = _EpochOrder(self.size, shuffle, generator)
@@ -72,6 +72,9 @@ class LoaderFeed:
             num_workers=num_workers,
             pin_memory=pin_memory and device.type == "cuda",
             persistent_workers=num_workers > 0,
+            # Its own generator for worker seeds: otherwise each epoch's iterator draws from the
+            # global RNG and shifts every dropout mask after it.
+            generator=torch.Generator().manual_seed(worker_seed),
         )
 
     def __len__(self) -> int:

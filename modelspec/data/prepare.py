@@ -193,7 +193,7 @@ def prepare_data(data: DataSpec, seed: int, device: torch.device, log: Callable[
                         train_source.num_classes, tokens, path, device)
 
 
-def make_feeds(prepared: PreparedData, data: DataSpec, generator: torch.Generator | None):
+def make_feeds(prepared: PreparedData, data: DataSpec, generator: torch.Generator | None, seed: int = 0):
     """(train, val, test) feeds for one run: cheap, built from the shared prepared data."""
     eval_bs = data.eval_batch_size or data.batch_size
     if prepared.train is not None:
@@ -201,7 +201,7 @@ def make_feeds(prepared: PreparedData, data: DataSpec, generator: torch.Generato
     else:
         dataset = _Transformed(prepared.train_source, data.transforms, prepared.stats)
         train = LoaderFeed(dataset, prepared.train_indices, data.batch_size, data.shuffle, data.drop_last,
-                           generator, prepared.device, data.num_workers, data.pin_memory)
+                           generator, prepared.device, data.num_workers, data.pin_memory, seed)
     val = TensorFeed(prepared.val.x, prepared.val.y, eval_bs, False, False, None) if prepared.val else None
     test = TensorFeed(prepared.test.x, prepared.test.y, eval_bs, False, False, None) if prepared.test else None
     return train, val, test

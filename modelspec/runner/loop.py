@@ -148,7 +148,8 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
     spec, train = plan.spec, plan.spec.train
     device, amp = ctx.device, train.amp
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.use_deterministic_algorithms(train.deterministic, warn_only=True)
+    if train.deterministic != torch.are_deterministic_algorithms_enabled():  # the call imports inductor: 3 s
+        torch.use_deterministic_algorithms(train.deterministic, warn_only=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not train.deterministic
 
@@ -164,7 +165,7 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
     optimizer = make_optimizer(train, model)
     loss_fn = train.loss.torch_class(**train.loss.kwargs)
     generator = make_generator(device, spec.seed)
-    train_feed, val_feed, test_feed = make_feeds(prepared, spec.data, generator)
+    train_feed, val_feed, test_feed = make_feeds(prepared, spec.data, generator, spec.seed)
     scheduler = make_scheduler(train, optimizer, len(train_feed))
     scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
     stopper = (EarlyStopping(**train.early_stopping.model_dump()) if train.early_stopping else None)
@@ -195,7 +196,9 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
         run_seconds = checkpoint["run_seconds"]
         set_rng_states(checkpoint["rng"], generator)
         ctx.log(f"resuming at epoch {start_epoch}" + (f", batch {skip_batches}" if skip_batches else ""))
-    tracker = TensorBoardTracker(run_dir, spec.tracking, purge_step=start_epoch if checkpoint else None)
+    # On resume TensorBoard drops what the stopped process logged from `start_epoch` on.
+    tracker = TensorBoardTracker(run_dir, spec.tracking, purge_step=start_epoch if resume else None,
+                                 first_batch_logged=checkpoint is not None)
 
     def checkpoint_state(epoch: int, batch: int, epoch_rng: dict | None, acc=None) -> dict:
         return {
@@ -272,7 +275,7 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
             for split, feed in (("val", val_feed), ("test", test_feed)):
                 split_loss, split_acc = evaluate(step_model, feed, loss_fn, device, amp, train.channels_last) if feed else (None, None)
                 row[f"{split}_loss"], row[f"{split}_accuracy"] = split_loss, split_acc
-            row["lr"] = optimizer.param_groups[0]["lr"]
+            row["current_lr"] = optimizer.param_groups[0]["lr"]  # moves with a scheduler
             if scheduler is not None and not train.scheduler.per_batch:
                 if train.scheduler.name == "plateau":
                     monitored = row.get(train.scheduler.monitor)
@@ -284,7 +287,7 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
             row.update(epoch_duration=round(epoch_seconds, 4), run_duration=round(run_seconds, 4), **ctx.hparams)
             rows.append(row)
             tracker.epoch(epoch, {k: row[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy",
-                                                     "test_loss", "test_accuracy", "lr")}, model)
+                                                     "test_loss", "test_accuracy", "current_lr")}, model)
             ctx.on_epoch(rows)
             stop_early = stopper is not None and stopper.should_stop(row)
             last = epoch == train.epochs or stop_early

@@ -11,7 +11,7 @@ from typing import Any
 
 METRIC_COLUMNS = [
     "run", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-    "lr", "epoch_duration", "run_duration",
+    "current_lr", "epoch_duration", "run_duration",
 ]
 
 

@@ -19,12 +19,13 @@ from ..spec.export import TrackingSpec
 
 
 class TensorBoardTracker:
-    def __init__(self, log_dir: Path, settings: TrackingSpec, purge_step: int | None = None):
+    def __init__(self, log_dir: Path, settings: TrackingSpec, purge_step: int | None = None,
+                 first_batch_logged: bool = False):
         from torch.utils.tensorboard import SummaryWriter
 
         self.settings = settings
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
-        self._first_batch_logged = purge_step is not None  # a resumed run logged it already
+        self._first_batch_logged = first_batch_logged  # a resumed run logged it already
 
     def first_batch(self, model: nn.Module, x: torch.Tensor) -> None:
         """The image grid and the model graph, once per run, from the first training batch."""
@@ -54,7 +55,7 @@ class TensorBoardTracker:
                 split, metric = name.split("_", 1)
                 tag = f"{metric}/{split}"
             else:
-                tag = name if name == "lr" else f"{name}/train"
+                tag = "lr" if name == "current_lr" else f"{name}/train"
             self.writer.add_scalar(tag, value, epoch)
         if self.settings.histograms:
             for name, param in model.named_parameters():

@@ -1,0 +1,193 @@
+"""Runs that survive: SIGKILL at random moments (and mid-checkpoint), Ctrl-C, exact resume.
+
+Each trial trains the same small deterministic grid in a child process, kills it, resumes it, and
+compares the final weights and results rows with a run left alone: they must be identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from modelspec.cli.main import app
+
+from _specs import SYNTHETIC, write_spec
+
+TRIALS = int(os.environ.get("MODELSPEC_KILL_TRIALS", "3"))
+GRID = SYNTHETIC.replace("size: 1200", "size: 600") + "grid:\n  train.optimizer.lr: [0.01, 0.003]\n"
+runner = CliRunner()
+
+# The child process: the CLI, optionally with torch.save made to die halfway through its Nth call,
+# so that the kill lands inside a checkpoint write.
+CHILD = """
+import os, signal, sys, io, torch
+die_at = int(os.environ.get("DIE_IN_SAVE", "0"))
+if die_at:
+    real_save, calls = torch.save, [0]
+    def torn_save(obj, f, *a, **k):
+        calls[0] += 1
+        if calls[0] < die_at:
+            return real_save(obj, f, *a, **k)
+        buffer = io.BytesIO(); real_save(obj, buffer, *a, **k)
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2]); f.flush(); os.fsync(f.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    torch.save = torn_save
+from modelspec.cli.main import main
+sys.argv = ["modelspec"] + sys.argv[1:]
+main()
+"""
+
+
+def _child(args: list[str], cwd: Path, **env) -> subprocess.Popen:
+    environment = {**os.environ, "MODELSPEC_CACHE": str(cwd / "cache"), **env}
+    return subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=cwd, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    process = _child(args, cwd)
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
+def _outcome(tracking_dir: Path) -> tuple[list[dict], dict[str, dict[str, torch.Tensor]]]:
+    (folder,) = (tracking_dir / "syn").iterdir()
+    rows = json.loads((folder / "results.json").read_text())["rows"]
+    rows = [{k: v for k, v in row.items() if "duration" not in k} for row in rows]
+    weights = {p.parent.name: torch.load(p, weights_only=True)["state_dict"] for p in folder.glob("*/weights.pt")}
+    return rows, weights
+
+
+def _same(a, b) -> bool:
+    rows_a, weights_a = a
+    rows_b, weights_b = b
+    return rows_a == rows_b and weights_a.keys() == weights_b.keys() and all(
+        all(torch.equal(weights_a[run][k], weights_b[run][k]) for k in weights_a[run]) for run in weights_a)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The grid left alone, and how long it took."""
+    folder = tmp_path_factory.mktemp("reference")
+    spec = write_spec(folder, GRID)
+    start = time.perf_counter()
+    done = _finish(["run", str(spec), "-q", "--set", "tracking.dir=ref"], folder)
+    assert done.returncode == 0, done.stderr
+    return _outcome(folder / "ref"), time.perf_counter() - start
+
+
+def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
+    expected, seconds = reference
+    rng = random.Random(1234)
+    matched = 0
+    for trial in range(TRIALS):
+        folder = tmp_path / f"trial{trial}"
+        folder.mkdir()
+        spec = write_spec(folder, GRID)
+        args = ["run", str(spec), "-q", "--set", "tracking.dir=out"]
+        process = _child(args, folder)
+        time.sleep(rng.uniform(0.3, 0.9) * seconds)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if not (folder / "out").exists():  # killed before it made its folder: nothing to resume
+            continue
+        resumed = _finish(args + ["--resume"], folder)
+        assert resumed.returncode == 0, resumed.stderr
+        assert _same(_outcome(folder / "out"), expected), f"trial {trial} differs after resume"
+        matched += 1
+    assert matched >= 1, "every kill landed before the grid folder existed; the trials tested nothing"
+
+
+@pytest.mark.parametrize("die_at_save", [2, 5])
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(reference, tmp_path, die_at_save):
+    expected, _ = reference
+    spec = write_spec(tmp_path, GRID)
+    args = ["run", str(spec), "-q", "--set", "tracking.dir=out"]
+    process = _child(args, tmp_path, DIE_IN_SAVE=str(die_at_save))
+    process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL
+    resumed = _finish(args + ["--resume"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _same(_outcome(tmp_path / "out"), expected)
+
+
+def test_ctrl_c_checkpoints_mid_epoch_and_resume_is_exact(reference, tmp_path):
+    expected, _ = reference
+    spec = write_spec(tmp_path, GRID)
+    process = _child(["run", str(spec), "--set", "tracking.dir=out"], tmp_path)
+    deadline = time.time() + 120
+    while not list((tmp_path / "out").glob("syn/*/00_*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.05)  # wait until the first epoch is done, so that Ctrl-C lands mid-run
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "continue with: modelspec resume" in err
+    (folder,) = (tmp_path / "out" / "syn").iterdir()
+    resumed = _finish(["resume", str(folder), "-q"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _same(_outcome(tmp_path / "out"), expected)
+
+
+def _finished_grid(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELSPEC_CACHE", str(tmp_path / "cache"))
+    spec = write_spec(tmp_path, GRID.replace("epochs: 3", "epochs: 1"))
+    assert runner.invoke(app, ["run", str(spec), "-q"]).exit_code == 0
+    (folder,) = (tmp_path / "runs" / "syn").iterdir()
+    return spec, folder
+
+
+def test_resume_refuses_a_changed_spec(tmp_path, monkeypatch):
+    spec, _ = _finished_grid(tmp_path, monkeypatch)
+    result = runner.invoke(app, ["run", str(spec), "--resume", "--set", "train.epochs=2"])
+    assert result.exit_code == 2
+    assert "the spec changed since" in result.stderr and ": train" in result.stderr
+
+
+def test_finished_runs_are_skipped_on_resume(tmp_path, monkeypatch):
+    spec, folder = _finished_grid(tmp_path, monkeypatch)
+    before = (folder / "results.csv").read_text()
+    result = runner.invoke(app, ["run", str(spec), "--resume", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (folder / "results.csv").read_text() == before
+
+
+def _reopen_first_run(folder: Path) -> Path:
+    run_dir = next(folder.glob("00_*"))
+    state = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**state, "status": "stopped"}))
+    return run_dir / "checkpoint.pt"
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
+    spec, folder = _finished_grid(tmp_path, monkeypatch)
+    checkpoint = _reopen_first_run(folder)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    result = runner.invoke(app, ["run", str(spec), "--resume"])
+    assert result.exit_code == 2
+    assert f"{checkpoint.relative_to(tmp_path)} is not a readable checkpoint (corrupt or truncated?)" in result.stderr
+    assert "Traceback" not in result.output
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_checkpoints_load_weights_only_and_never_run_code(tmp_path, monkeypatch):
+    spec, folder = _finished_grid(tmp_path, monkeypatch)
+    checkpoint = _reopen_first_run(folder)
+    torch.save({"model": _Payload()}, checkpoint)
+    result = runner.invoke(app, ["run", str(spec), "--resume"])
+    assert result.exit_code == 2 and "not a readable checkpoint" in result.stderr
+    assert not (tmp_path / "pwned").exists()
