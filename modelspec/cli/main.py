@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .export import export
 from .run import resume, run
 from .schema import schema
 from .summary import summary
@@ -21,6 +22,7 @@ app.command()(summary)
 app.command()(schema)
 app.command()(run)
 app.command()(resume)
+app.command()(export)
 
 
 def main() -> None:

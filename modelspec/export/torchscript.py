@@ -1,0 +1,35 @@
+"""TorchScript: torch.jit.script, or torch.jit.trace where scripting fails. Loads with torch.jit.load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .format import Format, Runner
+from .plan import PREPROCESSING_FILE, ExportPlan
+
+
+def _save(module: torch.jit.ScriptModule, plan: ExportPlan, path: Path) -> None:
+    torch.jit.save(module, str(path), _extra_files={PREPROCESSING_FILE: plan.metadata_json})
+
+
+def script(model: nn.Module, plan: ExportPlan, path: Path) -> dict[str, Any]:
+    _save(torch.jit.script(model), plan, path)
+    return {}
+
+
+def trace(model: nn.Module, plan: ExportPlan, path: Path) -> dict[str, Any]:
+    # A trace records one path through the model: fine for modelspec's layers, which branch on
+    # configuration only, never on data.
+    _save(torch.jit.trace(model, plan.example), plan, path)
+    return {}
+
+
+def load(path: Path) -> Runner:
+    return torch.jit.load(str(path), map_location="cpu")
+
+
+TORCHSCRIPT = Format("torchscript", "model.torchscript.pt", (("script", script), ("trace", trace)), load)
