@@ -1,0 +1,41 @@
+"""The README is the user's manual: its example spec is the real file and its commands work."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from typer.testing import CliRunner
+
+from modelspec.cli.main import app
+
+from _specs import REPO
+
+README = (REPO / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
+runner = CliRunner()
+
+
+def test_the_first_example_is_specs_fashion_bn():
+    yaml_blocks = [body for lang, body in BLOCKS if lang == "yaml"]
+    assert yaml_blocks[0] == (REPO / "specs" / "fashion_bn.yaml").read_text()
+
+
+def test_ci_installs_and_tests_as_the_readme_says():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 'pip install -e ".[dev]"' in README and 'pip install -e ".[dev]"' in ci
+    assert "pytest -q" in README and "pytest -q" in ci
+
+
+def test_the_readme_commands_that_need_no_data_run(monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO)
+    commands = [line.split("#")[0].strip() for _, body in BLOCKS for line in body.splitlines()]
+    checked = 0
+    for command in commands:
+        words = shlex.split(command)
+        if words[:1] != ["modelspec"] or words[1] not in ("validate", "summary", "schema"):
+            continue
+        result = runner.invoke(app, words[1:])
+        assert result.exit_code == 0, (command, result.output)
+        checked += 1
+    assert checked >= 3
