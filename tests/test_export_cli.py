@@ -59,6 +59,7 @@ def grid(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 def test_best_run_every_format(grid, tmp_path):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "exported"
@@ -83,17 +84,16 @@ def test_best_run_every_format(grid, tmp_path):
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(out / "model.onnx"))
-    meta = json.loads(session.get_modelmeta().custom_metadata_map["normalize"])
-    images = np.random.rand(3, 1, 28, 28).astype("float32")  # pixels in [0, 1], as to_tensor gives
-    x = (images - np.array(meta["mean"]).reshape(1, -1, 1, 1)) / np.array(meta["std"]).reshape(1, -1, 1, 1)
-    logits = session.run(["output"], {"input": x.astype("float32")})[0]
-    assert logits.shape == (3, 10) and meta == INFO.normalize
+    norm = json.loads(session.get_modelmeta().custom_metadata_map["normalize"])  # what training applied
+    x = (np.random.rand(4, 1, 28, 28) - np.reshape(norm["mean"], (1, -1, 1, 1))) / np.reshape(norm["std"], (1, -1, 1, 1))
+    logits = session.run(["output"], {"input": x.astype(np.float32)})[0]
+    assert logits.shape == (4, 10) and norm == INFO.normalize
     assert [i.shape[0] for i in session.get_inputs()] == ["batch"]
 
     extra = {"preprocessing.json": ""}
     scripted = torch.jit.load(str(out / "model.torchscript.pt"), _extra_files=extra)
     program = torch.export.load(str(out / "model.pt2")).module()
-    x = torch.from_numpy(x.astype("float32"))
+    x = torch.from_numpy(x.astype(np.float32))
     assert torch.allclose(scripted(x), torch.from_numpy(logits), atol=1e-4)
     assert torch.allclose(program(x), torch.from_numpy(logits), atol=1e-4)
     preprocessing = json.loads(extra["preprocessing.json"])

@@ -95,6 +95,8 @@ def _finish(path: Path, plan: ExportPlan) -> dict[str, Any]:
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path), full_check=True)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if plan.opset is not None and opset != plan.opset:  # the dynamo exporter writes 18 at least
+        raise ValueError(f"the exporter wrote opset {opset}, but the spec asks for opset {plan.opset}")
     return {"opset": opset}
 
 
