@@ -7,6 +7,7 @@ nesting and duplicate keys are refused with a location instead of eating the mac
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +15,15 @@ import yaml
 
 from ..errors import Path, SpecError, SpecIssue
 
-MAX_SPEC_BYTES = 1_000_000  # a spec is a page or two; a megabyte is a mistake or an attack
+# A spec is a page or two (fashion_bn.yaml is 1.3 KB). PyYAML's pure-Python parser reads dense YAML
+# at about 50 KB a second, so this also bounds the time a hostile file takes to about a second
+# (libyaml's faster parser is no way out: it crashes the process on deep nesting).
+MAX_SPEC_BYTES = 64_000
 MAX_NODES = 50_000  # nodes after alias expansion; fashion_bn.yaml has about 200
 MAX_DEPTH = 40  # mappings and lists nested deeper than any spec needs
+MAX_INT_DIGITS = 30  # past int64 anyway; Python refuses to even read ints of 4,300+ digits
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
 
 
 @dataclass
@@ -44,8 +51,9 @@ class SourceMap:
 
     def issue(self, issue: SpecIssue) -> SpecIssue:
         for path, origin in self.overrides.items():
-            if tuple(issue.path[: len(path)]) == path:  # the value came from the command line
-                return issue.located(origin, None, None)
+            for candidate in (tuple(issue.path), _without_layer_tag(issue.path)):
+                if candidate[: len(path)] == path:  # the value came from the command line
+                    return issue.located(origin, None, None)
         line, column = self.locate(issue.path)
         return issue.located(self.file, line, column)
 
@@ -58,8 +66,33 @@ def _without_layer_tag(path: Path) -> Path:
     return path
 
 
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark):
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader, unchanged: a name of our own so that nothing registered globally leaks in."""
+    """SafeLoader with a depth limit while composing: a name of our own, so that nothing registered
+    globally leaks in. The limit stops `[[[[...` before Python's recursion limit does."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH + 1:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+# YAML 1.1 reads `1e-3` (no dot) as a string; specs mean the number, as YAML 1.2 and JSON do.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -71,33 +104,48 @@ def _walk(node: yaml.Node, path: Path, source: SourceMap, budget: list[int]) -> 
     if budget[0] < 0:
         raise SpecError(
             f"the YAML expands to more than {MAX_NODES} values",
-            path=path,
+            path=path[:1],  # the section that expands; the node deep down says little
             hint="aliases (*name) that repeat anchors many times over look like a YAML bomb",
         )
-    if len(path) > MAX_DEPTH:
-        raise SpecError(f"values are nested more than {MAX_DEPTH} levels deep", path=path)
+    if len(path) > MAX_DEPTH:  # an alias inside its own anchor (`a: &a [*a]`) gets here
+        hint = "an alias (*name) inside its own anchor repeats forever"
+        issue = SpecIssue(f"values are nested more than {MAX_DEPTH} levels deep", path[:1], hint)
+        raise _located(issue, source.file, node)
     source.positions.setdefault(path, _mark(node))
+    if isinstance(node, yaml.ScalarNode) and node.tag == _INT and len(node.value) > MAX_INT_DIGITS:
+        raise SpecError(
+            f"a number of {len(node.value)} digits; numbers in a spec fit in 64 bits", path=path
+        )
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, tuple[int, int]] = {}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError("a mapping key must be a plain name", path=path, hint="quote the key")
-            key = key_node.value
-            if key == "<<":  # a merge key: its entries land in this mapping
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its entries land here
                 _walk(value_node, path, source, budget)
                 continue
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
+                # `1:`, `yes:` or `null:` would reach validation as an int, a bool or None
+                text = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a list or mapping"
+                issue = SpecIssue(f"a key must be a name; received {text[:40]}", path, "quote the key")
+                raise _located(issue, source.file, key_node)
+            key = key_node.value
             if key in seen:
                 line, col = seen[key]
-                raise SpecError(
+                issue = SpecIssue(
                     f"key '{key}' appears twice (first at line {line}, col {col})",
-                    path=path + (key,),
-                    hint="YAML keeps only the last one; remove the duplicate",
+                    path + (key,),
+                    "YAML keeps only the last one; remove the duplicate",
                 )
+                raise _located(issue, source.file, key_node)
             seen[key] = _mark(key_node)
             _walk(value_node, path + (key,), source, budget)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _walk(item, path + (index,), source, budget)
+
+
+def _located(issue: SpecIssue, file: str, node: yaml.Node) -> SpecError:
+    """An issue placed at `node` itself (the path's first occurrence may be elsewhere)."""
+    return SpecError([issue.located(file, *_mark(node))])
 
 
 def _yaml_issue(exc: yaml.YAMLError, file: str) -> SpecIssue:
@@ -130,7 +178,10 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, SourceMap]:
         _walk(node, (), source, [MAX_NODES])
         data = loader.construct_document(node)
     except SpecError as exc:
-        raise SpecError([source.issue(issue) for issue in exc.issues]) from None
+        raise SpecError([i if i.line else source.issue(i) for i in exc.issues]) from None
+    except _TooDeep as exc:
+        issue = SpecIssue(f"values are nested more than {MAX_DEPTH} levels deep", hint="no spec needs that")
+        raise SpecError([issue.located(file, exc.mark.line + 1, exc.mark.column + 1)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([_yaml_issue(exc, file)]) from None
     except RecursionError:
