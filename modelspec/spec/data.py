@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from ..errors import SpecError
 from ._forms import spec_error
-from .base import Int, NonNegativeInt, PositiveInt, SpecModel
+from .base import NonNegativeInt, PositiveInt, Seed, SpecModel
 from .transforms import ImageShape, ToTensor, Transform
 
 DatasetName = Literal["fashion_mnist", "mnist", "kmnist", "cifar10", "image_folder", "synthetic"]
@@ -57,7 +57,7 @@ class DataSpec(SpecModel):
     size: PositiveInt = 1024
     test_size: PositiveInt = 256
     vocab_size: Optional[PositiveInt] = None
-    seed: Int = 0  # synthetic data only: the same data for every run, whatever the run's seed
+    seed: Seed = 0  # synthetic data only: the same data for every run, whatever the run's seed
 
     @model_validator(mode="after")
     def _keys_fit_the_dataset(self):

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from ..errors import did_you_mean
 from ._forms import spec_error
-from .base import Int, SpecModel
+from .base import Seed, SpecModel
 from .data import DataSpec
 from .export import ExportSpec, TrackingSpec
 from .layers import Layer, LayerSpec
@@ -17,7 +17,7 @@ from .train import TrainSpec
 
 class Spec(SpecModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)  # names the runs folder
-    seed: Int = 0  # every run re-seeds with it (or with its `seed` grid value)
+    seed: Seed = 0  # every run re-seeds with it (or with its `seed` grid value)
     data: DataSpec
     # One network (`model`) or several by name (`networks`, picked by train.network).
     model: Optional[list[Layer]] = None

@@ -7,7 +7,9 @@ at validate time, so `{name: adam, beta: 0.9}` fails before any training with "d
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
@@ -46,7 +48,7 @@ class _TorchCall(SpecModel):
 
     @model_validator(mode="after")
     def _check_signature(self):
-        params = inspect.signature(self.torch_class).parameters
+        params = _parameters(self.torch_class)
         own = set(type(self).model_fields)
         accepted = [p for p in params if p not in self.SUPPLIED and p not in own]
         for key, value in self.kwargs.items():
@@ -58,7 +60,7 @@ class _TorchCall(SpecModel):
                     key=key,
                     hint=hint,
                 )
-            _check_type(key, value, params[key].default)
+            _check_type(key, value, params[key])
         filled = self.FILLED.get(self.name, frozenset())
         for key, param in params.items():
             if (
@@ -73,22 +75,39 @@ class _TorchCall(SpecModel):
         return self
 
 
-def _check_type(key: str, value: Any, default: Any) -> None:
-    """A shallow check by the default's type: catches `lr: fast` and `nesterov: 3` early."""
-    if default is inspect.Parameter.empty or default is None:
-        return
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+@functools.cache
+def _parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The signature of a torch class; cached, as a grid validates the train section once per run."""
+    return dict(inspect.signature(cls).parameters)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_type(key: str, value: Any, param: inspect.Parameter) -> None:
+    """A shallow check by the annotation (where it is a plain `int` / `float`) or else the default's
+    type: catches `lr: fast`, `nesterov: 3` and `step_size: 1.5` before any training."""
+    annotation = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+    default = param.default
     expected, ok = None, True
-    if isinstance(default, bool):
+    if annotation == "int":
+        expected, ok = "an integer", isinstance(value, int) and not isinstance(value, bool)
+    elif annotation == "float":
+        expected, ok = "a finite number", _is_number(value)
+    elif default is inspect.Parameter.empty or default is None:
+        return
+    elif isinstance(default, bool):
         expected, ok = "true or false", isinstance(value, bool)
     elif isinstance(default, (int, float)):
-        expected, ok = "a number", number
+        expected, ok = "a finite number", _is_number(value)
     elif isinstance(default, tuple):
-        expected, ok = f"a list of {len(default)}", isinstance(value, list) and len(value) == len(default)
+        expected = f"a list of {len(default)} numbers"
+        ok = isinstance(value, list) and len(value) == len(default) and all(map(_is_number, value))
     elif isinstance(default, str):
         expected, ok = "a string", isinstance(value, str)
     if not ok:
-        raise spec_error(f"expected {expected}; received {value!r}", key=key)
+        raise spec_error(f"expected {expected}; received {value!r}"[:200], key=key)
 
 
 OPTIMIZERS = {

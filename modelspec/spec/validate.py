@@ -152,7 +152,8 @@ def issues_from(exc: ValidationError, prefix: Path = ()) -> list[SpecIssue]:
 def validate_data(raw: Any, source: SourceMap) -> Spec:
     """Validate raw data into a `Spec`; every problem is raised together, located."""
     if not isinstance(raw, dict):
-        what = "empty" if raw is None else f"a {type(raw).__name__}, not a mapping"
+        kinds = {list: "a list", str: "a string", bool: "true or false", int: "a number", float: "a number"}
+        what = "empty" if raw is None else f"{kinds.get(type(raw), type(raw).__name__)}, not a mapping"
         raise SpecError(
             [source.issue(SpecIssue(f"the spec is {what}", (), "a spec is a mapping with name, data, model ..."))]
         )
