@@ -19,6 +19,9 @@ from ..spec.layers import Embedding, LayerSpec, Linear, Shape, fmt_shape
 # Networks past this are refused at validate time: modelspec trains small and medium models, and a
 # size this large is nearly always a typo (an extra zero, a missing pool).
 MAX_PARAMETERS = 2_000_000_000
+# Elements of one layer's output for one sample: 2^31 floats is 8 GB per sample, and past it some
+# torch kernels index wrongly. A shape this large is a typo in a size or a missing pool.
+MAX_SAMPLE_ELEMENTS = 2**31
 CLASSIFICATION_LOSSES = ("cross_entropy", "nll", "multi_margin")
 
 
@@ -52,9 +55,36 @@ def _resolve_num_classes(layer: LayerSpec, num_classes: int | None) -> LayerSpec
 
 
 def _meta_parameters(layer: LayerSpec, input_shape: Shape) -> int:
-    with torch.device("meta"):
-        module = layer.build(input_shape)
+    try:
+        with torch.device("meta"):
+            module = layer.build(input_shape)
+    except (RuntimeError, TypeError) as exc:
+        # torch sizes are int64: past that it raises "Overflow when unpacking long long" or
+        # "Storage size calculation overflowed" before any check of ours could count the weights.
+        if "overflow" not in str(exc).lower():
+            raise
+        raise SpecError(
+            f"{layer.type}'s weights would have more than 2^63 elements: torch cannot even describe them",
+            hint="check the sizes for extra digits",
+        ) from None
     return sum(p.numel() for p in module.parameters())
+
+
+def _check_size(parameters: int, output: Shape) -> None:
+    """Refuse a layer too large to train here, with what it would take."""
+    if parameters > MAX_PARAMETERS:
+        raise SpecError(
+            f"this layer has {parameters:,} parameters: {parameters * 4 / 1e9:,.1f} GB of float32 weights, "
+            f"several times that to train; modelspec refuses networks over {MAX_PARAMETERS:,}",
+            hint="check the sizes for an extra zero, or add pooling before it",
+        )
+    elements = math.prod(output)
+    if elements > MAX_SAMPLE_ELEMENTS:
+        raise SpecError(
+            f"the output {fmt_shape(output)} has {elements:,} elements per sample ({elements * 4 / 1e9:,.1f} GB "
+            f"of float32); modelspec refuses more than {MAX_SAMPLE_ELEMENTS:,}",
+            hint="check the sizes for an extra zero, or add pooling before it",
+        )
 
 
 def _located(exc: SpecError, prefix: Path) -> SpecError:
@@ -88,16 +118,9 @@ def infer_shapes(
                 )
             output = tuple(layer.output_shape(shape))
             parameters = _meta_parameters(layer, shape)
+            _check_size(parameters, output)
         except SpecError as exc:
             raise _located(exc, where) from None
-        if parameters > MAX_PARAMETERS:
-            gigabytes = parameters * 4 / 1e9
-            raise SpecError(
-                f"this layer has {parameters:,} parameters: {gigabytes:,.1f} GB of float32 weights, "
-                f"several times that to train; modelspec refuses networks over {MAX_PARAMETERS:,}",
-                path=where,
-                hint="check the sizes for an extra zero, or add pooling before it",
-            )
         rows.append(LayerShape(index, layer, shape, output, parameters))
         shape = output
     total = sum(row.parameters for row in rows)

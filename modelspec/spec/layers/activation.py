@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from ...errors import SpecError
 from ..base import Int
-from .base import LayerSpec, Shape
+from .base import LayerSpec, Shape, fmt_shape
 
 
 class _Activation(LayerSpec):
@@ -61,7 +62,19 @@ class Sigmoid(_Activation):
         return nn.Sigmoid()
 
 
-class Softmax(_Activation):
+class _AlongDim(_Activation):
+    def output_shape(self, input_shape: Shape) -> Shape:
+        rank = len(input_shape) + 1  # with the batch dim
+        if not -rank <= self.dim < rank or self.dim % rank == 0:
+            raise SpecError(
+                f"dim={self.dim} is not a dim of the input (batch, {fmt_shape(input_shape)})",
+                path=("dim",),
+                hint="dims count the batch dim as 0; -1 is the last",
+            )
+        return input_shape
+
+
+class Softmax(_AlongDim):
     type: Literal["softmax"] = "softmax"
     dim: Int = -1  # counts the batch dim, as torch does; -1 is the class dim of (N, C)
 
@@ -69,7 +82,7 @@ class Softmax(_Activation):
         return nn.Softmax(self.dim)
 
 
-class LogSoftmax(_Activation):
+class LogSoftmax(_AlongDim):
     type: Literal["log_softmax"] = "log_softmax"
     dim: Int = -1
 

@@ -50,7 +50,8 @@ class GRUBlock(_RecurrentBlock):
 
 class _Recurrent(LayerSpec):
     hidden_size: PositiveInt
-    num_layers: PositiveInt = 1
+    # Deep stacks are a typo: torch takes seconds to build 1,000 layers, even on the meta device.
+    num_layers: PositiveInt = Field(1, le=100)
     bidirectional: bool = False
     dropout: float = Field(0.0, ge=0.0, le=1.0)  # between stacked layers, as torch applies it
     bias: bool = True
