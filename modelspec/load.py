@@ -7,15 +7,16 @@ This is the front of the pipeline every command goes through; it ends in a `Load
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Sequence
 
-from .compile.shapes import NetworkShapes, check_classifier_output, infer_shapes
+from .compile.shapes import MAX_SAMPLE_ELEMENTS, NetworkShapes, check_classifier_output, infer_shapes
 from .errors import SpecError, SpecIssue
 from .spec.data import static_shape
 from .spec.grid import RunPlan, check_grid, expand_grid
-from .spec.layers import Embedding
+from .spec.layers import Embedding, fmt_shape
 from .spec.paths import parse_path, set_path
 from .spec.root import Spec
 from .spec.validate import relocate, validate_data
@@ -42,6 +43,8 @@ class LoadedSpec:
 
 def apply_overrides(raw: Any, overrides: Sequence[str], source: SourceMap) -> Any:
     """`PATH=VALUE` pairs, VALUE read as YAML (safely), each set into the raw data."""
+    if raw is not None and not isinstance(raw, dict):
+        return raw  # validation says the spec is no mapping; an override cannot help
     for item in overrides:
         origin = f"--set {item}"
         path_text, sep, value_text = item.partition("=")
@@ -50,7 +53,7 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: SourceMap) -> An
         try:
             path = parse_path(path_text)
             value, _ = load_yaml(value_text, origin)
-            raw = set_path(raw if isinstance(raw, dict) else {}, path, value)
+            raw = set_path(raw, path, value)
         except SpecError as exc:
             raise SpecError([i.located(origin, None, None) for i in exc.issues]) from None
         source.overrides[path] = origin
@@ -68,6 +71,14 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
             f"{spec.data.dataset}: the image size is known only from the data, so shapes are checked "
             "at run time; give data.input_shape (or a resize / center_crop transform) to check them now"
         ]
+    if math.prod(input_shape) > MAX_SAMPLE_ELEMENTS:
+        issue = SpecIssue(
+            f"samples of shape {fmt_shape(input_shape)} have {math.prod(input_shape):,} elements; "
+            f"modelspec refuses more than {MAX_SAMPLE_ELEMENTS:,}",
+            ("data", "input_shape") if spec.data.input_shape is not None else ("data",),
+            "check input_shape (or the resize and crop sizes) for an extra zero",
+        )
+        raise SpecError([source.issue(issue)])
     tokens = spec.data.vocab_size is not None
     shapes, issues = {}, []
     for name, layers in spec.all_networks.items():
@@ -94,6 +105,15 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
     return shapes, notes
 
 
+def _shape_key(spec: Spec) -> str:
+    """What `check_shapes` reads: runs that agree on it need no second check."""
+    data = spec.data.model_dump(
+        mode="json", include={"dataset", "transforms", "input_shape", "num_classes", "vocab_size"}
+    )
+    networks = {name: [layer.model_dump(mode="json") for layer in layers] for name, layers in spec.all_networks.items()}
+    return json.dumps([data, networks, spec.train.loss.name])
+
+
 def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = ()) -> LoadedSpec:
     raw, source = load_yaml(text, file)
     raw = apply_overrides(raw, overrides, source)
@@ -105,11 +125,10 @@ def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = ()) -
         issues += exc.issues
         notes = []
     if not issues:
-        runs = LoadedSpec(spec, raw, source).runs()
-        # A grid may pick another network or change the data: check each distinct combination once.
-        seen = {json.dumps({"data": spec.data.model_dump(mode="json"), "net": spec.network_name})}
-        for run in runs:
-            key = json.dumps({"data": run.spec.data.model_dump(mode="json"), "net": run.spec.network_name})
+        # A grid may change the data, a layer or the loss: check each distinct combination once.
+        seen = {_shape_key(spec)}
+        for run in LoadedSpec(spec, raw, source).runs():
+            key = _shape_key(run.spec)
             if key not in seen:
                 seen.add(key)
                 try:

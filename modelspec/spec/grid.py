@@ -7,10 +7,15 @@ into the spec and validating the whole, so a wrong value is reported at its own 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Path, SpecError, SpecIssue, did_you_mean, format_path
+
+# Runs are trained one after another; past this a grid is a typo in a list (or wants several specs),
+# and checking every run alone would take seconds.
+MAX_RUNS = 1000
 from .paths import parse_path, set_path
 from .root import Spec
 from .validate import models_at, step, validate_data
@@ -58,9 +63,14 @@ def _value_text(value: Any) -> str:
 
 
 def check_grid(raw: dict, source: SourceMap) -> list[SpecIssue]:
-    """Every grid key names a spec path, and every value validates in place."""
+    """Every grid key names a spec path, and every value validates in place (on validated data)."""
     issues: list[SpecIssue] = []
     grid = raw.get("grid") or {}
+    sizes = [len(values) for values in grid.values()]
+    if math.prod(sizes) > MAX_RUNS:
+        message = f"the grid makes {math.prod(sizes):,} runs ({' × '.join(map(str, sizes))})"
+        hint = f"modelspec takes at most {MAX_RUNS:,} runs from one spec: narrow an axis, or split the study"
+        return [source.issue(SpecIssue(message, ("grid",), hint))]
     base = {k: v for k, v in raw.items() if k != "grid"}
     for key, values in grid.items():
         try:

@@ -6,7 +6,6 @@ before validation, so that an override is validated exactly like the file.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -45,7 +44,7 @@ def _layer_params(node: Any) -> dict | None:
     return None
 
 
-def _child(node: Any, part: str | int, create: bool) -> Any:
+def _child(node: Any, part: str | int) -> Any:
     """Step into raw data, looking through one-key mappings (`{conv: {...}}`) too."""
     if isinstance(part, int):
         if isinstance(node, list) and -len(node) <= part < len(node):
@@ -57,35 +56,62 @@ def _child(node: Any, part: str | int, create: bool) -> Any:
         return node[part]
     params = _layer_params(node)
     if params is not None:
-        return _child(params, part, create)
-    if create:
-        node[part] = {}
-        return node[part]
+        return _child(params, part)
     raise KeyError(part)
 
 
 def get_path(data: Any, path: Path) -> Any:
     node = data
     for part in path:
-        node = _child(node, part, create=False)
+        node = _child(node, part)
     return node
 
 
+def _copied(node: Any) -> Any:
+    return dict(node) if isinstance(node, dict) else list(node) if isinstance(node, list) else node
+
+
+def _writable_child(node: Any, part: str | int) -> Any:
+    """Step into `node` (a copy already) for writing: the child is copied and put back in its place."""
+    if isinstance(part, int):
+        if not isinstance(node, list) or not -len(node) <= part < len(node):
+            raise KeyError(part)
+        node[part] = _copied(node[part])
+        return node[part]
+    if not isinstance(node, dict):
+        raise KeyError(part)
+    if part not in node:
+        params = _layer_params(node)
+        if params is not None:  # `{conv: {...}}`: step into the arguments
+            ((name, _),) = node.items()
+            node[name] = dict(params)
+            return _writable_child(node[name], part)
+        node[part] = {}
+    node[part] = _copied(node[part])
+    return node[part]
+
+
 def set_path(data: Any, path: Path, value: Any) -> Any:
-    """A deep copy of `data` with `path` set to `value` (missing mappings are created)."""
-    data = copy.deepcopy(data) if data is not None else {}
-    node = data
+    """A copy of `data` with `path` set to `value` (missing mappings are created).
+
+    Only the mappings and lists along the path are copied; the rest is shared with `data`, which
+    stays as it was. (A grid expands to a copy per run, so a deep copy each time adds up.)
+    """
+    data = _copied(data) if data is not None else {}
     try:
+        node = data
         for part in path[:-1]:
-            node = _child(node, part, create=True)
+            node = _writable_child(node, part)
         last = path[-1]
         if isinstance(last, int):
             if not isinstance(node, list) or not -len(node) <= last < len(node):
                 raise KeyError(last)
         elif not isinstance(node, dict):
             raise KeyError(last)
-        elif last not in node:
-            node = _layer_params(node) or node
+        elif last not in node and _layer_params(node) is not None:
+            ((name, params),) = node.items()
+            node[name] = dict(params)
+            node = node[name]
         node[last] = value
     except KeyError:
         raise SpecError(
