@@ -1,0 +1,29 @@
+"""Fixtures shared by the spec-language tests (test_spec_*, test_layers, test_cli_spec, test_fuzz)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelspec.errors import SpecError, SpecIssue
+from modelspec.load import loads_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fashion_spec() -> Path:
+    return REPO / "specs" / "fashion_bn.yaml"
+
+
+@pytest.fixture
+def spec_issues():
+    """`spec_issues(text, *overrides)`: the issues loading `text` as bad.yaml raises (it must raise)."""
+
+    def issues(text: str, *overrides: str) -> list[SpecIssue]:
+        with pytest.raises(SpecError) as caught:
+            loads_spec(text, "bad.yaml", overrides)
+        return caught.value.issues
+
+    return issues
