@@ -41,28 +41,29 @@ class Case:
 def dynamic_axes(layers: list[LayerSpec], info: ModelInfo) -> Axes:
     """The batch axis always; the sequence axis when the network has an RNN and allows another T."""
     shape = tuple(info.input_shape)
-    tokens = info.input_dtype == "int64"
-    output_at = infer_shapes(layers, shape, info.num_classes, tokens=tokens).output_shape
     batch_only = Axes({0: BATCH}, {0: BATCH}, None)
     if not shape or not any(isinstance(layer, (LSTM, GRU)) for layer in layers):
         return batch_only
     length = shape[0]
     other = length // 2 if length >= 2 else 2
+
+    def output_shape(sequence_length: int) -> tuple[int, ...]:
+        return infer_shapes(layers, (sequence_length, *shape[1:]), info.num_classes,
+                            tokens=info.input_dtype == "int64").output_shape
+
     try:  # e.g. an `output: all` lstm followed by flatten + linear fixes the length
-        other_output = infer_shapes(layers, (other, *shape[1:]), info.num_classes, tokens=tokens).output_shape
+        other_output = output_shape(other)
     except SpecError:
         return batch_only
-    varying = [i for i, (a, b) in enumerate(zip(output_at, other_output)) if a != b]
+    varying = [i for i, (a, b) in enumerate(zip(output_shape(length), other_output)) if a != b]
     output = {0: BATCH, **{i + 1: SEQUENCE for i in varying}}
     return Axes({0: BATCH, 1: SEQUENCE}, output, (length, other))
 
 
-def token_range(layers: list[LayerSpec], spec: Spec) -> int:
+def token_range(spec: Spec) -> int:
     """Token ids are drawn from [0, this): the first embedding's vocabulary."""
-    first = layers[0] if layers else None
-    if isinstance(first, Embedding):
-        return first.num_embeddings
-    return spec.data.vocab_size or 2
+    first = spec.layers[0]
+    return first.num_embeddings if isinstance(first, Embedding) else spec.data.vocab_size or 2
 
 
 def random_inputs(spec: Spec, info: ModelInfo, n: int) -> torch.Tensor:
@@ -70,7 +71,7 @@ def random_inputs(spec: Spec, info: ModelInfo, n: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(spec.seed)
     shape = (n, *info.input_shape)
     if info.input_dtype == "int64":
-        return torch.randint(0, token_range(spec.layers, spec), shape, generator=generator)
+        return torch.randint(0, token_range(spec), shape, generator=generator)
     return torch.randn(shape, generator=generator)
 
 

@@ -150,8 +150,8 @@ def export_trained(
     plan = ExportPlan(example(inputs, axes), axes, settings.opset, metadata)
     (out / PREPROCESSING_FILE).write_text(plan.metadata_json, encoding="utf-8")
 
-    report = ExportReport(out, spec.name, spec.network_name, described, settings.atol, settings.rtol)
-    report.preprocessing = PREPROCESSING_FILE
+    report = ExportReport(out, spec.name, spec.network_name, described, settings.atol, settings.rtol,
+                          preprocessing=PREPROCESSING_FILE)
     log(f"exporting {spec.name} (network {spec.network_name}) to {out}: {', '.join(names)}")
     log(
         f"verifying against the eager model on {described}, at {'; '.join(c.name for c in reference.cases)}: "
