@@ -49,6 +49,11 @@ def _export_after_run(plan, run_dir, model, info):
 
 
 def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_fast: bool) -> None:
+    formats = {f for plan in loaded.runs() if plan.spec.export.after_run for f in plan.spec.export.formats}
+    if formats:  # an unknown format or a missing onnx extra fails now, not after the first run
+        from ..export import check_formats
+
+        check_formats(sorted(formats))
     result = run_grid(loaded, resume_folder=resume_folder, quiet=quiet, fail_fast=fail_fast,
                       exporter=_export_after_run)
     console = Console()

@@ -38,21 +38,19 @@ def _torchvision_split(data: DataSpec, train: bool) -> Source:
     cls = getattr(torchvision.datasets, _TORCHVISION[data.dataset])
     try:
         dataset = cls(root=data.root, train=train, download=data.download)
-    except RuntimeError as exc:
-        if "not found" not in str(exc).lower() and "corrupted" not in str(exc).lower():
-            raise
+    except (RuntimeError, OSError) as exc:  # torchvision: "Dataset not found", "Error downloading", URLError
         folder = Path(data.root) / cls.__name__ / ("raw" if data.dataset != "cifar10" else "")
+        if data.download:
+            raise SpecError(
+                f"downloading {data.dataset} into {data.root} failed: {str(exc).splitlines()[0][:200]}",
+                path=("data", "download"),
+                hint="check the internet connection, or put the files in place and set data.download: false",
+            ) from None
         raise SpecError(
-            f"{data.dataset} is not in {folder} ({str(exc).split('.')[0]})",
+            f"{data.dataset} is not in {folder} ({str(exc).split('.')[0][:200]})",
             path=("data", "root"),
             hint="set data.download: true to fetch it (needs internet), or point data.root at a folder "
             f"holding {cls.__name__}/ in torchvision's layout",
-        ) from None
-    except OSError as exc:  # URLError, HTTPError, socket errors, disk full while downloading
-        raise SpecError(
-            f"downloading {data.dataset} into {data.root} failed: {exc}",
-            path=("data", "download"),
-            hint="check the internet connection, or download the files elsewhere and set data.download: false",
         ) from None
     images = torch.as_tensor(dataset.data)  # MNIST: (N, H, W); CIFAR: (N, H, W, C)
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
