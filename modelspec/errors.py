@@ -50,7 +50,9 @@ class SpecIssue:
             where = self.file or "<spec>"
             if self.line is not None:
                 where += f":{self.line}:{self.column or 1}"
-            text = f"{where} {format_path(self.path)}: {self.message}"
+            if self.path:  # a problem with the whole file (YAML syntax, empty) has no spec path
+                where += f" {format_path(self.path)}"
+            text = f"{where}: {self.message}"
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text

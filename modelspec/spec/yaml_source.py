@@ -148,7 +148,11 @@ def _located(issue: SpecIssue, file: str, node: yaml.Node) -> SpecError:
     return SpecError([issue.located(file, *_mark(node))])
 
 
-def _yaml_issue(exc: yaml.YAMLError, file: str) -> SpecIssue:
+def _yaml_issue(exc: yaml.YAMLError, file: str, text: str) -> SpecIssue:
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow; it has no mark
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        return SpecIssue(f"not valid YAML: {exc.reason}: #x{exc.character:04x}", (), "", file, line, column)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -170,8 +174,9 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, SourceMap]:
     source = SourceMap(file)
     if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
         raise SpecError([SpecIssue(f"the spec is larger than {MAX_SPEC_BYTES} bytes", file=file)])
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # reads the whole text, refusing control characters
         node = loader.get_single_node()
         if node is None:
             return None, source
@@ -183,9 +188,10 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, SourceMap]:
         issue = SpecIssue(f"values are nested more than {MAX_DEPTH} levels deep", hint="no spec needs that")
         raise SpecError([issue.located(file, exc.mark.line + 1, exc.mark.column + 1)]) from None
     except yaml.YAMLError as exc:
-        raise SpecError([_yaml_issue(exc, file)]) from None
+        raise SpecError([_yaml_issue(exc, file, text)]) from None
     except RecursionError:
         raise SpecError([SpecIssue("values are nested too deeply to read", file=file)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, source
