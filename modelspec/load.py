@@ -23,6 +23,9 @@ from .spec.validate import relocate, validate_data
 from .spec.yaml_source import SourceMap, load_yaml
 
 
+STAND_IN_CLASSES = 2
+
+
 @dataclass
 class LoadedSpec:
     spec: Spec
@@ -84,7 +87,10 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
     for name, layers in spec.all_networks.items():
         path = spec.network_path(name)
         try:
-            shapes[name] = infer_shapes(layers, input_shape, num_classes, tokens=tokens, path=path)
+            # An unknown class count (an image folder) is checked with a stand-in, so the layers
+            # around a `num_classes` linear are still checked; the runner resolves the real one.
+            classes = num_classes if num_classes is not None else STAND_IN_CLASSES
+            shapes[name] = infer_shapes(layers, input_shape, classes, tokens=tokens, path=path)
             first = layers[0]
             if tokens and isinstance(first, Embedding) and first.num_embeddings < spec.data.vocab_size:
                 raise SpecError(
@@ -100,7 +106,8 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
     if issues:
         raise SpecError(issues)
     notes = [] if num_classes is not None else [
-        "num_classes is known only from the data: `num_classes` sizes are resolved at run time"
+        f"num_classes is known only from the data: shapes are checked with {STAND_IN_CLASSES} classes "
+        "and `num_classes` sizes are resolved at run time"
     ]
     return shapes, notes
 

@@ -37,8 +37,13 @@ class TransformSpec(SpecModel):
         raise NotImplementedError
 
 
+# An image size: one number (a square, or for resize the smaller edge), or [h, w]. torchvision
+# reads a list of one like the number, and refuses longer lists.
+Size = PositiveInt | Annotated[list[PositiveInt], Field(min_length=1, max_length=2)]
+
+
 def _size(size: int | Sequence[int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (size[0], size[1])
+    return (size, size) if isinstance(size, int) else (size[0], size[-1])
 
 
 class ToTensor(TransformSpec):
@@ -86,16 +91,17 @@ class Normalize(TransformSpec):
 
 class Resize(TransformSpec):
     type: Literal["resize"] = "resize"
-    size: PositiveInt | list[PositiveInt]  # an int resizes the smaller edge, [h, w] both
+    size: Size  # a number resizes the smaller edge, [h, w] both
     antialias: bool = True
 
     def output_shape(self, shape):
-        if isinstance(self.size, list):
-            return (shape[0], *_size(self.size))
-        if shape[1] is not None and shape[2] is not None:  # the smaller edge becomes `size`
+        if isinstance(self.size, list) and len(self.size) == 2:
+            return (shape[0], *self.size)
+        edge = self.size if isinstance(self.size, int) else self.size[0]
+        if shape[1] is not None and shape[2] is not None:  # the smaller edge becomes `edge`
             h, w = shape[1], shape[2]
-            scale = self.size / min(h, w)
-            return (shape[0], int(h * scale) if h > w else self.size, int(w * scale) if w > h else self.size)
+            longer = int(edge * max(h, w) / min(h, w))  # as torchvision computes it
+            return (shape[0], edge, longer) if h <= w else (shape[0], longer, edge)
         return (shape[0], None, None)
 
     def build(self, stats=None):
@@ -104,7 +110,7 @@ class Resize(TransformSpec):
 
 class CenterCrop(TransformSpec):
     type: Literal["center_crop"] = "center_crop"
-    size: PositiveInt | list[PositiveInt]
+    size: Size
 
     def output_shape(self, shape):
         return (shape[0], *_size(self.size))
@@ -113,14 +119,42 @@ class CenterCrop(TransformSpec):
         return _v2().CenterCrop(self.size)
 
 
+def _sides(padding: int | list[int] | None) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) from torchvision's padding forms."""
+    if padding is None or isinstance(padding, int):
+        return (padding or 0,) * 4
+    if len(padding) == 1:
+        return (padding[0],) * 4
+    if len(padding) == 2:
+        return (padding[0], padding[1], padding[0], padding[1])
+    return tuple(padding)
+
+
 class RandomCrop(TransformSpec):
     type: Literal["random_crop"] = "random_crop"
     random: ClassVar[bool] = True
-    size: PositiveInt | list[PositiveInt]
-    padding: NonNegativeInt | list[NonNegativeInt] | None = None
+    size: Size
+    # torchvision's forms: all sides, [left/right, top/bottom], or [left, top, right, bottom].
+    padding: NonNegativeInt | Annotated[list[NonNegativeInt], Field(min_length=1, max_length=4)] | None = None
+
+    @model_validator(mode="after")
+    def _padding_form(self):
+        if isinstance(self.padding, list) and len(self.padding) == 3:
+            raise ValueError("padding takes 1, 2 or 4 numbers: all sides, [left/right, top/bottom] or [l, t, r, b]")
+        return self
 
     def output_shape(self, shape):
-        return (shape[0], *_size(self.size))
+        h, w = _size(self.size)
+        left, top, right, bottom = _sides(self.padding)
+        if shape[1] is not None and shape[2] is not None:
+            padded = (shape[1] + top + bottom, shape[2] + left + right)
+            if h > padded[0] or w > padded[1]:
+                raise SpecError(
+                    f"crop size {h}×{w} is larger than the image, {padded[0]}×{padded[1]} after padding",
+                    path=("size",),
+                    hint="crop smaller, or add padding",
+                )
+        return (shape[0], h, w)
 
     def build(self, stats=None):
         return _v2().RandomCrop(self.size, padding=self.padding)
