@@ -4,13 +4,14 @@ would write by hand in PyTorch (same parameters, same state_dict, same output)."
 from __future__ import annotations
 
 from pathlib import Path
+from textwrap import dedent
 
 import pytest
 import torch
 from torch import nn
 
 from modelspec.compile import build_model, count_parameters, infer_shapes
-from modelspec.load import load_spec
+from modelspec.load import load_spec, loads_spec
 from modelspec.spec.data import static_shape
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
@@ -86,3 +87,19 @@ def test_fashion_bn_grid_expands_to_named_runs(fashion_spec):
     last = runs[-1].spec
     assert (last.network_name, last.train.optimizer.lr, last.data.batch_size) == ("batch_norm", 0.001, 2000)
     assert all(run.spec.grid == {} for run in runs)  # a run is one point of the grid
+
+
+def test_an_image_folder_without_a_class_count_validates_with_a_note():
+    text = dedent("""\
+        name: folder
+        data:
+          dataset: image_folder
+          root: images
+          transforms: [{resize: {size: [8, 8]}}, to_tensor]
+        model: [flatten, {linear: {out_features: num_classes}}]
+        """)
+    loaded = loads_spec(text)
+    assert loaded.notes == [
+        "num_classes is known only from the data: shapes are checked with 2 classes "
+        "and `num_classes` sizes are resolved at run time"
+    ]
