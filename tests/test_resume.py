@@ -68,6 +68,15 @@ def _outcome(tracking_dir: Path) -> tuple[list[dict], dict[str, dict[str, torch.
     return rows, weights
 
 
+def _train_loss_steps(run_dir: Path) -> list[int]:
+    """The steps TensorBoard shows for loss/train: each epoch once, whatever the kill left behind."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.step for event in events.Scalars("loss/train")]
+
+
 def _same(a, b) -> bool:
     rows_a, weights_a = a
     rows_b, weights_b = b
@@ -104,6 +113,8 @@ def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
         resumed = _finish(args + ["--resume"], folder)
         assert resumed.returncode == 0, resumed.stderr
         assert _same(_outcome(folder / "out"), expected), f"trial {trial} differs after resume"
+        for run_dir in (folder / "out" / "syn").glob("*/0*"):
+            assert _train_loss_steps(run_dir) == [1, 2, 3], f"trial {trial}: TensorBoard steps of {run_dir.name}"
         matched += 1
     assert matched >= 1, "every kill landed before the grid folder existed; the trials tested nothing"
 
@@ -119,6 +130,10 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(reference, tmp
     resumed = _finish(args + ["--resume"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert _same(_outcome(tmp_path / "out"), expected)
+    # The killed process had logged the epoch whose checkpoint it was writing; the resumed one
+    # logs it again, and TensorBoard must show it once.
+    for run_dir in (tmp_path / "out" / "syn").glob("*/0*"):
+        assert _train_loss_steps(run_dir) == [1, 2, 3], run_dir.name
 
 
 def test_ctrl_c_checkpoints_mid_epoch_and_resume_is_exact(reference, tmp_path):

@@ -175,3 +175,43 @@ train: {{epochs: 2, optimizer: {{name: sgd, lr: 0.5}}}}
     assert any("DataLoader" in line and "random transforms" in line for line in logs), logs
     assert outcome.rows[-1]["test_accuracy"] == 1.0  # the two colours are trivially separable
 
+
+
+def test_out_of_memory_and_unreadable_data_fail_their_run_only(tmp_path, monkeypatch):
+    from torch import nn
+
+    import modelspec.runner.loop as loop
+
+    class OutOfMemory(nn.Linear):
+        def __init__(self):
+            super().__init__(1, 1)
+
+        def forward(self, x):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    real_build = loop.build_model
+    builds = iter([lambda *a, **k: nn.Sequential(OutOfMemory()), real_build])
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: next(builds)(*a, **k))
+    text = SYNTHETIC.replace("epochs: 3", "epochs: 1") + "grid:\n  seed: [1, 2]\n"
+    result = run_grid(loads_spec(text, "syn.yaml"), quiet=True)
+    assert result.outcomes["seed=1"].status == "failed"
+    assert result.outcomes["seed=1"].reason.startswith("out of memory: CUDA out of memory")
+    assert result.outcomes["seed=2"].status == "finished"
+
+
+def test_a_corrupt_image_fails_the_run_with_its_reason(tmp_path):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        folder = tmp_path / "images" / "train" / label
+        folder.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / "ok.png")
+    (tmp_path / "images" / "train" / "b" / "broken.png").write_bytes(b"not a png")
+    text = f"""
+name: broken
+data: {{dataset: image_folder, root: {tmp_path / 'images'}, transforms: [to_tensor]}}
+model: [flatten, {{linear: {{out_features: num_classes}}}}]
+train: {{epochs: 1}}
+"""
+    outcome = run_grid(loads_spec(text, "broken.yaml"), quiet=True).outcomes["run"]
+    assert outcome.status == "failed" and "UnidentifiedImageError" in outcome.reason, outcome.reason

@@ -30,6 +30,10 @@ from .loop import Interrupted, RunContext, RunFailed, RunOutcome, train_run
 from .progress import Progress
 
 
+# Loader settings: runs that differ only in these share one decoded copy of the data.
+_LOADER_ONLY = {"batch_size", "eval_batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
+
+
 @dataclass
 class GridResult:
     folder: Path
@@ -160,13 +164,17 @@ def run_grid(
                     progress.advance_run(f"{plan.name} (done before)")
                     continue
             device = devices[plan.name]
-            key = json.dumps([plan.spec.data.model_dump(mode="json", exclude={"batch_size", "eval_batch_size",
-                              "shuffle", "num_workers", "pin_memory", "drop_last"}), plan.spec.seed, str(device)])
-            if key not in prepared_cache:
-                prepared_cache.clear()  # one data set in memory at a time
-                prepared_cache[key] = prepare_data(plan.spec.data, plan.spec.seed, device, log)
-                log(describe(prepared_cache[key], plan.spec.data))
-            prepared = prepared_cache[key]
+
+            def prepared(plan=plan, device=device):
+                """The decoded data, shared by consecutive runs that read the same data the same way."""
+                key = json.dumps([plan.spec.data.model_dump(mode="json", exclude=_LOADER_ONLY), plan.spec.seed,
+                                  str(device)])
+                if key not in prepared_cache:
+                    prepared_cache.clear()  # one data set in memory at a time
+                    prepared_cache[key] = prepare_data(plan.spec.data, plan.spec.seed, device, log)
+                    log(describe(prepared_cache[key], plan.spec.data))
+                return prepared_cache[key]
+
             progress.start_run(plan.name, plan.spec.train.epochs)
 
             def on_epoch(rows, plan=plan):
@@ -185,13 +193,13 @@ def run_grid(
                 if exporter is not None and plan.spec.export.after_run else None,
             )
             try:
-                outcome = train_run(plan, run_dir, prepared, ctx, resume=resuming)
+                outcome = train_run(plan, run_dir, prepared(), ctx, resume=resuming)
             except Interrupted as exc:
                 result.interrupted = True
                 outcome = RunOutcome("stopped", table.rows.get(plan.name, []), str(exc))
             except SpecError:
                 raise
-            except (RunFailed, RuntimeError, ValueError, OSError) as exc:
+            except (RunFailed, RuntimeError, ValueError, OSError, MemoryError) as exc:
                 # Anything that ends one run (a NaN, an OOM, a corrupt sample) is that run's failure.
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if not isinstance(exc, RunFailed):
