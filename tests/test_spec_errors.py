@@ -159,6 +159,8 @@ CASES = [
          "bad.yaml:3", "model[0].conv", "120,031,202,028 elements per sample (480.1 GB of float32)"),
     case("sizes-past-int64", HEAD + "model: [flatten, {linear: {out_features: 100000000000000000000}}]\n",
          "bad.yaml:3", "model[1].linear.out_features", "less than or equal to 9223372036854775807"),
+    case("too-many-layers", HEAD + "model: [&r relu, " + ", ".join(["*r"] * 1000) + "]\n",
+         "bad.yaml:3", "model", "1,001 layers; modelspec builds at most 1,000"),
     # ---- grids
     case("grid-key-names-nothing", MLP + "grid:\n  train.optimiser.lr: [0.1]\n",
          "bad.yaml:5", "grid.train.optimiser.lr", "did you mean 'optimizer'?"),

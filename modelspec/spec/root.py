@@ -15,6 +15,10 @@ from .layers import Layer, LayerSpec
 from .train import TrainSpec
 
 
+# Deeper than any network modelspec trains; each layer is built (on the meta device) to count it.
+MAX_LAYERS = 1000
+
+
 class Spec(SpecModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)  # names the runs folder
     seed: Seed = 0  # every run re-seeds with it (or with its `seed` grid value)
@@ -38,6 +42,12 @@ class Spec(SpecModel):
         for name, layers in self.all_networks.items():
             if not layers:
                 raise spec_error(f"network '{name}' has no layers", key=self.network_path(name))
+            if len(layers) > MAX_LAYERS:
+                raise spec_error(
+                    f"network '{name}' has {len(layers):,} layers; modelspec builds at most {MAX_LAYERS:,}",
+                    key=self.network_path(name),
+                    hint="an alias (*name) repeated in a layer list repeats its layers",
+                )
         names = list(self.all_networks)
         network = self.train.network
         if network is None and len(names) > 1 and "train.network" not in self.grid:
