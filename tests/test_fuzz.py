@@ -163,16 +163,16 @@ def report_slowest():
 # Mutations of the data
 
 
-def spots(tree) -> list[tuple[dict | list, str | int]]:
-    """Every (container, key) in the tree."""
+def spots(tree) -> list[tuple[tuple, dict | list, str | int]]:
+    """Every (path, container, key) in the tree."""
     found = []
-    stack = [tree]
+    stack = [((), tree)]
     while stack:
-        node = stack.pop()
+        path, node = stack.pop()
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         for key, child in items:
-            found.append((node, key))
-            stack.append(child)
+            found.append(((*path, key), node, key))
+            stack.append(((*path, key), child))
     return found
 
 
@@ -200,7 +200,7 @@ def typo(draw, word: str) -> str:
 
 
 def mutate(draw, tree) -> None:
-    places = spots(tree)
+    places = [(parent, key) for _, parent, key in spots(tree)]
     if not places:
         tree["name"] = draw(junk)
         return
@@ -220,7 +220,7 @@ def mutate(draw, tree) -> None:
         other = draw(st.sampled_from(list(parent.keys() if isinstance(parent, dict) else range(len(parent)))))
         parent[key], parent[other] = parent[other], parent[key]
     elif op == "insert":
-        value = draw(junk | st.sampled_from([v for _, v in [(p, p[k]) for p, k in places]]))
+        value = draw(junk | st.sampled_from([p[k] for p, k in places]))  # junk, or a value from the spec
         if isinstance(parent, list):
             parent.insert(draw(st.integers(0, len(parent))), copy.deepcopy(value))
         else:
@@ -230,19 +230,6 @@ def mutate(draw, tree) -> None:
         parent[key] = copy.deepcopy(donor[donor_key])
 
 
-def path_texts(tree) -> list[str]:
-    paths = []
-
-    def walk(node, path):
-        paths.append(format_path(path))
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for key, child in items:
-            walk(child, (*path, key))
-
-    walk(tree, ())
-    return paths
-
-
 @st.composite
 def mutated_specs(draw) -> tuple[str, tuple[str, ...]]:
     seed = draw(st.sampled_from(SEEDS))
@@ -250,7 +237,8 @@ def mutated_specs(draw) -> tuple[str, tuple[str, ...]]:
     for _ in range(draw(st.integers(1, 4))):
         mutate(draw, tree)
     text = yaml.safe_dump(tree, sort_keys=False, allow_unicode=True)
-    paths = path_texts(seed) + ["grid.train.optimizer.lr", "grid.seed", "model[99].x", "a..b", "[0]", "grid."]
+    paths = [format_path(path) for path, _, _ in spots(seed)]
+    paths += ["grid.train.optimizer.lr", "grid.seed", "model[99].x", "a..b", "[0]", "grid."]
     override = st.builds(
         lambda path, sep, value: f"{path}{sep}{value}",
         st.sampled_from(paths) | st.text(max_size=10),
