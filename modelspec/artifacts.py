@@ -105,7 +105,7 @@ def save_weights(path: str | Path, model: nn.Module, spec: Spec, info: ModelInfo
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             # The keys as set (defaults fill in on load): a full dump sets keys such as data.train_dir
             # that validation refuses for other data sets, so it would not load back.
-            "spec": spec.model_dump(mode="json", exclude_unset=True),
+            "spec": spec.resolved(),
             "info": info.to_dict(),
         },
         path,

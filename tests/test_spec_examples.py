@@ -13,6 +13,7 @@ from torch import nn
 from modelspec.compile import build_model, count_parameters, infer_shapes
 from modelspec.load import load_spec, loads_spec
 from modelspec.spec.data import static_shape
+from modelspec.spec.root import Spec
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 
@@ -103,3 +104,10 @@ def test_an_image_folder_without_a_class_count_validates_with_a_note():
         "num_classes is known only from the data: shapes are checked with 2 classes "
         "and `num_classes` sizes are resolved at run time"
     ]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml")), ids=lambda p: p.name)
+def test_a_resolved_spec_validates_back_to_itself(path):
+    """Runs and weights files store `Spec.resolved()`; export and resume rebuild from it."""
+    for run in load_spec(path).runs():
+        assert Spec.model_validate(run.spec.resolved()) == run.spec

@@ -62,7 +62,9 @@ class DataSpec(SpecModel):
     @model_validator(mode="after")
     def _keys_fit_the_dataset(self):
         for key, datasets in _ONLY_FOR.items():
-            if key in self.model_fields_set and self.dataset not in datasets:
+            # A default value is harmless (and is what a resolved spec, dumped in full, holds).
+            default = type(self).model_fields[key].default
+            if key in self.model_fields_set and getattr(self, key) != default and self.dataset not in datasets:
                 raise spec_error(
                     f"'{key}' only applies to dataset {' / '.join(datasets)}, not {self.dataset}",
                     key=key,
