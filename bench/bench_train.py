@@ -21,7 +21,6 @@ Seconds per epoch are the mean (and min) of the epochs after the first, which pa
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import resource
 import shutil
@@ -37,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from modelspec.runner.memory import steady_allocator
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "specs" / "fashion_bn.yaml"
@@ -150,22 +151,6 @@ def fashion_bn() -> nn.Sequential:
         nn.Linear(120, 60), nn.ReLU(),
         nn.Linear(60, 10),
     )
-
-
-def steady_malloc() -> str:
-    """glibc's malloc hands large freed blocks back to the OS, so every training step faults its
-    activations in afresh (about 20,000 page faults per step at batch size 1000 here), and how often it
-    does so depends on what the process allocated before: the loop that ran first came out up to 1.5x
-    slower than the same loop run after another. Keeping freed memory in the heap (no mmap, no trim)
-    makes every loop's speed its own. Set before any large allocation; forked workers inherit it."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return "not glibc: left as is"
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    if mallopt(m_mmap_max, 0) != 1 or mallopt(m_trim_threshold, 1 << 30) != 1:
-        return "glibc refused mallopt: left as is"
-    return "glibc with mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=1 GiB)"
 
 
 def cpu_seconds() -> float:
@@ -329,8 +314,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the timed epochs (steadier figures on a busy machine)")
     parser.add_argument("--loops", default="abc", help="which loops to run, in this order: e.g. 'bc' or 'cba'")
     parser.add_argument("--malloc", choices=["steady", "glibc"], default="steady",
-                        help="steady: keep freed memory in glibc's heap (no mmap, no trim), so that no loop's "
-                        "speed depends on what ran before it; glibc: the allocator's defaults")
+                        help="steady: keep freed memory in glibc's heap (no mmap, no trim), as `modelspec run` "
+                        "does, so that no loop's speed depends on what ran before it; glibc: the allocator's defaults")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=50, help="the spec's seed")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
@@ -428,7 +413,7 @@ def report(results: dict[str, Result], args, device: torch.device) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    allocator = steady_malloc() if args.malloc == "steady" else "glibc defaults (--malloc glibc)"
+    allocator = steady_allocator() if args.malloc == "steady" else "glibc defaults (--malloc glibc)"
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve(args.device)

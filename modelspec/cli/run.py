@@ -12,6 +12,7 @@ from rich.table import Table
 from ..errors import SpecError
 from ..load import LoadedSpec, load_spec
 from ..runner import GridResult, latest_grid_folder, run_grid
+from ..runner.memory import steady_allocator
 from ._common import EXIT_FAILED, SetOpt, SpecArg, command
 
 
@@ -54,6 +55,7 @@ def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_
         from ..export import check_formats
 
         check_formats(sorted(formats))
+    steady_allocator()  # before the data is decoded: see runner/memory.py
     result = run_grid(loaded, resume_folder=resume_folder, quiet=quiet, fail_fast=fail_fast,
                       exporter=_export_after_run)
     console = Console()
