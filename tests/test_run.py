@@ -189,9 +189,9 @@ def test_out_of_memory_and_unreadable_data_fail_their_run_only(tmp_path, monkeyp
         def forward(self, x):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    real_build = loop.build_model
-    builds = iter([lambda *a, **k: nn.Sequential(OutOfMemory()), real_build])
-    monkeypatch.setattr(loop, "build_model", lambda *a, **k: next(builds)(*a, **k))
+    real_build = loop.build_from_shapes
+    builds = iter([lambda shapes: nn.Sequential(OutOfMemory()), real_build])
+    monkeypatch.setattr(loop, "build_from_shapes", lambda shapes: next(builds)(shapes))
     text = SYNTHETIC.replace("epochs: 3", "epochs: 1") + "grid:\n  seed: [1, 2]\n"
     result = run_grid(loads_spec(text, "syn.yaml"), quiet=True)
     assert result.outcomes["seed=1"].status == "failed"

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..artifacts import ModelInfo, save_weights
-from ..compile import build_model
+from ..compile import build_from_shapes
 from ..compile.shapes import check_classifier_output, infer_shapes
 from ..data import PreparedData, make_feeds
 from ..spec.grid import RunPlan
@@ -155,10 +155,13 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
 
     # ---- a fresh, re-seeded network (the NetworkFactory of hand-written studies)
     seed_everything(spec.seed)
+    # The shape pass again, now with the data's real shape and class count (validate may not have
+    # known them); its errors are spec errors, located at the layer.
+    network_path = spec.network_path(spec.network_name)
     shapes = infer_shapes(spec.layers, prepared.input_shape, prepared.num_classes, tokens=prepared.tokens,
-                          path=spec.network_path(spec.network_name))
-    check_classifier_output(shapes, prepared.num_classes, train.loss.name, spec.network_path(spec.network_name))
-    model = build_model(spec.layers, prepared.input_shape, prepared.num_classes, tokens=prepared.tokens).to(device)
+                          path=network_path)
+    check_classifier_output(shapes, prepared.num_classes, train.loss.name, network_path)
+    model = build_from_shapes(shapes).to(device)
     if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if train.compile else model
