@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ def run_folder_name(index: int, name: str) -> str:
 
 def latest_grid_folder(loaded: LoadedSpec) -> Path:
     base = Path(loaded.spec.tracking.dir) / loaded.spec.name
-    folders = sorted(p for p in base.glob("*") if (p / "spec.json").is_file()) if base.is_dir() else []
+    folders = sorted(p for p in base.glob("[!.]*") if (p / "spec.json").is_file()) if base.is_dir() else []
     if not folders:
         raise SpecError(f"nothing to resume: no runs of '{loaded.spec.name}' under {base}",
                         hint="start it with `modelspec run SPEC` first")
@@ -84,15 +85,22 @@ def _prepare_folder(loaded: LoadedSpec, folder: Path | None) -> tuple[Path, bool
         return folder, True
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(loaded.spec.tracking.dir) / loaded.spec.name
-    folder = base / stamp
+    base.mkdir(parents=True, exist_ok=True)
+    # The folder appears with its spec files or not at all (written aside, then renamed), so a grid
+    # killed at any instant is either resumable or was never started.
+    staging = Path(tempfile.mkdtemp(prefix=f".{stamp}.", dir=base))
+    (staging / "spec.yaml").write_text(yaml.safe_dump(loaded.raw, sort_keys=False))
+    (staging / "spec.json").write_text(json.dumps(loaded.raw, indent=1))
     n = 1
-    while folder.exists():  # two grids started within the same second
-        n += 1
-        folder = base / f"{stamp}-{n}"
-    folder.mkdir(parents=True)
-    (folder / "spec.yaml").write_text(yaml.safe_dump(loaded.raw, sort_keys=False))
-    (folder / "spec.json").write_text(json.dumps(loaded.raw, indent=1))
-    return folder, False
+    while True:
+        folder = base / (stamp if n == 1 else f"{stamp}-{n}")  # two grids within the same second
+        try:
+            staging.rename(folder)
+            return folder, False
+        except OSError:
+            if not folder.exists():
+                raise
+            n += 1
 
 
 def _summary(plan: RunPlan, folder_name: str, outcome: RunOutcome) -> dict[str, Any]:
