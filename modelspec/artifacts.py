@@ -84,6 +84,17 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Text files that others read back (results, run states): never seen half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 def safe_load(path: str | Path, what: str = "file") -> Any:
     """torch.load with weights_only=True; a missing, corrupt or truncated file is a clear error."""
     path = Path(path)

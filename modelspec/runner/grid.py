@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..artifacts import atomic_write_text
 from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec
 from ..spec.grid import RunPlan, _short_names
@@ -220,7 +221,7 @@ def run_grid(
             table.set_summary(plan.name, _summary(plan, folder_name, outcome))
             table.save()
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "run.json").write_text(json.dumps(
+            atomic_write_text(run_dir / "run.json", json.dumps(
                 {"run": plan.name, "status": outcome.status, "reason": outcome.reason, "rows": outcome.rows},
                 indent=1, default=str))
             progress.advance_run(plan.name)

@@ -5,23 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from ..artifacts import atomic_write_text
 
 METRIC_COLUMNS = [
     "run", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
     "current_lr", "epoch_duration", "run_duration",
 ]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class ResultsTable:
@@ -46,6 +38,6 @@ class ResultsTable:
         writer.writeheader()
         for row in self.all_rows():
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in self.columns})
-        _atomic_write(self.folder / "results.csv", out.getvalue())
+        atomic_write_text(self.folder / "results.csv", out.getvalue())
         document = {"columns": self.columns, "rows": self.all_rows(), "runs": list(self.runs.values())}
-        _atomic_write(self.folder / "results.json", json.dumps(document, indent=1, default=str))
+        atomic_write_text(self.folder / "results.json", json.dumps(document, indent=1, default=str))
