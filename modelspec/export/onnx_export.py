@@ -41,14 +41,17 @@ def require() -> None:
         )
 
 
+def _common(plan: ExportPlan) -> dict[str, Any]:
+    """What both exporters are given alike: names and opset."""
+    return dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=plan.opset)
+
+
 def dynamo(model: nn.Module, plan: ExportPlan, path: Path) -> dict[str, Any]:
     torch.onnx.export(
         model,
         (plan.example,),
         str(path),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        opset_version=plan.opset,
+        **_common(plan),
         dynamo=True,
         dynamic_shapes=dynamic_shapes(plan),
         external_data=False,  # one self-contained file; modelspec models are far below 2 GB
@@ -63,9 +66,7 @@ def torchscript_based(model: nn.Module, plan: ExportPlan, path: Path) -> dict[st
             model,
             (plan.example,),
             str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            opset_version=plan.opset,
+            **_common(plan),
             dynamo=False,
             dynamic_axes={INPUT_NAME: plan.axes.input, OUTPUT_NAME: plan.axes.output},
         )
