@@ -15,6 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 
+def batch_count(size: int, batch_size: int, drop_last: bool) -> int:
+    """Batches in an epoch: a short last batch counts unless it is dropped."""
+    return size // batch_size if drop_last else math.ceil(size / batch_size)
+
+
 class TensorFeed:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
                  drop_last: bool, generator: torch.Generator | None):
@@ -27,8 +32,7 @@ class TensorFeed:
         return len(self.y)
 
     def __len__(self) -> int:
-        n = self.size / self.batch_size
-        return math.floor(n) if self.drop_last else math.ceil(n)
+        return batch_count(self.size, self.batch_size, self.drop_last)
 
     def batches(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch; `skip` batches of it already done (a resumed epoch draws the same order)."""
@@ -78,8 +82,7 @@ class LoaderFeed:
         )
 
     def __len__(self) -> int:
-        n = self.size / self.batch_size
-        return math.floor(n) if self.drop_last else math.ceil(n)
+        return batch_count(self.size, self.batch_size, self.drop_last)
 
     def batches(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.start = skip * self.batch_size

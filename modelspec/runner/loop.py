@@ -57,10 +57,15 @@ class RunOutcome:
     epochs: int = 0
 
     def metric(self, name: str, best: bool) -> float | None:
-        values = [row[name] for row in self.rows if row.get(name) is not None]
-        if not values:
-            return None
-        return max(values) if best else values[-1]
+        return row_metric(self.rows, name, best)
+
+
+def row_metric(rows: list[dict[str, Any]], name: str, best: bool) -> float | None:
+    """The best (largest) or the last value of a metric over a run's rows; None if never measured."""
+    values = [row[name] for row in rows if row.get(name) is not None]
+    if not values:
+        return None
+    return max(values) if best else values[-1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -88,6 +93,11 @@ def make_scheduler(train: TrainSpec, optimizer, steps_per_epoch: int):
     return spec.torch_class(optimizer, **kwargs)
 
 
+def memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """Image batches (N, C, H, W) in channels-last layout when the spec asks for it."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
 def autocast(device: torch.device, amp: str | None):
     if amp is None:
         return contextlib.nullcontext()
@@ -103,8 +113,7 @@ def evaluate(model: nn.Module, feed, loss_fn, device: torch.device, amp: str | N
     correct = torch.zeros((), dtype=torch.long, device=device)
     count = 0
     for x, y in feed.batches():
-        if channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = memory_format(x, channels_last)
         with autocast(device, amp):
             out = model(x)
             loss = loss_fn(out.float(), y)
@@ -181,9 +190,10 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
     rows: list[dict[str, Any]] = []
     start_epoch, skip_batches, partial = 1, 0, None
     run_seconds = 0.0
+    resolved_hash = spec_hash(spec.resolved())
     checkpoint = load_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
-        if checkpoint["spec_hash"] != spec_hash(spec.resolved()):
+        if checkpoint["spec_hash"] != resolved_hash:
             raise RunFailed("the checkpoint was written by a different spec")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -205,7 +215,7 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
 
     def checkpoint_state(epoch: int, batch: int, epoch_rng: dict | None, acc=None) -> dict:
         return {
-            "spec_hash": spec_hash(spec.resolved()), "epoch": epoch, "batch": batch,
+            "spec_hash": resolved_hash, "epoch": epoch, "batch": batch,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
@@ -220,7 +230,7 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
     try:
         for epoch in range(start_epoch, train.epochs + 1):
             epoch_start = time.perf_counter()
-            epoch_rng = rng_states(generator) if skip_batches == 0 else _epoch_rng_of(checkpoint)
+            epoch_rng = rng_states(generator) if skip_batches == 0 else checkpoint["rng"]
             model.train()
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.long, device=device)
@@ -233,8 +243,7 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
                 partial = None
             batch = skip_batches
             for x, y in train_feed.batches(skip=skip_batches):
-                if channels_last(train, x):
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = memory_format(x, train.channels_last)
                 if epoch == 1 and batch == 0:
                     tracker.first_batch(model, x)
                 with autocast(device, amp):
@@ -304,9 +313,9 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
         raise RunFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
     finally:
         if rows:
-            outcome_metrics = {"val_accuracy": max((r["val_accuracy"] for r in rows if r["val_accuracy"] is not None), default=None),
-                               "val_loss": rows[-1]["val_loss"], "accuracy": rows[-1]["accuracy"], "loss": rows[-1]["loss"]}
-            tracker.hparams(ctx.hparams, outcome_metrics)
+            tracker.hparams(ctx.hparams, {"val_accuracy": row_metric(rows, "val_accuracy", best=True),
+                                          "val_loss": rows[-1]["val_loss"], "accuracy": rows[-1]["accuracy"],
+                                          "loss": rows[-1]["loss"]})
         tracker.close()
 
     # ---- the run's result: final weights with the resolved spec, and the export if asked
@@ -316,9 +325,3 @@ def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCont
     return RunOutcome("finished", rows, epochs=len(rows))
 
 
-def channels_last(train: TrainSpec, x: torch.Tensor) -> bool:
-    return train.channels_last and x.ndim == 4
-
-
-def _epoch_rng_of(checkpoint: dict | None) -> dict | None:
-    return checkpoint["rng"] if checkpoint is not None else None
