@@ -217,7 +217,7 @@ def loop_b(args, root: Path, device: torch.device, mean: float, std: float) -> R
 
     def decode(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         split = datasets.FashionMNIST(str(root), train=train, download=False)
-        x = split.data.unsqueeze(1).to(device).float().mul_(1 / 255).sub_(mean).div_(std)  # (N, 1, 28, 28)
+        x = split.data.unsqueeze(1).to(device).float().div_(255).sub_(mean).div_(std)  # (N, 1, 28, 28), as ToTensor
         return x, split.targets.to(device)
 
     train_x, train_y = decode(True)

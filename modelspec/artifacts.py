@@ -8,13 +8,14 @@ Files are written atomically (temporary file, fsync, rename) and read with `weig
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 from torch import nn
@@ -38,6 +39,12 @@ class ModelInfo:
     num_classes: int | None
     normalize: dict[str, list[float]] | None = None  # {"mean": [...], "std": [...]} if normalised
     extra: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None  # what each class index means, from the data
+    task: dict[str, Any] | None = None  # kind, loss, outputs, threshold, monitor: how to read outputs
+    target_names: list[str] | None = None  # the target columns (tables, series)
+    # Everything fitted or chosen from the data (category lists, fill values, scalers, the tokenizer,
+    # window and horizon), as JSON data: applied to new raw rows, texts or series before the model.
+    preprocessing: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +53,10 @@ class ModelInfo:
             "num_classes": self.num_classes,
             "normalize": self.normalize,
             "extra": dict(self.extra),
+            "class_names": self.class_names,
+            "task": self.task,
+            "target_names": self.target_names,
+            "preprocessing": self.preprocessing,
         }
 
     @classmethod
@@ -56,47 +67,88 @@ class ModelInfo:
             data.get("num_classes"),
             data.get("normalize"),
             dict(data.get("extra") or {}),
+            data.get("class_names"),
+            data.get("task"),
+            data.get("target_names"),
+            data.get("preprocessing"),
         )
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`.
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux says it (/proc), else set and reset."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-    A kill at any instant leaves the old file or the new one, never a torn one.
+
+def shared_mode(directory: bool = False) -> int:
+    """The mode a plain open()/mkdir() would give: tempfile makes 0600 files and 0700 folders, which a
+    shared TensorBoard or a teammate could not read."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """No space left (or over quota, or past the file-size limit): freeing space lets the run go on."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    # torch's C++ writers report a failed write as a RuntimeError that carries the OS's words.
+    return isinstance(exc, RuntimeError) and "No space left on device" in str(exc)
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
+    """`write` into a temporary file in the same folder, then rename over `path`; with `durable`,
+    fsync the file and the folder first, so that it also survives a crash of the machine.
+
+    A kill of the process at any instant leaves the old file or the new one, never a torn one; a
+    failed write (a full disk) leaves the old file and no temporary behind.
     """
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, shared_mode())
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself must reach the disk too
-        finally:
-            os.close(dir_fd)
+        if durable:
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename itself must reach the disk too
+            finally:
+                os.close(dir_fd)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
 
 
+def atomic_save(obj: Any, path: str | Path, durable: bool = True) -> None:
+    """torch.save, atomically (see `_write_atomically`)."""
+    _write_atomically(Path(path), lambda handle: torch.save(obj, handle), durable)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Text files that others read back (results, run states): never seen half-written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    _write_atomically(Path(path), lambda handle: handle.write(text.encode("utf-8")))
 
 
-def safe_load(path: str | Path, what: str = "file") -> Any:
-    """torch.load with weights_only=True; a missing, corrupt or truncated file is a clear error."""
+def safe_load(path: str | Path, what: str = "file",
+              hint: str = "train the run again to write it (modelspec run SPEC)") -> Any:
+    """torch.load with weights_only=True; a missing, corrupt or truncated file is a clear error.
+
+    `hint` says what the caller can do about it: a resume cannot "resume the run to write it again".
+    """
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"no {what} at {path}", hint="check the path; runs keep weights in <run>/weights.pt")
@@ -105,7 +157,7 @@ def safe_load(path: str | Path, what: str = "file") -> Any:
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as exc:
         raise SpecError(
             f"{path} is not a readable {what} (corrupt or truncated?): {str(exc).split('. ')[0][:200]}",
-            hint="re-run or resume the run to write it again",
+            hint=hint,
         ) from None
 
 
@@ -129,6 +181,31 @@ class TrainedModel:
     info: ModelInfo
     model: nn.Module  # in eval mode, on the CPU
 
+    def describe(self) -> dict[str, Any]:
+        """What a user of the model must know to feed it raw data and read its outputs, as JSON data
+        (the export's preprocessing.json adds the exported files' input and output layout)."""
+        info = self.info
+        return {
+            "spec": self.spec.name,
+            "dataset": self.spec.data.dataset,
+            "network": self.spec.network_name,
+            "input_dtype": info.input_dtype,
+            "input_shape": list(info.input_shape),  # per sample, after the spec's transforms
+            "num_classes": info.num_classes,
+            "class_names": info.class_names,
+            "target_names": info.target_names,
+            # Applied to the data before the model, per channel: x = (x - mean) / std, after to_tensor
+            # has scaled pixels to [0, 1]. None: the model takes the transformed data as they are.
+            "normalize": info.normalize,
+            "transforms": [t.model_dump(mode="json") for t in self.spec.data.sample_transforms()],
+            # What was fitted on the training data: how raw rows, texts or series become the input.
+            "data": info.preprocessing,
+            # How to read the outputs: the task (kind, loss, outputs per sample, the binary threshold),
+            # with the class and target names above.
+            "task": info.task,
+            "extra": dict(info.extra),
+        }
+
 
 def load_trained(path: str | Path, spec: Spec | None = None) -> TrainedModel:
     """Rebuild a trained model from a weights file (or from `spec` with the file's weights)."""
@@ -151,7 +228,7 @@ def load_trained(path: str | Path, spec: Spec | None = None) -> TrainedModel:
         shape, classes = static_shape(spec.data)
         if shape is None:
             raise SpecError("the input shape is unknown", hint="give data.input_shape in the spec")
-        dtype = "int64" if spec.data.vocab_size else "float32"
+        dtype = "int64" if spec.data.tokens else "float32"
         info = ModelInfo(list(shape), dtype, classes)
     model = build_model(spec.layers, tuple(info.input_shape), info.num_classes, tokens=info.input_dtype == "int64")
     try:

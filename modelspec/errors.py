@@ -79,3 +79,12 @@ class SpecError(ValueError):
 
 class RunError(RuntimeError):
     """A run or an export that failed for a reason outside the spec (exit code 1)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `docker stop`, `kill`): handled like Ctrl-C, but exits 143, not 130."""
+
+
+class DiskFull(RunError):
+    """No space left where a run writes: the run stopped at its last good checkpoint and resumes
+    once space is freed."""

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Sequence
 
-from .compile.shapes import MAX_SAMPLE_ELEMENTS, NetworkShapes, check_classifier_output, infer_shapes
+from .compile.shapes import MAX_SAMPLE_ELEMENTS, NetworkShapes, infer_shapes
+from .compile.task import resolve_task, targets_of
 from .errors import SpecError, SpecIssue
-from .spec.data import static_shape
+from .spec.data import LOADER_KEYS, static_shape
 from .spec.grid import RunPlan, check_grid, expand_grid
 from .spec.layers import Embedding, fmt_shape
 from .spec.paths import parse_path, set_path
 from .spec.root import Spec
 from .spec.validate import relocate, validate_data
-from .spec.yaml_source import SourceMap, load_yaml
+from .spec.yaml_source import MAX_SPEC_BYTES, SourceMap, load_yaml
 
 
 STAND_IN_CLASSES = 2
@@ -72,10 +75,7 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
     except SpecError as exc:
         raise relocate(exc, source) from None
     if input_shape is None:
-        return {}, [
-            f"{spec.data.dataset}: the image size is known only from the data, so shapes are checked "
-            "at run time; give data.input_shape (or a resize / center_crop transform) to check them now"
-        ]
+        return {}, [spec.data.unknown_shape_note]
     if math.prod(input_shape) > MAX_SAMPLE_ELEMENTS:
         issue = SpecIssue(
             f"samples of shape {fmt_shape(input_shape)} have {math.prod(input_shape):,} elements; "
@@ -84,7 +84,7 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
             "check input_shape (or the resize and crop sizes) for an extra zero",
         )
         raise SpecError([source.issue(issue)])
-    tokens = spec.data.vocab_size is not None
+    tokens = spec.data.tokens
     shapes, issues = {}, []
     for name, layers in spec.all_networks.items():
         path = spec.network_path(name)
@@ -94,15 +94,18 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
             classes = num_classes if num_classes is not None else STAND_IN_CLASSES
             shapes[name] = infer_shapes(layers, input_shape, classes, tokens=tokens, path=path)
             first = layers[0]
-            if tokens and isinstance(first, Embedding) and first.num_embeddings < spec.data.vocab_size:
+            vocab_size = spec.data.vocab_size if tokens else None
+            if vocab_size is not None and isinstance(first, Embedding) and first.num_embeddings < vocab_size:
                 raise SpecError(
-                    f"num_embeddings={first.num_embeddings} is smaller than data.vocab_size="
-                    f"{spec.data.vocab_size}: some tokens would have no vector",
+                    f"num_embeddings={first.num_embeddings} is smaller than the data's vocabulary of "
+                    f"{vocab_size} tokens: some tokens would have no vector",
                     path=path + (0, "embedding", "num_embeddings"),
-                    hint=f"use num_embeddings: {spec.data.vocab_size} or more",
+                    hint=f"use num_embeddings: {vocab_size} or more",
                 )
-            if num_classes is not None:
-                check_classifier_output(shapes[name], num_classes, spec.train.loss.name, path)
+            # The task: the loss against the data's targets and the head, the metrics and the monitor.
+            targets = targets_of(spec.data.target_kind, num_classes, spec.data.target_count)
+            last = shapes[name].layers[-1]
+            resolve_task(spec.train, shapes[name].output_shape, targets, path + (last.index, last.layer.type))
         except SpecError as exc:
             issues += relocate(exc, source).issues
     if issues:
@@ -117,10 +120,12 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
 def _shape_key(spec: Spec) -> str:
     """What `check_shapes` reads: runs that agree on it need no second check."""
     data = spec.data.model_dump(
-        mode="json", include={"dataset", "transforms", "input_shape", "num_classes", "vocab_size"}
+        mode="json", exclude=set(LOADER_KEYS) | {"val_split", "loader"}
     )
     networks = {name: [layer.model_dump(mode="json") for layer in layers] for name, layers in spec.all_networks.items()}
-    return json.dumps([data, networks, spec.train.loss.name])
+    networks["<blocks>"] = [block.model_dump(mode="json") for block in (spec.blocks or {}).values()]
+    train = spec.train.model_dump(mode="json", include={"loss", "metrics", "monitor", "early_stopping", "scheduler"})
+    return json.dumps([data, networks, train])
 
 
 def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = ()) -> LoadedSpec:
@@ -156,12 +161,44 @@ def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = ()) -
     return LoadedSpec(spec, raw, source, notes)
 
 
-def load_spec(path: str | FilePath, overrides: Sequence[str] = ()) -> LoadedSpec:
+def read_spec_text(path: str | FilePath) -> str:
+    """The text of a spec file, refusing what is not one before reading it: a folder, a FIFO or a
+    device (`/dev/zero` never ends, a FIFO with no writer never starts), or a file past the size
+    limit (checked by its size first, and read at most one byte past the limit, in case it grows)."""
     file = str(path)
     try:
-        text = FilePath(path).read_text(encoding="utf-8")
+        with open(path, "rb", opener=_nonblocking) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
+                raise SpecError([SpecIssue(f"the spec is {kind}", file=file, hint="give a YAML file")])
+            if info.st_size > MAX_SPEC_BYTES:
+                raise _too_large(file, info.st_size)
+            data = handle.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([SpecIssue("no such spec file", file=file, hint="check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([SpecIssue(f"cannot read the spec: {exc}", file=file)]) from None
-    return loads_spec(text, file, overrides)
+    except IsADirectoryError:
+        raise SpecError([SpecIssue("the spec is a folder", file=file, hint="give a YAML file")]) from None
+    except OSError as exc:
+        raise SpecError([SpecIssue(f"cannot read the spec: {exc.strerror or exc}", file=file)]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise _too_large(file, len(data))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([SpecIssue(f"the spec is not UTF-8 text (byte {exc.start})", file=file)]) from None
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without waiting for a FIFO's writer (the open itself would block); reads of a regular
+    file are unaffected."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _too_large(file: str, size: int) -> SpecError:
+    return SpecError([SpecIssue(f"the spec is larger than {MAX_SPEC_BYTES:,} bytes ({size:,} or more)", file=file,
+                                hint="a spec is a page or two of YAML; is this the right file?")])
+
+
+def load_spec(path: str | FilePath, overrides: Sequence[str] = ()) -> LoadedSpec:
+    return loads_spec(read_spec_text(path), str(path), overrides)

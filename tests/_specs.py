@@ -44,3 +44,33 @@ def write_spec(folder: Path, text: str = SYNTHETIC, name: str = "spec.yaml") -> 
     path = folder / name
     path.write_text(text)
     return path
+
+
+def spec_loss(path: Path) -> str:
+    """The loss name an example spec asks for (a name or {name: ...})."""
+    import yaml
+
+    loss = (yaml.safe_load(path.read_text()).get("train") or {}).get("loss", "cross_entropy")
+    return loss if isinstance(loss, str) else loss.get("name") or next(iter(loss))
+
+
+def loss_accepted(name: str) -> bool:
+    """Whether modelspec.spec.train accepts this loss (binary and regression losses come with the
+    tasks issue; specs that use them are skipped until it lands)."""
+    from modelspec.spec.train import LOSSES
+
+    return name in LOSSES
+
+
+NEEDS_TASKS = "needs the tasks issue (binary/regression losses)"
+
+
+def example_specs() -> list:
+    """Every spec in specs/ as a pytest param, skipped (with the reason) where its loss is not here yet."""
+    import pytest
+
+    return [
+        pytest.param(path, id=path.name,
+                     marks=pytest.mark.skipif(not loss_accepted(spec_loss(path)), reason=NEEDS_TASKS))
+        for path in sorted((REPO / "specs").glob("*.yaml"))
+    ]

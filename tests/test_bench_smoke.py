@@ -23,3 +23,11 @@ def test_bench_train_smoke(tmp_path):
     assert "synthetic" in done.stdout
     for line in ("c/a = ", "c/b = "):
         assert line in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+def test_bench_grid_smoke(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_grid.py"), "--smoke"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratio" in done.stdout and done.stdout.strip().splitlines()[-1].split()[0] == "2", done.stdout

@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
+from _specs import example_specs
 from modelspec.cli.main import app
 from modelspec.spec.yaml_source import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS = sorted((REPO / "specs").glob("*.yaml"))
 
 
 def run(*args: str):
@@ -99,7 +99,7 @@ def schema() -> dict:
     return document
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+@pytest.mark.parametrize("path", example_specs())
 def test_schema_accepts_every_example_spec(schema, path):
     raw, _ = load_yaml(path.read_text())
     jsonschema.validate(raw, schema)

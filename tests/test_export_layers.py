@@ -54,6 +54,41 @@ EXAMPLES: dict[str, tuple[dict, list]] = {
     "sigmoid": _around("sigmoid"),
     "softmax": (VECTOR, [*HEAD, "softmax"]),
     "log_softmax": (VECTOR, [*HEAD, "log_softmax"]),
+    "conv_transpose": (IMAGE, [{"conv_transpose": {"out_channels": 3, "kernel_size": 3, "stride": 2,
+                                                   "padding": 1, "output_padding": 1}}, "flatten", *HEAD]),
+    "global_pool": (IMAGE, [{"conv": {"out_channels": 4, "kernel_size": 3}}, {"global_pool": {"kind": "max"}},
+                            *HEAD]),
+    "group_norm": (IMAGE, [{"conv": {"out_channels": 4, "kernel_size": 3}}, {"group_norm": {"num_groups": 2}},
+                           "flatten", *HEAD]),
+    "instance_norm": (IMAGE, [{"instance_norm": {"affine": True}}, "flatten", *HEAD]),
+    "permute": (IMAGE, [{"permute": {"dims": [0, 2, 3, 1]}}, {"linear": {"out_features": 4}}, "flatten", *HEAD]),
+    "transpose": (SEQUENCE, [{"transpose": {}}, {"conv": {"out_channels": 4, "kernel_size": 3}}, "flatten", *HEAD]),
+    "reshape": (VECTOR, [{"reshape": {"shape": [2, -1]}}, {"linear": {"out_features": 4}}, "flatten", *HEAD]),
+    "unsqueeze": (VECTOR, [{"unsqueeze": {"dim": 1}}, {"conv": {"out_channels": 2, "kernel_size": 3}}, "flatten",
+                           *HEAD]),
+    "squeeze": (IMAGE, [{"conv": {"out_channels": 1, "kernel_size": 3}}, {"squeeze": {"dim": 1}}, "flatten", *HEAD]),
+    "select": (SEQUENCE, [{"select": {"dim": 1, "index": -1}}, *HEAD]),
+    "identity": (VECTOR, ["identity", *HEAD]),
+    "upsample": (IMAGE, [{"upsample": {"scale_factor": 2}}, {"upsample": {"mode": "bilinear", "size": 9}},
+                         "flatten", *HEAD]),
+    "pad": (IMAGE, [{"pad": {"padding": 1, "mode": "reflect"}}, {"pad": {"padding": [0, 1], "value": 1.0}},
+                    "flatten", *HEAD]),
+    "pixel_shuffle": (IMAGE, [{"conv": {"out_channels": 8, "kernel_size": 3}}, {"pixel_shuffle": {"upscale_factor": 2}},
+                              "flatten", *HEAD]),
+    # A graph: the merges read named layers and the input.
+    "add": (VECTOR, [{"linear": {"out_features": 6}}, {"relu": {"name": "a"}}, {"add": {"from": ["input", "a"]}},
+                     *HEAD]),
+    "multiply": (VECTOR, [{"linear": {"out_features": 6}}, {"sigmoid": {"name": "gate"}},
+                          {"multiply": {"from": ["gate", "input"]}}, *HEAD]),
+    "concat": (IMAGE, [{"conv": {"out_channels": 3, "kernel_size": 3, "padding": 1, "name": "c"}},
+                       {"concat": {"from": ["c", "input"]}}, "flatten", *HEAD]),
+    "torchvision": ({**IMAGE, "input_shape": [3, 32, 32]}, [{"torchvision": {"name": "resnet18"}}]),
+    "silu": _around("silu"),
+    "mish": _around("mish"),
+    "softplus": _around({"softplus": {"beta": 2.0}}),
+    "hardswish": _around("hardswish"),
+    "prelu": (IMAGE, [{"prelu": {"num_parameters": 2}}, "flatten", *HEAD]),
+    "scale": _around({"scale": {"multiply": 2.0, "add": 1.0}}),
 }
 
 
@@ -61,7 +96,7 @@ def trained_example(kind: str, seed: int = 0) -> TrainedModel:
     data, layers = EXAMPLES[kind]
     spec = validate_data({"name": f"kind_{kind}", "data": data, "model": layers}, SourceMap(f"<{kind}>"))
     shape, classes = static_shape(spec.data)
-    tokens = spec.data.vocab_size is not None
+    tokens = spec.data.tokens
     torch.manual_seed(seed)
     model = build_model(spec.layers, shape, classes, tokens=tokens)
     with torch.no_grad():  # batch norm's running statistics away from (0, 1), so eval mode matters

@@ -66,6 +66,47 @@ EXAMPLES: dict[str, list[tuple[dict, tuple[int, ...]]]] = {
     "sigmoid": [({}, (5,))],
     "softmax": [({}, (5,)), ({"dim": 1}, (3, 4))],
     "log_softmax": [({"dim": -2}, (3, 4))],
+    "conv_transpose": [
+        ({"out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}, (2, 5, 5)),
+        ({"out_channels": 4, "kernel_size": 4, "stride": 2, "bias": False}, (2, 6)),  # 1d
+        ({"out_channels": 2, "kernel_size": 2, "groups": 2, "dilation": 2}, (4, 3, 3, 3)),  # 3d
+    ],
+    "global_pool": [({}, (3, 5, 5)), ({"kind": "max", "keepdim": True}, (3, 4, 4)), ({}, (2, 7))],
+    "group_norm": [({"num_groups": 2}, (4, 3, 3)), ({"num_groups": 3, "affine": False}, (6, 5))],
+    "instance_norm": [({}, (3, 4, 4)), ({"affine": True, "track_running_stats": True}, (2, 5))],
+    "permute": [({"dims": [0, 2, 3, 1]}, (3, 4, 5)), ({"dims": [0, -1, 1]}, (3, 4))],
+    "transpose": [({}, (3, 4)), ({"dim0": -1, "dim1": 1}, (2, 3, 4))],
+    "reshape": [({"shape": [2, -1]}, (3, 4)), ({"shape": [12]}, (3, 2, 2))],
+    "unsqueeze": [({"dim": 1}, (4,)), ({"dim": -1}, (3, 4))],
+    "squeeze": [({"dim": 2}, (4, 1)), ({"dim": 1}, (1, 3, 3))],
+    "select": [({}, (5, 3)), ({"dim": 2, "index": 0}, (2, 4))],
+    "identity": [({}, (3, 4))],
+    "upsample": [
+        ({"scale_factor": 2}, (2, 3, 3)),
+        ({"mode": "bilinear", "size": [5, 7], "align_corners": False}, (2, 3, 3)),
+        ({"mode": "bicubic", "scale_factor": [1.5, 2.0]}, (1, 4, 4)),
+        ({"size": 6}, (2, 3)),  # nearest, 1d
+    ],
+    "pad": [
+        ({"padding": 1}, (2, 3, 3)),
+        ({"padding": [1, 2], "mode": "reflect"}, (2, 4)),
+        ({"padding": [0, 1, 2, 0], "mode": "replicate"}, (2, 3, 3)),
+        ({"padding": [1, 1], "value": 0.5}, (5,)),
+    ],
+    "pixel_shuffle": [({"upscale_factor": 2}, (8, 3, 3))],
+    "add": [({}, [(3, 4), (3, 4)]), ({}, [(2,), (2,), (2,)])],
+    "multiply": [({}, [(2, 3, 3), (2, 3, 3)])],
+    "concat": [({}, [(2, 4), (3, 4)]), ({"dim": -1}, [(2, 3), (2, 5)])],
+    "torchvision": [
+        ({"name": "resnet18", "num_classes": 5}, (3, 32, 32)),
+        ({"name": "resnet18", "features_only": True, "kwargs": {"zero_init_residual": True}}, (3, 32, 32)),
+    ],
+    "silu": [({}, (5,))],
+    "mish": [({}, (2, 3))],
+    "softplus": [({"beta": 2.0, "threshold": 10.0}, (5,))],
+    "hardswish": [({}, (5,))],
+    "prelu": [({}, (3, 4, 4)), ({"num_parameters": 3, "init": 0.1}, (3, 4, 4))],
+    "scale": [({"multiply": 2.0, "add": 1.0}, (5,)), ({"add": 1.0}, (2, 3))],
 }
 
 KIND_NAMES = [kind.model_fields["type"].default for kind in LAYER_KINDS]
@@ -92,6 +133,13 @@ def test_static_shape_and_parameters_match_the_built_module(kind, args, shape):
     if kind not in EXAMPLES:
         pytest.fail(f"layer kind '{kind}' has no example in tests/test_layers.py")
     layer = LAYER.validate_python({kind: args})
+    if layer.takes_list:  # a merge: one input shape per source
+        expected = layer.graph_output_shape(shape)
+        module = layer.graph_build(shape)
+        with torch.no_grad():
+            out = module([torch.randn(3, *s) for s in shape])
+        assert tuple(out.shape) == (3, *expected)
+        return
     expected = layer.output_shape(shape)
 
     torch.manual_seed(0)
@@ -147,10 +195,41 @@ def test_recurrent_outputs_pick_the_documented_tensor():
         ("layernorm", {"normalized_shape": [5]}, (3, 4), "not the trailing dims"),
         ("gru", {"hidden_size": 3, "input_size": 5}, (5, 4), "input_size=5"),
         ("log_softmax", {"dim": 0}, (4,), "dim=0 is not a dim"),
+        ("conv_transpose", {"out_channels": 2, "kernel_size": 3, "stride": 2, "output_padding": 2}, (2, 4, 4),
+         "output_padding=2 must be smaller"),
+        ("group_norm", {"num_groups": 3}, (4, 2, 2), "num_groups=3 does not divide the 4 channels"),
+        ("instance_norm", {}, (4,), "instance_norm needs"),
+        ("permute", {"dims": [1, 0, 2]}, (3, 4), "keeps the batch dim first"),
+        ("transpose", {"dim0": 0, "dim1": 1}, (3, 4), "dim0=0 is not a dim"),
+        ("reshape", {"shape": [5, -1]}, (3, 4), "cannot reshape 3×4 (12 elements)"),
+        ("squeeze", {"dim": 1}, (3, 4), "dim=1 has size 3"),
+        ("select", {"dim": 1, "index": 5}, (5, 3), "index=5 is outside dim 1 of size 5"),
+        ("upsample", {"mode": "bilinear", "scale_factor": 2}, (2, 4), "mode=bilinear takes 2d"),
+        ("pad", {"padding": [3, 3], "mode": "reflect"}, (2, 3), "smaller than the size 3"),
+        ("pixel_shuffle", {"upscale_factor": 2}, (6, 3, 3), "C divisible by 4"),
+        ("prelu", {"num_parameters": 4}, (3, 2, 2), "num_parameters=4"),
+        ("torchvision", {"name": "resnet18", "num_classes": 3}, (1, 4, 4), "resnet18 cannot take an input of 1×4×4"),
     ],
 )
 def test_shape_rules_refuse_inputs_torch_would_refuse(kind, args, shape, phrase):
     layer = LAYER.validate_python({kind: args})
     with pytest.raises(SpecError) as caught:
         layer.output_shape(shape)
+    assert phrase in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "kind, args, shapes, phrase",
+    [
+        ("add", {"from": ["a", "b"]}, [(3, 4), (3, 5)], "add needs inputs of one shape; received a 3×4, b 3×5"),
+        ("multiply", {}, [(3, 4)], "multiply merges two or more inputs; received 1"),
+        ("concat", {"from": ["a", "b"]}, [(2, 4), (3, 5)], "concat along dim 1 needs the other dims equal"),
+        ("concat", {}, [(2, 4), (3,)], "the same number of dims"),
+        ("relu", {"from": ["a", "b"]}, [(3,), (3,)], "relu takes one input; received 2 (from: a, b)"),
+    ],
+)
+def test_merge_rules_print_both_shapes(kind, args, shapes, phrase):
+    layer = LAYER.validate_python({kind: args} if args else kind)
+    with pytest.raises(SpecError) as caught:
+        layer.graph_output_shape(shapes)
     assert phrase in str(caught.value)

@@ -58,7 +58,19 @@ def test_the_onnxruntime_lines_run_verbatim_on_an_exported_model(monkeypatch, tm
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["export", "weights.pt", "--format", "onnx", "--out", "exported"])
     assert result.exit_code == 0, result.output
-    (python,) = [body for lang, body in BLOCKS if lang == "python"]
+    (python,) = [body for lang, body in BLOCKS if lang == "python" and "28, 28" in body]
     printed = []
     exec(compile(python, "README.md", "exec"), {"print": printed.append})
     assert printed[0].shape == (4,) and all(0 <= c < 10 for c in printed[0])
+
+
+def test_sample_output_names_run_folders_as_a_run_names_them():
+    """Run folders are `NN_<run name>`: the README's samples use the real names of its grid."""
+    from modelspec.load import load_spec
+    from modelspec.runner.grid import run_folder_name
+
+    runs = load_spec(REPO / "specs" / "fashion_bn.yaml").runs()
+    real = {run_folder_name(i, run.name) for i, run in enumerate(runs)}
+    named = re.findall(r"runs/fashion_bn/\d{8}-\d{6}/([^/\s`]+)/", README)
+    named += re.findall(r"--restart-run (\S+)", README)
+    assert named and set(named) <= real, set(named) - real

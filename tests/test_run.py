@@ -94,8 +94,11 @@ def test_real_fashion_run_learns_and_leaves_results_and_events(tmp_path):
     for tag in ("loss/train", "accuracy/train", "loss/val", "accuracy/val", "loss/test", "accuracy/test"):
         assert tags[tag] == [1, 2, 3, 4], tag
     assert "params/0.weight" in tags["_histograms"] and "grads/0.weight" in tags["_histograms"]
-    assert tags["_images"] == ["images/first_batch"] and tags["_graph"]
-    assert "hparam/val_accuracy" in tags
+    assert sorted(tags["_images"]) == ["confusion_matrix/test", "confusion_matrix/val", "images/first_batch"]
+    assert tags["_graph"]
+    assert (run_dir / "confusion_matrix.csv").is_file() and (run_dir / "confusion_matrix.png").is_file()
+    # HParams says which value is the best epoch's (by the monitor) and which the last epoch's.
+    assert {"hparam/best_val_accuracy", "hparam/final_val_accuracy", "hparam/final_loss"} <= set(tags)
     assert "results (" in result.stdout and "network=batch_norm,lr=0.01,batch_size=128" in result.stdout
 
 
@@ -148,7 +151,8 @@ def test_missing_data_is_one_clear_message(tmp_path):
 
 
 def test_random_transforms_take_the_dataloader_path_and_train(tmp_path):
-    """Image folders with a random flip: per-sample augmentation through the DataLoader."""
+    """A random rotation before a resize cannot run batched on decoded tensors: per-sample
+    augmentation through the DataLoader."""
     from PIL import Image
 
     for split, count in (("train", 12), ("test", 4)):
@@ -163,7 +167,7 @@ name: pets
 data:
   dataset: image_folder
   root: {tmp_path / 'images'}
-  transforms: [to_tensor, {{resize: {{size: [8, 8]}}}}, random_horizontal_flip, {{normalize: {{mean: auto, std: auto}}}}]
+  transforms: [to_tensor, {{random_rotation: {{degrees: 10}}}}, {{resize: {{size: [8, 8]}}}}, {{normalize: {{mean: auto, std: auto}}}}]
   batch_size: 8
 model: [flatten, {{linear: {{out_features: num_classes}}}}]
 train: {{epochs: 2, optimizer: {{name: sgd, lr: 0.5}}}}
@@ -215,3 +219,4 @@ train: {{epochs: 1}}
 """
     outcome = run_grid(loads_spec(text, "broken.yaml"), quiet=True).outcomes["run"]
     assert outcome.status == "failed" and "UnidentifiedImageError" in outcome.reason, outcome.reason
+    assert str(tmp_path / "images" / "train" / "b" / "broken.png") in outcome.reason

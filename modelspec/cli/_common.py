@@ -1,7 +1,7 @@
 """What the commands share: the spec arguments, and turning errors into exit codes.
 
-Exit codes: 0 success, 1 a run or export that failed, 2 a bad spec or bad usage. A `SpecError`
-prints its located message on stderr; no traceback reaches the user.
+Exit codes: 0 success, 1 a run or export that failed, 2 a bad spec or bad usage, 130 Ctrl-C, 143
+SIGTERM. A `SpecError` prints its located message on stderr; no traceback reaches the user.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from ..errors import RunError, SpecError
+from ..errors import RunError, SpecError, Terminated
 
 EXIT_FAILED = 1
 EXIT_SPEC = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 SpecArg = Annotated[str, typer.Argument(help="Path to the spec YAML file.", metavar="SPEC")]
 SetOpt = Annotated[
@@ -44,8 +46,10 @@ def command(func: Callable) -> Callable:
             raise fail(f"error: {exc}", EXIT_SPEC) from None
         except RunError as exc:
             raise fail(f"error: {exc}", EXIT_FAILED) from None
+        except Terminated:
+            raise fail("terminated", EXIT_TERMINATED) from None
         except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+            raise fail("interrupted", EXIT_INTERRUPTED) from None
 
     return wrapper
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -55,6 +56,19 @@ def _real_inputs(trained: TrainedModel, log) -> Optional[torch.Tensor]:
     return inputs
 
 
+def _check_writable(folder: Path) -> None:
+    """The output folder exists (or is made) and takes files, before minutes of exporting."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = "a file, not a folder, is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+            else exc.strerror or str(exc)
+        raise SpecError(f"cannot write the exported files to {folder}: {reason}",
+                        hint="give --out a folder you can write to") from None
+
+
 @command
 def export(
     target: Annotated[str, typer.Argument(
@@ -66,7 +80,7 @@ def export(
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Folder for the files. Default: <run folder>/export.")] = None,
     best: Annotated[bool, typer.Option(
-        "--best", help="Export the finished run of a grid folder with the best validation accuracy.")] = False,
+        "--best", help="Export the finished run of a grid folder with the best value of its monitor (train.monitor).")] = False,
     weights: Annotated[Optional[str], typer.Option(
         "--weights", "-w", help="The weights file, when RUN|SPEC is a spec file.")] = None,
     set_: SetOpt = None,
@@ -77,9 +91,13 @@ def export(
     if formats is None:
         formats = check_formats(trained.spec.export.formats)
     out_dir = out if out is not None else weights_path.parent / "export"
+    _check_writable(out_dir)
     typer.echo(f"model: {weights_path}")
     inputs = _real_inputs(trained, typer.echo)
-    report = export_trained(trained, out_dir, formats, inputs, log=typer.echo)
+    try:
+        report = export_trained(trained, out_dir, formats, inputs, log=typer.echo)
+    except OSError as exc:  # the disk filled up, or the folder went away, while writing
+        raise RunError(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}") from None
     if not report.passed:
         raise RunError(
             "export failed verification; the files are kept and marked failed in "

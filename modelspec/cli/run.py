@@ -2,38 +2,59 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Sequence
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ..errors import SpecError
+from ..compile.task import strip_split
+from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec, load_spec
 from ..runner import GridResult, latest_grid_folder, run_grid
+from ..runner.checkpoint import RESUME_SAFE_KEYS
+from ..runner.folder import anchor_data_root, load_stored_spec, started_from
+from ..runner import distributed
 from ..runner.memory import steady_allocator
-from ._common import EXIT_FAILED, SetOpt, SpecArg, command
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SPEC, EXIT_TERMINATED, SetOpt, SpecArg, command
+
+NprocOpt = Annotated[int, typer.Option(
+    "--nproc", min=1, help="Train each run with DDP on N processes of this machine (starts torchrun).")]
 
 
 def _results_table(result: GridResult) -> Table:
-    table = Table(title=f"results ({result.folder}), best validation accuracy first", title_justify="left")
-    for column in ("run", "status", "epochs", "best val acc", "final val acc", "test acc", "reason"):
-        table.add_column(column, justify="right" if "acc" in column or column == "epochs" else "left",
+    """One line per run, the best by the monitor first (its direction from the metric)."""
+    monitor = next((o.monitor for o in result.outcomes.values() if o.monitor is not None), None)
+    name = monitor.name if monitor else "val_loss"
+    test = "test_" + strip_split(name)
+    table = Table(title=f"results ({result.folder}), best {name} first", title_justify="left")
+    for column in ("run", "status", "epochs", f"best {name}", f"final {name}", test, "reason"):
+        table.add_column(column, justify="left" if column in ("run", "status", "reason") else "right",
                          overflow="fold")
+
+    def best(outcome):
+        row = outcome.best_row()
+        return row.get(outcome.monitor.name) if row else None
 
     def key(item):
         outcome = item[1]
-        best = outcome.metric("val_accuracy", best=True)
-        return (outcome.status != "finished", -(best if best is not None else -1.0))
+        value = best(outcome)
+        sign = -1 if monitor is None or monitor.higher_is_better else 1
+        return (outcome.status != "finished", value is None, sign * value if value is not None else 0)
 
     def fmt(value):
         return "" if value is None else f"{value:.4f}"
 
-    for name, outcome in sorted(result.outcomes.items(), key=key):
-        table.add_row(name, outcome.status, str(outcome.epochs), fmt(outcome.metric("val_accuracy", True)),
-                      fmt(outcome.metric("val_accuracy", False)), fmt(outcome.metric("test_accuracy", False)),
-                      outcome.reason or "")
+    for run, outcome in sorted(result.outcomes.items(), key=key):
+        last = outcome.rows[-1] if outcome.rows else {}
+        # Names and reasons are text, not markup: a reason such as gloo's "[.../pair.cc:545] ..." would
+        # otherwise be read as a rich markup tag.
+        table.add_row(escape(run), outcome.status, str(outcome.epochs), fmt(best(outcome) if outcome.monitor else None),
+                      fmt(last.get(name)), fmt(last.get(test)), escape(outcome.reason or ""))
     return table
 
 
@@ -49,25 +70,62 @@ def _export_after_run(plan, run_dir, model, info):
         raise RuntimeError(f"export failed its verification (see {run_dir / 'export' / 'export_report.json'})")
 
 
-def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_fast: bool) -> None:
+def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_fast: bool,
+           restart: Sequence[str] = ()) -> None:
     formats = {f for plan in loaded.runs() if plan.spec.export.after_run for f in plan.spec.export.formats}
     if formats:  # an unknown format or a missing onnx extra fails now, not after the first run
         from ..export import check_formats
 
         check_formats(sorted(formats))
     steady_allocator()  # before the data is decoded: see runner/memory.py
-    result = run_grid(loaded, resume_folder=resume_folder, quiet=quiet, fail_fast=fail_fast,
-                      exporter=_export_after_run)
+    with distributed.session() as ranks:
+        try:
+            distributed.check_batch_sizes(loaded, ranks)
+            result = run_grid(loaded, resume_folder=resume_folder, quiet=quiet, fail_fast=fail_fast,
+                              exporter=_export_after_run, restart=restart, ranks=ranks)
+        except SpecError:
+            if ranks.main:
+                raise
+            raise typer.Exit(EXIT_SPEC) from None  # rank 0 says it, once
+    if not ranks.main:  # rank 0 prints; the others only end with the same exit code
+        raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED if result.failed else 0)
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # a log file or pipe: do not squeeze run names into 80 columns
     console.print(_results_table(result))
+    if result.disk_full:
+        typer.echo(f"error: {result.disk_full}; the runs keep their last checkpoint.\n"
+                   f"free some space, then continue with: modelspec resume {result.folder}", err=True)
+        raise typer.Exit(EXIT_FAILED)
     if result.interrupted:
-        typer.echo(f"stopped; continue with: modelspec resume {result.folder}", err=True)
-        raise typer.Exit(130)
+        nproc = f" --nproc {ranks.world}" if ranks.active else ""
+        typer.echo(f"stopped; continue with: modelspec resume {result.folder}{nproc}", err=True)
+        raise typer.Exit(EXIT_TERMINATED if result.stop_signal == signal.SIGTERM else EXIT_INTERRUPTED)
     if result.failed:
         typer.echo(f"{len(result.failed)} run(s) failed: {', '.join(result.failed)}", err=True)
+    for name, reason in result.export_failed.items():
+        typer.echo(f"run {name} trained, but its export {reason}; retry with: modelspec export "
+                   f"{result.run_dirs[name]}", err=True)
+    if result.failed or result.export_failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _under_torchrun(nproc: int) -> None:
+    """`--nproc N` outside torchrun: start torchrun's launcher with this same command, and wait."""
+    if nproc > 1 and not distributed.launched_by_torchrun():
+        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
 
 
 @command
@@ -78,6 +136,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or epoch lines.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest interrupted grid of this spec.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Train every run of the spec's grid; log to TensorBoard; save the results table."""
     loaded = load_spec(spec, set_ or [])
@@ -85,18 +144,50 @@ def run(
         for plan in loaded.runs():
             typer.echo(plan.name)
         return
+    _under_torchrun(nproc)
     _train(loaded, latest_grid_folder(loaded) if resume else None, quiet, fail_fast)
+
+
+# What `resume --set` may change: where the data is and how it is read, and what is logged or
+# exported; never what a run computes.
+_RESUME_SETTABLE = {".".join(key) for key in RESUME_SAFE_KEYS} | {
+    "tracking.histograms", "tracking.images", "tracking.graph"}
+
+
+def _check_resume_overrides(overrides: Sequence[str]) -> None:
+    for item in overrides:
+        path_text = item.partition("=")[0].strip()
+        if path_text in _RESUME_SETTABLE or path_text.startswith("export."):
+            continue
+        reason = ("the grid folder is given" if path_text.startswith("tracking.") else
+                  "the grid's folder is named by it" if path_text == "name" else
+                  "it would change what the runs compute, and a resumed run must be the same run")
+        raise SpecError([SpecIssue(
+            f"{path_text} cannot change on resume: {reason}", file=f"--set {item}",
+            hint=f"resume may set {', '.join(sorted(_RESUME_SETTABLE))} and export.*; "
+                 "for anything else start a new grid: modelspec run SPEC --set ...")])
 
 
 @command
 def resume(
     folder: Annotated[str, typer.Argument(help="A grid folder: runs/<spec name>/<timestamp>.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="PATH=VALUE",
+        help="Change what does not change results: data.root, data.num_workers, tracking flags, export.")] = None,
+    restart_run: Annotated[Optional[list[str]], typer.Option(
+        "--restart-run", metavar="RUN",
+        help="Start this run over (its name or folder name), e.g. when its checkpoint is damaged. Repeatable.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast")] = False,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Continue an interrupted grid from its folder, with the spec stored there."""
     path = Path(folder)
-    if not (path / "spec.yaml").is_file():
+    if not ((path / "spec.yaml").is_file() or (path / "spec.json").is_file()):
         raise SpecError(f"{folder} is not a grid folder (no spec.yaml)", hint="give runs/<spec name>/<timestamp>")
-    loaded = load_spec(path / "spec.yaml")
-    _train(loaded, path, quiet, fail_fast)
+    _check_resume_overrides(set_ or [])
+    loaded = load_stored_spec(path, set_ or [], log=typer.echo)
+    # Relative paths in the stored spec mean the directory the grid was started from.
+    loaded = anchor_data_root(loaded, started_from(path, loaded.spec.tracking.dir))
+    _under_torchrun(nproc)
+    _train(loaded, path, quiet, fail_fast, restart_run or [])

@@ -1,20 +1,24 @@
 """Static shape inference: each layer's output shape from the input shape, no data and no forward.
 
-Every layer's own `output_shape` rule runs in order; a failure is re-raised with the layer's index and
-kind attached (as torch.fx's ShapeProp re-raises with the failing node). Parameter counts come from
-building the modules on the meta device, which allocates nothing, so a 10^12-feature linear is
-measured and refused before any memory is touched.
+A network is a topologically ordered node list: each layer reads the previous layer's output, or the
+outputs its `from` names (earlier layers, or `input`). Every layer's own shape rule runs in order; a
+failure is re-raised with the layer's index and kind attached (as torch.fx's ShapeProp re-raises
+with the failing node). A block use is a nested network, inferred once per repeat. Parameter counts
+come from building the modules on the meta device, which allocates nothing, so a 10^12-feature
+linear is measured and refused before any memory is touched.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
-from ..errors import Path, SpecError, SpecIssue
-from ..spec.layers import Embedding, LayerSpec, Linear, Shape, fmt_shape
+from ..errors import Path, SpecError, SpecIssue, did_you_mean, format_path
+from ..spec.layers import INPUT, BlockUse, Embedding, LayerSpec, Shape, fmt_shape
+from ..spec.layers.conv import Conv, ConvTranspose
 
 # Networks past this are refused at validate time: modelspec trains small and medium models, and a
 # size this large is nearly always a typo (an extra zero, a missing pool).
@@ -22,16 +26,26 @@ MAX_PARAMETERS = 2_000_000_000
 # Elements of one layer's output for one sample: 2^31 floats is 8 GB per sample, and past it some
 # torch kernels index wrongly. A shape this large is a typo in a size or a missing pool.
 MAX_SAMPLE_ELEMENTS = 2**31
-CLASSIFICATION_LOSSES = ("cross_entropy", "nll", "multi_margin")
+
+
+INPUT_INDEX = -1  # the network's (or block's) input, as a source index
 
 
 @dataclass(frozen=True)
 class LayerShape:
     index: int
     layer: LayerSpec  # with num_classes resolved
-    input_shape: Shape
+    input_shape: Shape  # the first input's
     output_shape: Shape
     parameters: int
+    sources: tuple[int, ...] = ()  # indices of the layers it reads (INPUT_INDEX: the input)
+    input_shapes: tuple[Shape, ...] = ()  # one per source
+    repeats: tuple["NetworkShapes", ...] = ()  # a block use: its body, once per repeat
+
+    @property
+    def key(self) -> str:
+        """The name of its module: the layer's name, else its index (as nn.Sequential names them)."""
+        return self.layer.name or str(self.index)
 
 
 @dataclass(frozen=True)
@@ -47,17 +61,66 @@ class NetworkShapes:
     def parameters(self) -> int:
         return sum(layer.parameters for layer in self.layers)
 
+    @property
+    def is_stack(self) -> bool:
+        """Every layer reads the one before it: an nn.Sequential computes it."""
+        return all(row.sources == (row.index - 1,) and not row.layer.takes_list for row in self.layers)
+
 
 def _resolve_num_classes(layer: LayerSpec, num_classes: int | None) -> LayerSpec:
-    if isinstance(layer, Linear) and layer.out_features == "num_classes" and num_classes is not None:
-        return layer.model_copy(update={"out_features": num_classes})
-    return layer
+    return layer if num_classes is None else layer.with_num_classes(num_classes)
 
 
-def _meta_parameters(layer: LayerSpec, input_shape: Shape) -> int:
+def _sources(layer: LayerSpec, index: int, names: dict[str, int]) -> tuple[int, ...]:
+    """The indices `from` names (or the previous layer); unknown names get a did-you-mean."""
+    if layer.sources is None:
+        return (index - 1,)
+    out = []
+    for source in layer.sources:
+        if source == INPUT:
+            out.append(INPUT_INDEX)
+        elif source in names:
+            out.append(names[source])
+        else:
+            known = [INPUT, *names]
+            raise SpecError(
+                f"from: '{source}' names no earlier layer",
+                path=("from",),
+                hint=did_you_mean(source, known) or "earlier layers' names: " + ", ".join(known),
+            )
+    return tuple(out)
+
+
+def _check_conv_over_tokens(layer: LayerSpec, producers: Sequence[LayerSpec | None]) -> None:
+    """An embedding gives (T, E); a conv reading it directly would take the T steps as channels and
+    slide over the E embedding dims, which validates and trains, silently wrong."""
+    if isinstance(layer, (Conv, ConvTranspose)) and any(isinstance(p, Embedding) for p in producers):
+        raise SpecError(
+            f"{layer.type} reads the embedding's (T, E) output directly: it would take the T time steps "
+            "as channels and slide over the embedding dims",
+            hint="put `transpose` (dims 1 and 2) before it, so that it sees (E, T) and runs over time",
+        )
+
+
+def _check_tokens(layer: LayerSpec, sources: Sequence[int], tokens: bool) -> None:
+    reads_input = INPUT_INDEX in sources
+    if isinstance(layer, Embedding) and (not reads_input or not tokens):
+        raise SpecError(
+            "embedding takes integer tokens, so it must be the first layer (in a graph: read `input`) "
+            "and the data be tokens",
+            hint="for synthetic data give data.vocab_size; otherwise remove the embedding",
+        )
+    if reads_input and tokens and not isinstance(layer, Embedding):
+        raise SpecError(
+            f"the data are integer tokens, which {layer.type} cannot take",
+            hint="start the network with `embedding`",
+        )
+
+
+def _meta_parameters(layer: LayerSpec, input_shapes: Sequence[Shape]) -> int:
     try:
         with torch.device("meta"):
-            module = layer.build(input_shape)
+            module = layer.graph_build(input_shapes)
     except (RuntimeError, TypeError) as exc:
         # torch sizes are int64: past that it raises "Overflow when unpacking long long" or
         # "Storage size calculation overflowed" before any check of ours could count the weights.
@@ -88,6 +151,8 @@ def _check_size(parameters: int, output: Shape) -> None:
 
 
 def _located(exc: SpecError, prefix: Path) -> SpecError:
+    if isinstance(exc, _InBlock):  # located at the block's definition already
+        return exc
     return SpecError([SpecIssue(i.message, prefix + i.path, i.hint) for i in exc.issues])
 
 
@@ -100,55 +165,74 @@ def infer_shapes(
     path: Path = (),
 ) -> NetworkShapes:
     """Run the shape rules of `layers` over `input_shape` (per sample). `tokens`: integer input."""
-    shape = tuple(input_shape)
-    rows: list[LayerShape] = []
-    for index, spec_layer in enumerate(layers):
-        layer = _resolve_num_classes(spec_layer, num_classes)
-        where = path + (index, layer.type)
-        try:
-            if isinstance(layer, Embedding) and (index > 0 or not tokens):
-                raise SpecError(
-                    "embedding takes integer tokens, so it must be the first layer and the data tokens",
-                    hint="for synthetic data give data.vocab_size; otherwise remove the embedding",
-                )
-            if index == 0 and tokens and not isinstance(layer, Embedding):
-                raise SpecError(
-                    f"the data are integer tokens, which {layer.type} cannot take",
-                    hint="start the network with `embedding`",
-                )
-            output = tuple(layer.output_shape(shape))
-            parameters = _meta_parameters(layer, shape)
-            _check_size(parameters, output)
-        except SpecError as exc:
-            raise _located(exc, where) from None
-        rows.append(LayerShape(index, layer, shape, output, parameters))
-        shape = output
-    total = sum(row.parameters for row in rows)
+    shapes = _infer(layers, tuple(input_shape), num_classes, tokens, path)
+    total = shapes.parameters
     if total > MAX_PARAMETERS:
         raise SpecError(
             f"the network has {total:,} parameters ({total * 4 / 1e9:,.1f} GB of float32 weights); "
             f"modelspec refuses networks over {MAX_PARAMETERS:,}",
             path=path,
         )
-    return NetworkShapes(rows, tuple(input_shape))
+    return shapes
 
 
-def check_classifier_output(shapes: NetworkShapes, num_classes: int, loss: str, path: Path) -> None:
-    """A classification loss needs (num_classes,) logits per sample; say so before training."""
-    if loss not in CLASSIFICATION_LOSSES:
-        return
-    output = shapes.output_shape
-    if output != (num_classes,):
-        last = shapes.layers[-1] if shapes.layers else None
-        hint = "end the network with `linear: {out_features: num_classes}`"
-        if len(output) > 1:
-            hint = "add `flatten` before the first linear, and " + hint[0].lower() + hint[1:]
-        raise SpecError(
-            f"the network's output is {fmt_shape(output)} per sample, but {loss} needs "
-            f"{num_classes} class scores ({num_classes} classes)",
-            path=path + ((last.index, last.layer.type) if last else ()),
-            hint=hint,
-        )
+def _infer(layers: list[LayerSpec], input_shape: Shape, num_classes: int | None, tokens: bool,
+           path: Path) -> NetworkShapes:
+    rows: list[LayerShape] = []
+    names: dict[str, int] = {}
+    for index, spec_layer in enumerate(layers):
+        layer = _resolve_num_classes(spec_layer, num_classes)
+        where = path + (index, layer.type)
+        try:
+            if layer.name in names or layer.name == INPUT:
+                raise SpecError(
+                    f"the name '{layer.name}' is taken" + (" by the network's input" if layer.name == INPUT
+                                                           else f" by layer {names[layer.name]}"),
+                    path=("name",), hint="give each layer its own name",
+                )
+            sources = _sources(layer, index, names)
+            _check_tokens(layer, sources, tokens)
+            _check_conv_over_tokens(layer, [None if s == INPUT_INDEX else rows[s].layer for s in sources])
+            inputs = tuple(input_shape if s == INPUT_INDEX else rows[s].output_shape for s in sources)
+            if isinstance(layer, BlockUse):
+                rows.append(_block_row(layer, index, sources, inputs, num_classes, where))
+            else:
+                output = tuple(layer.graph_output_shape(inputs))
+                parameters = _meta_parameters(layer, inputs)
+                _check_size(parameters, output)
+                rows.append(LayerShape(index, layer, inputs[0], output, parameters, sources, inputs))
+        except SpecError as exc:
+            raise _located(exc, where) from None
+        if layer.name is not None:
+            names[layer.name] = index
+    return NetworkShapes(rows, input_shape)
+
+
+class _InBlock(SpecError):
+    """An error inside a block's body: already located at the block's definition, so the use site
+    adds its own place to the message instead of to the path."""
+
+
+def _block_row(use: BlockUse, index: int, sources: tuple[int, ...], inputs: tuple[Shape, ...],
+               num_classes: int | None, where: Path) -> LayerShape:
+    if len(inputs) != 1:
+        raise SpecError(f"a block takes one input; received {len(inputs)}", path=("from",))
+    repeats, shape = [], inputs[0]
+    for n in range(use.repeat):
+        try:
+            body = _infer(use.body, shape, num_classes, False, use.definition)
+        except _InBlock:
+            raise
+        except SpecError as exc:
+            at = format_path(where[:-1]) + (f", repeat {n + 1} of {use.repeat}" if use.repeat > 1 else "")
+            raise _InBlock([
+                SpecIssue(f"in block '{use.block}' used at {at} (input {fmt_shape(shape)}): {i.message}", i.path, i.hint)
+                for i in exc.issues
+            ]) from None
+        repeats.append(body)
+        shape = body.output_shape
+    parameters = sum(r.parameters for r in repeats)
+    return LayerShape(index, use, inputs[0], shape, parameters, sources, inputs, tuple(repeats))
 
 
 def activation_elements(shapes: NetworkShapes) -> int:

@@ -4,11 +4,17 @@
 index slice, and shuffling is a permutation drawn on the device. `LoaderFeed` is torch's DataLoader
 (workers, per-sample random transforms). Both draw an epoch's order with `torch.randperm` from the
 same seeded generator state, so on the CPU they give the same batches in the same order.
+
+Under DDP every process draws that same order and keeps its part of each global batch (`shard`):
+the single-process batches, split as evenly as possible, so `batch_size` means the same on 1 or N
+processes and every sample of an evaluation split is seen exactly once (no padding).
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -20,12 +26,51 @@ def batch_count(size: int, batch_size: int, drop_last: bool) -> int:
     return size // batch_size if drop_last else math.ceil(size / batch_size)
 
 
-class TensorFeed:
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of every global batch: `rank` of `world` processes."""
+
+    rank: int = 0
+    world: int = 1
+
+    def part(self, n: int) -> slice:
+        """Of n samples, this rank's run of them; the first n % world ranks take one more."""
+        base, extra = divmod(n, self.world)
+        start = self.rank * base + min(self.rank, extra)
+        return slice(start, start + base + (self.rank < extra))
+
+    def share(self, n: int) -> float:
+        """This rank's part of n samples times the world: 1.0 when n splits evenly. A rank's mean
+        loss weighted by it makes DDP's averaged gradient the global batch's mean gradient."""
+        part = self.part(n)
+        return (part.stop - part.start) * self.world / n
+
+
+WHOLE = Shard()
+
+
+class _Sharded:
+    """What both feeds share: the global batch sizes, and this rank's share of each."""
+
+    size: int
+    batch_size: int
+    shard: Shard = WHOLE
+
+    def global_batch(self, b: int) -> int:
+        """Samples in global batch `b` (the last may be short)."""
+        return min(self.batch_size, self.size - b * self.batch_size)
+
+    def share(self, b: int) -> float:
+        return self.shard.share(self.global_batch(b))
+
+
+class TensorFeed(_Sharded):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
-                 drop_last: bool, generator: torch.Generator | None):
+                 drop_last: bool, generator: torch.Generator | None, augment=None):
         self.x, self.y = x, y  # (N, ...) and (N,), on the training device
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = generator
+        self.augment = augment  # random transforms, batched on the device (data/augment.py), or None
 
     @property
     def size(self) -> int:
@@ -34,17 +79,30 @@ class TensorFeed:
     def __len__(self) -> int:
         return batch_count(self.size, self.batch_size, self.drop_last)
 
+    def sharded(self, shard: Shard) -> "TensorFeed":
+        """The same feed giving this rank's part of each batch (a part may be empty: skipped)."""
+        feed = copy.copy(self)
+        feed.shard = shard
+        return feed
+
     def batches(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch; `skip` batches of it already done (a resumed epoch draws the same order)."""
-        bs = self.batch_size
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=self.generator, device=self.x.device)
-            for b in range(skip, len(self)):
-                index = order[b * bs : (b + 1) * bs]
-                yield self.x.index_select(0, index), self.y.index_select(0, index)
-        else:
-            for b in range(skip, len(self)):
+        """One epoch; `skip` batches of it already done (a resumed epoch draws the same order and
+        the same augmentation). Under DDP, this rank's part of each global batch."""
+        bs, device, sharded = self.batch_size, self.x.device, self.shard.world > 1
+        order = (torch.randperm(self.size, generator=self.generator, device=device) if self.shuffle
+                 else torch.arange(self.size, device=device))
+        draws = self.augment.draw(self.size, tuple(self.x.shape[1:]), self.generator) if self.augment else None
+        for b in range(skip, len(self)):
+            if not (self.shuffle or sharded or draws is not None):  # in order, without a copy
                 yield self.x[b * bs : (b + 1) * bs], self.y[b * bs : (b + 1) * bs]
+                continue
+            index = order[b * bs : (b + 1) * bs]
+            if sharded:
+                index = index[self.shard.part(len(index))]
+                if not len(index):
+                    continue
+            x, y = self.x.index_select(0, index), self.y.index_select(0, index)
+            yield (self.augment(x, draws, index) if draws is not None else x), y
 
 
 class _EpochOrder(Sampler[int]):
@@ -61,18 +119,31 @@ class _EpochOrder(Sampler[int]):
         return iter(order[self.start :].tolist())
 
 
-class LoaderFeed:
+class _RankBatches(Sampler[list[int]]):
+    """The global batches of an epoch order, each cut to this rank's part."""
+
+    def __init__(self, order: _EpochOrder, batch_size: int, drop_last: bool, shard: Shard):
+        self.order, self.batch_size, self.drop_last, self.shard = order, batch_size, drop_last, shard
+
+    def __len__(self) -> int:
+        return batch_count(len(self.order), self.batch_size, self.drop_last)
+
+    def __iter__(self):
+        order = list(self.order)
+        for b in range(len(self)):
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield batch[self.shard.part(len(batch))]
+
+
+class LoaderFeed(_Sharded):
     def __init__(self, dataset: Dataset, indices: torch.Tensor, batch_size: int, shuffle: bool,
                  drop_last: bool, generator: torch.Generator | None, device: torch.device,
                  num_workers: int, pin_memory: bool, worker_seed: int = 0):
         self.size = len(indices)
         self.batch_size, self.drop_last, self.device = batch_size, drop_last, device
         self.sampler = _EpochOrder(self.size, shuffle, generator)
-        self.loader = DataLoader(
-            Subset(dataset, indices.tolist()),
-            batch_size=batch_size,
-            sampler=self.sampler,
-            drop_last=drop_last,
+        self.subset = Subset(dataset, indices.tolist())
+        self.options = dict(
             num_workers=num_workers,
             pin_memory=pin_memory and device.type == "cuda",
             persistent_workers=num_workers > 0,
@@ -80,6 +151,16 @@ class LoaderFeed:
             # global RNG and shifts every dropout mask after it.
             generator=torch.Generator().manual_seed(worker_seed),
         )
+        self.loader = DataLoader(self.subset, batch_size=batch_size, sampler=self.sampler, drop_last=drop_last,
+                                 **self.options)
+
+    def sharded(self, shard: Shard) -> "LoaderFeed":
+        """The same feed giving this rank's part of each global batch."""
+        feed = copy.copy(self)
+        feed.shard = shard
+        feed.loader = DataLoader(self.subset, batch_sampler=_RankBatches(self.sampler, self.batch_size,
+                                                                         self.drop_last, shard), **self.options)
+        return feed
 
     def __len__(self) -> int:
         return batch_count(self.size, self.batch_size, self.drop_last)

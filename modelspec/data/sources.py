@@ -1,109 +1,120 @@
-"""Where samples come from: torchvision data sets by name, image folders, synthetic tensors.
+"""What opening a data set gives: its splits as `Source`s, the validation carve, what was fitted.
 
-A `Source` is one split before any transform. Where the data set already holds its images as one
-uint8 array (the MNIST family, CIFAR-10) or is synthetic, `tensors` has them as (N, C, H, W) and the
-fast, decode-once path can use it; `dataset` is the per-sample torchvision data set for the
-DataLoader path. Missing data and failed downloads end as one `SpecError` that says where it looked.
+Each data kind has its own module here (images, synthetic, tabular, text, time_series) with one
+`open_*` function, which its spec class calls; this module holds what they share.
+
+Targets, the contract the runner relies on: int64 (N,) class indices for `classes`; float32 (N,) or
+(N, T) for 0/1 (`binary`, several columns: multi-label) and real-valued (`real`) targets.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..errors import SpecError
-from ..spec.data import DataSpec
-
-_TORCHVISION = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
 
 
 @dataclass
 class Source:
     """One split: per-sample dataset (PIL images, int labels) and, if cheap, all of it as tensors."""
 
-    dataset: Any  # torch Dataset yielding (image, label) without transforms
-    targets: torch.Tensor  # (N,) int64
-    tensors: torch.Tensor | None  # (N, C, H, W) uint8 or (N, ...) float/int64 for synthetic
-    num_classes: int
+    dataset: Any  # torch Dataset yielding (sample, target) without transforms
+    targets: torch.Tensor  # see the module's docstring
+    tensors: torch.Tensor | None  # (N, C, H, W) uint8 images, or (N, ...) float32/int64 samples
+    num_classes: int | None  # class count; outputs for binary targets; None for real values
     is_image: bool  # uint8 images that `to_tensor` scales to [0, 1]
+    class_names: list[str] | None = None  # names of the class indices, stored with the weights
+    target_names: list[str] | None = None  # the target columns (tables, series)
 
 
-def _torchvision_split(data: DataSpec, train: bool) -> Source:
-    import torchvision
+@dataclass
+class Opened:
+    """A data set opened for training: validation is carved out of `train` by position."""
 
-    cls = getattr(torchvision.datasets, _TORCHVISION[data.dataset])
+    train: Source
+    test: Source | None
+    train_idx: torch.Tensor  # positions of the training samples in `train`
+    val_idx: torch.Tensor  # positions of the validation samples in `train`
+    # What was fitted on the training samples (category lists, scalers, the tokenizer), as JSON data.
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+
+def carve(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held out) positions, the held-out `fraction` drawn with `seed` (same in every run)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_out = int(round(n * fraction))
+    return order[n_out:].sort().values, order[:n_out].sort().values
+
+
+def tensor_source(x: torch.Tensor, y: torch.Tensor, num_classes: int | None, class_names: list[str] | None,
+                  target_names: list[str] | None = None) -> Source:
+    """A split already encoded as tensors (tables, texts, series)."""
+    return Source(torch.utils.data.TensorDataset(x, y), y, x, num_classes, False, class_names, target_names)
+
+
+def optional_import(module: str, extra: str = "data"):
+    """A package of an extra, imported where it is used; missing, one message naming the install."""
     try:
-        dataset = cls(root=data.root, train=train, download=data.download)
-    except (RuntimeError, OSError) as exc:  # torchvision: "Dataset not found", "Error downloading", URLError
-        folder = Path(data.root) / cls.__name__ / ("raw" if data.dataset != "cifar10" else "")
-        if data.download:
-            raise SpecError(
-                f"downloading {data.dataset} into {data.root} failed: {str(exc).splitlines()[0][:200]}",
-                path=("data", "download"),
-                hint="check the internet connection, or put the files in place and set data.download: false",
-            ) from None
-        raise SpecError(
-            f"{data.dataset} is not in {folder} ({str(exc).split('.')[0][:200]})",
-            path=("data", "root"),
-            hint="set data.download: true to fetch it (needs internet), or point data.root at a folder "
-            f"holding {cls.__name__}/ in torchvision's layout",
-        ) from None
-    images = torch.as_tensor(dataset.data)  # MNIST: (N, H, W); CIFAR: (N, H, W, C)
-    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
-    targets = torch.as_tensor(dataset.targets, dtype=torch.long)
-    return Source(dataset, targets, images.contiguous(), len(dataset.classes), True)
+        return importlib.import_module(module)
+    except ImportError:
+        raise SpecError(f"this data kind needs the Python package '{module}', which is not installed",
+                        path=("data", "dataset"), hint=f"pip install 'modelspec[{extra}]'") from None
 
 
-def _image_folder_split(data: DataSpec, train: bool) -> Source | None:
-    from torchvision.datasets import ImageFolder
+def label_key(value: Any) -> str:
+    """A label or category as a stable string, whoever read the file: 3, 3.0, "3" and "3.0" are all
+    "3", and 1.5 and "1.50" are "1.5" (numbers as Python writes them); other text stays as it is."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if not math.isfinite(number):
+            return value
+        value = number
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
-    sub = data.train_dir if train else data.test_dir
-    if sub is None:
-        return None
-    folder = Path(data.root) / sub
-    if not folder.is_dir():
-        if not train:
-            return None  # a test split is optional
-        raise SpecError(
-            f"no image folder at {folder}",
-            path=("data", "root"),
-            hint="an image_folder data set has one folder per class under <root>/<train_dir>",
-        )
+
+def sorted_labels(keys: set[str]) -> list[str]:
+    """Numbers in numeric order when every label is one, else in string order: deterministic."""
     try:
-        dataset = ImageFolder(str(folder))
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise SpecError(f"cannot read the image folder {folder}: {exc}", path=("data", "root")) from None
-    targets = torch.as_tensor(dataset.targets, dtype=torch.long)
-    return Source(dataset, targets, None, len(dataset.classes), True)
+        return sorted(keys, key=float)
+    except ValueError:
+        return sorted(keys)
 
 
-def _synthetic_split(data: DataSpec, train: bool) -> Source:
-    """Learnable random data: labels are the argmax of a fixed random linear teacher."""
-    size = data.size if train else data.test_size
-    gen = torch.Generator().manual_seed(data.seed * 2 + (0 if train else 1))
-    teacher_gen = torch.Generator().manual_seed(data.seed * 2 + 12345)
-    shape = tuple(data.input_shape)
-    if data.vocab_size is not None:
-        x = torch.randint(0, data.vocab_size, (size, *shape), generator=gen)
-        token_vectors = torch.randn(data.vocab_size, 16, generator=teacher_gen)
-        features = token_vectors[x].flatten(1)  # every position counts
-    else:
-        x = torch.randn(size, *shape, generator=gen)
-        features = x.flatten(1)
-    weights = torch.randn(features.shape[1], data.num_classes, generator=teacher_gen)
-    targets = (features @ weights / math.sqrt(features.shape[1])).argmax(1)
-    dataset = torch.utils.data.TensorDataset(x, targets)
-    return Source(dataset, targets, x, data.num_classes, False)
+def encode_targets(values: list[Any], kind: str, classes: list[str] | None, what: str) -> torch.Tensor:
+    """Labels -> the target tensor of `kind`, given the classes fitted on training (classes, binary)."""
+    if kind == "real":
+        return torch.tensor([float(v) for v in values], dtype=torch.float32)
+    index = {name: i for i, name in enumerate(classes or [])}
+    keys = [label_key(v) for v in values]
+    unknown = sorted({k for k in keys if k not in index})
+    if unknown:
+        raise SpecError(f"{what} has labels that training never saw: {', '.join(unknown[:5])}",
+                        path=("data",), hint="every test label must occur in the training split")
+    ids = torch.tensor([index[k] for k in keys], dtype=torch.long)
+    return ids.float() if kind == "binary" else ids
 
 
-def open_split(data: DataSpec, train: bool) -> Source | None:
-    """The train (or test) split; None where the data set has no such split."""
-    if data.dataset == "synthetic":
-        return _synthetic_split(data, train)
-    if data.dataset == "image_folder":
-        return _image_folder_split(data, train)
-    return _torchvision_split(data, train)
+def fit_classes(values: list[Any], kind: str, what: str, expected: int | None = None) -> list[str]:
+    """The sorted labels of the training samples; binary targets need exactly two; a class count
+    given in the spec must be theirs."""
+    classes = sorted_labels({label_key(v) for v in values})
+    if expected is not None and expected != len(classes):
+        raise SpecError(f"num_classes={expected}, but {what} has {len(classes)} labels: {', '.join(classes[:10])}",
+                        path=("data", "num_classes"), hint="omit num_classes to infer it")
+    if kind == "binary" and len(classes) != 2:
+        raise SpecError(f"binary targets need two distinct labels; {what} has {len(classes)}: "
+                        f"{', '.join(classes[:5])}", path=("data", "target_kind"),
+                        hint="use target_kind: classes for more than two labels")
+    return classes

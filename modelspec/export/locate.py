@@ -1,7 +1,8 @@
 """Which weights file a path names: a run folder, a grid folder (with --best), or the file itself.
 
 A grid folder is runs/<spec name>/<timestamp>/ with results.json, whose "runs" list names each run's
-folder ("dir"), status and validation accuracies; a run folder holds weights.pt.
+folder ("dir"), status, monitor (`train.monitor`, e.g. val_accuracy or val_rmse), its direction and
+its best value; a run folder holds weights.pt.
 """
 
 from __future__ import annotations
@@ -29,24 +30,28 @@ def _grid_runs(folder: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def _accuracy(run: dict[str, Any]) -> float | None:
-    for key in ("best_val_accuracy", "final_val_accuracy"):
-        if isinstance(run.get(key), (int, float)):
-            return float(run[key])
+def _best_value(run: dict[str, Any]) -> tuple[float, bool] | None:
+    """(the run's best monitored value, whether higher is better), or None if it has none."""
+    monitor = run.get("monitor")
+    if isinstance(monitor, str) and isinstance(run.get(f"best_{monitor}"), (int, float)):
+        return float(run[f"best_{monitor}"]), run.get("monitor_mode") != "min"
+    if isinstance(run.get("best_val_accuracy"), (int, float)):  # results.json of modelspec 0.1
+        return float(run["best_val_accuracy"]), True
     return None
 
 
 def best_run(folder: Path) -> dict[str, Any]:
-    """The finished run with the highest validation accuracy (best epoch, else final)."""
+    """The finished run with the best value of the grid's monitor (train.monitor), in its direction."""
     runs = _grid_runs(folder)
-    scored = [r for r in runs if r.get("status") == "finished" and _accuracy(r) is not None]
+    scored = [(r, _best_value(r)) for r in runs if r.get("status") == "finished"]
+    scored = [(r, v) for r, v in scored if v is not None]
     if not scored:
         statuses = ", ".join(f"{r.get('run', r['dir'])}: {r.get('status')}" for r in runs) or "no runs"
         raise SpecError(
-            f"no finished run with a validation accuracy in {folder} ({statuses})",
-            hint="--best needs data.val_split > 0 and a finished run; or give a run folder",
+            f"no finished run with a monitored value in {folder} ({statuses})",
+            hint="--best needs a finished run; or give a run folder",
         )
-    return max(scored, key=_accuracy)
+    return max(scored, key=lambda item: item[1][0] if item[1][1] else -item[1][0])[0]
 
 
 def _missing_weights(run_dir: Path) -> SpecError:

@@ -92,7 +92,9 @@ def _finish(path: Path, plan: ExportPlan) -> dict[str, Any]:
     import onnx
 
     model = onnx.load(str(path))
-    onnx.helper.set_model_props(model, {key: json.dumps(value) for key, value in plan.metadata.items()})
+    props = {key: json.dumps(value) for key, value in plan.metadata.items()}
+    props.update(plan.files)  # e.g. tokenizer.json, under its file name
+    onnx.helper.set_model_props(model, props)
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path), full_check=True)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

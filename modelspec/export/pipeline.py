@@ -23,7 +23,7 @@ from ..errors import SpecError
 from ..spec.layers import fmt_shape
 from .format import Format
 from .inputs import cases, dynamic_axes, example, random_inputs, verify_batch
-from .plan import PREPROCESSING_FILE, ExportPlan, preprocessing
+from .plan import PREPROCESSING_FILE, ExportPlan, data_files, preprocessing
 from .registry import FORMATS, check_formats
 from .report import Attempt, Check, ExportReport, FormatResult
 from .verify import Reference, first_line
@@ -147,8 +147,8 @@ def export_trained(
     axes = dynamic_axes(spec.layers, trained.info)
     reference = Reference.of(model, cases(inputs, batch, axes), settings.atol, settings.rtol)
     metadata = preprocessing(trained, axes, reference.outputs[0].shape)
-    plan = ExportPlan(example(inputs, axes), axes, settings.opset, metadata)
-    (out / PREPROCESSING_FILE).write_text(plan.metadata_json, encoding="utf-8")
+    plan = ExportPlan(example(inputs, axes), axes, settings.opset, metadata, data_files(trained.info.preprocessing)[1])
+    plan.write_files(out)
 
     report = ExportReport(out, spec.name, spec.network_name, described, settings.atol, settings.rtol,
                           preprocessing=PREPROCESSING_FILE)

@@ -1,23 +1,27 @@
 """What every exporter is handed: the traced example, the dynamic axes, the opset, the metadata.
 
 The metadata is the preprocessing the model expects (input shape and dtype, the normalisation it was
-trained with), so that a user of the exported file needs neither modelspec nor the spec to feed it.
-It goes into each file (ONNX metadata_props, TorchScript and .pt2 extra files) and into
-`preprocessing.json` beside them.
+trained with, and under `data` everything fitted on the training data: category lists, fill values,
+scalers, window and horizon), so that a user of the exported file needs neither modelspec, nor the
+spec, nor the training data to feed it raw rows, texts or series. It goes into each file (ONNX
+metadata_props, TorchScript and .pt2 extra files) and into `preprocessing.json` beside them; a fitted
+tokenizer goes beside it as `tokenizer.json`, the file any Hugging Face `tokenizers` client loads.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from ..artifacts import TrainedModel
+from ..artifacts import TrainedModel, atomic_write_text
 from .inputs import INPUT_NAME, OUTPUT_NAME, Axes
 
 PREPROCESSING_FILE = "preprocessing.json"
+TOKENIZER_FILE = "tokenizer.json"
 
 
 @dataclass(frozen=True)
@@ -26,10 +30,28 @@ class ExportPlan:
     axes: Axes
     opset: int | None  # None: the exporter's default
     metadata: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)  # file name -> text, written beside the model
 
     @property
     def metadata_json(self) -> str:
         return json.dumps(self.metadata, indent=2) + "\n"
+
+    @property
+    def extra_files(self) -> dict[str, str]:
+        """What goes inside a model file beside its graph (TorchScript, .pt2): every JSON file."""
+        return {PREPROCESSING_FILE: self.metadata_json, **self.files}
+
+    def write_files(self, folder: Path) -> None:
+        for name, text in self.extra_files.items():
+            atomic_write_text(folder / name, text)
+
+
+def data_files(preprocessing: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The fitted preprocessing with a tokenizer moved out to its own tokenizer.json."""
+    if not preprocessing or "tokenizer" not in preprocessing:
+        return preprocessing, {}
+    tokenizer = json.dumps(preprocessing["tokenizer"], ensure_ascii=False)
+    return {**preprocessing, "tokenizer": TOKENIZER_FILE}, {TOKENIZER_FILE: tokenizer}
 
 
 def preprocessing(trained: TrainedModel, axes: Axes, output_shape: Sequence[int]) -> dict[str, Any]:
@@ -39,21 +61,13 @@ def preprocessing(trained: TrainedModel, axes: Axes, output_shape: Sequence[int]
     """
     info = trained.info
     return {
-        "spec": trained.spec.name,
-        "network": trained.spec.network_name,
+        **trained.describe(),
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
-        "input_dtype": info.input_dtype,
-        "input_shape": list(info.input_shape),  # per sample, after the spec's transforms
         # The whole input and output; named axes are dynamic ("batch", "sequence").
         "input_layout": _layout([1, *info.input_shape], axes.input),
         "output_layout": _layout(output_shape, axes.output),
-        "num_classes": info.num_classes,
-        # Applied to the data before the model, per channel: x = (x - mean) / std, after to_tensor
-        # has scaled pixels to [0, 1]. None: the model takes the transformed data as they are.
-        "normalize": info.normalize,
-        "transforms": [t.model_dump(mode="json") for t in trained.spec.data.transforms],
-        "extra": dict(info.extra),
+        "data": data_files(info.preprocessing)[0],  # a tokenizer in its own tokenizer.json beside it
     }
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .format import Format, Runner
-from .plan import PREPROCESSING_FILE, ExportPlan
+from .plan import ExportPlan
 
 
 @contextlib.contextmanager
@@ -56,7 +56,7 @@ def dynamic_shapes(plan: ExportPlan) -> tuple[dict[int, torch.export.Dim]]:
 def export_program(model: nn.Module, plan: ExportPlan, path: Path) -> dict[str, Any]:
     with rnn_while_loops():
         program = torch.export.export(model, (plan.example,), dynamic_shapes=dynamic_shapes(plan))
-    torch.export.save(program, str(path), extra_files={PREPROCESSING_FILE: plan.metadata_json})
+    torch.export.save(program, str(path), extra_files=plan.extra_files)
     return {}
 
 

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from .format import Format, Runner
-from .plan import PREPROCESSING_FILE, ExportPlan
+from .plan import ExportPlan
 
 
 def _save(module: torch.jit.ScriptModule, plan: ExportPlan, path: Path) -> None:
-    torch.jit.save(module, str(path), _extra_files={PREPROCESSING_FILE: plan.metadata_json})
+    torch.jit.save(module, str(path), _extra_files=plan.extra_files)
 
 
 def script(model: nn.Module, plan: ExportPlan, path: Path) -> dict[str, Any]:

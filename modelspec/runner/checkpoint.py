@@ -13,27 +13,56 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_save, safe_load
+from ..errors import SpecError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # The sections of a spec whose change makes a resumed run a different run.
 RESUME_SECTIONS = ("seed", "data", "model", "networks", "train", "grid")
+# Keys inside those sections that say where the data is and how it is read, not what a run computes:
+# a grid resumed on another machine or from another folder may change them (`resume --set`).
+DATA_LOCATIONS = ("root", "path", "test_path", "tokenizer")  # the data kinds' file and folder keys
+RESUME_SAFE_KEYS = (*(("data", key) for key in DATA_LOCATIONS), ("data", "download"), ("data", "num_workers"),
+                    ("data", "pin_memory"))
+
+
+def _relevant(spec: dict[str, Any]) -> dict[str, Any]:
+    relevant = {key: spec.get(key) for key in RESUME_SECTIONS}
+    for section, key in RESUME_SAFE_KEYS:
+        if isinstance(relevant.get(section), dict):
+            relevant[section] = {k: v for k, v in relevant[section].items() if k != key}
+    return relevant
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def spec_hash(resolved: dict[str, Any]) -> str:
-    """Hash of the sections that decide a run's numbers (tracking and export may change)."""
-    relevant = {key: resolved.get(key) for key in RESUME_SECTIONS}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+    """Hash of what decides a run's numbers (tracking, export and where the data lives may change)."""
+    return hashlib.sha256(_text(_relevant(resolved)).encode()).hexdigest()
 
 
 def changed_sections(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [key for key in RESUME_SECTIONS if json.dumps(old.get(key), sort_keys=True, default=str)
-            != json.dumps(new.get(key), sort_keys=True, default=str)]
+    old, new = _relevant(old), _relevant(new)
+    return [key for key in RESUME_SECTIONS if _text(old.get(key)) != _text(new.get(key))]
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    atomic_save(state, run_dir / CHECKPOINT_FILE)
+def save_checkpoint(run_dir: Path, state: dict[str, Any], durable: bool = True) -> None:
+    """Atomically; `durable` also syncs it to the disk (the run's last one, and Ctrl-C's)."""
+    atomic_save(state, run_dir / CHECKPOINT_FILE, durable=durable)
+
+
+def restart_hint(run_dir: Path) -> str:
+    """How to start one run of a grid over: the command, or by hand."""
+    return (f"start this run over: `modelspec resume {run_dir.parent} --restart-run {run_dir.name}` "
+            f"(or delete {run_dir} and resume)")
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / CHECKPOINT_FILE
-    return safe_load(path, "checkpoint") if path.exists() else None
+    if not path.exists():
+        return None
+    checkpoint = safe_load(path, "checkpoint", hint=restart_hint(run_dir))
+    if not isinstance(checkpoint, dict) or "spec_hash" not in checkpoint:
+        raise SpecError(f"{path} holds no modelspec checkpoint", hint=restart_hint(run_dir))
+    return checkpoint

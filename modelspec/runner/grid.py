@@ -1,35 +1,35 @@
-"""Run every run of a spec's grid: folders, shared data, results table, failures, resume.
+"""Run every run of a spec's grid: shared data, results table, failures, stops and resume.
 
-runs/<spec name>/<timestamp>/
-    spec.yaml        the spec as run (overrides applied), to read
-    spec.json        the same as data, to compare on resume
-    results.csv      one row per run and epoch
-    results.json     the same rows, and one summary per run
-    <NN>_<run name>/ TensorBoard events, checkpoint.pt, weights.pt, run.json
+The folder itself (creation, lock, what a resume reads back) is runner/folder.py and runner/lock.py;
+what stops a grid from outside (signals, a full disk in a writer thread) is runner/stops.py.
+A grid is stopped by Ctrl-C or SIGTERM (finish the batch, checkpoint, say how to resume) or by a full
+disk (the last good checkpoint stays; resume once space is freed). A start that fails before any run
+trains leaves no folder behind.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import yaml
-
-from ..artifacts import atomic_write_text
-from ..errors import SpecError, SpecIssue
+from ..artifacts import atomic_write_text, is_disk_full
+from ..errors import SpecError, SpecIssue, Terminated, did_you_mean
 from ..load import LoadedSpec
-from ..spec.grid import RunPlan, _short_names
-from ..tracking import ResultsTable
-from .checkpoint import changed_sections
+from ..spec.grid import RunPlan, _short_names, grid_location
+from ..compile.task import Monitor
+from ..tracking import ResultsTable, ResultsTracker
 from .device import resolve_device
+from .folder import RUN_FILE, check_unchanged, create_grid_folder, previous_results, read_run_state
+from .distributed import SINGLE, Ranks
+from .lock import GridLock
 from .loop import Interrupted, RunContext, RunFailed, RunOutcome, train_run
 from .progress import Progress
+from .stops import QuietDiskFullThreads, StopFlag
 
 
 # Loader settings: runs that differ only in these share one decoded copy of the data.
@@ -41,6 +41,10 @@ class GridResult:
     folder: Path
     outcomes: dict[str, RunOutcome] = field(default_factory=dict)
     interrupted: bool = False
+    stop_signal: int | None = None  # SIGINT or SIGTERM, when a signal stopped the grid
+    disk_full: str | None = None  # what could not be written, when a full disk stopped the grid
+    export_failed: dict[str, str] = field(default_factory=dict)  # run -> why its export failed
+    run_dirs: dict[str, Path] = field(default_factory=dict)  # run -> its folder
 
     @property
     def failed(self) -> list[str]:
@@ -61,6 +65,20 @@ def latest_grid_folder(loaded: LoadedSpec) -> Path:
     return folders[-1]
 
 
+def locate_run_error(exc: SpecError, loaded: LoadedSpec, plan: RunPlan) -> SpecError:
+    """A spec error found while a run runs (missing data, a layer that does not fit the real images),
+    located where the value was written: the spec's line, its grid value, or the `--set` it came from."""
+    issues = []
+    for issue in exc.issues:
+        if issue.file is not None or not issue.path:
+            issues.append(issue)  # located already, or about no place in the spec (a damaged file)
+            continue
+        path = grid_location(loaded.spec, plan.values, issue.path)
+        message = f"run {plan.name}: {issue.message}" if loaded.spec.grid else issue.message
+        issues.append(loaded.source.issue(SpecIssue(message, path, issue.hint)))
+    return SpecError(issues)
+
+
 def _check_devices(loaded: LoadedSpec, runs: list[RunPlan]) -> dict[str, Any]:
     """Resolve every run's device before training anything: a missing GPU is a spec error."""
     devices = {}
@@ -68,74 +86,103 @@ def _check_devices(loaded: LoadedSpec, runs: list[RunPlan]) -> dict[str, Any]:
         try:
             devices[run.name] = resolve_device(run.spec.train.device)
         except SpecError as exc:
-            key = "train.device"
-            path = ("grid", key, loaded.spec.grid[key].index(run.spec.train.device)) if key in loaded.spec.grid else ("train", "device")
-            raise SpecError([loaded.source.issue(SpecIssue(i.message, path, i.hint)) for i in exc.issues]) from None
+            raise locate_run_error(exc, loaded, run) from None
     return devices
 
 
-def _prepare_folder(loaded: LoadedSpec, folder: Path | None) -> tuple[Path, bool]:
-    if folder is not None:  # resuming
-        stored = json.loads((folder / "spec.json").read_text())
-        changed = changed_sections(stored, loaded.raw)
-        if changed:
-            raise SpecError(
-                f"the spec changed since {folder} was started: {', '.join(changed)}",
-                hint="resume with the spec as it was, or start a new grid with `modelspec run`",
-            )
-        return folder, True
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(loaded.spec.tracking.dir) / loaded.spec.name
-    base.mkdir(parents=True, exist_ok=True)
-    # The folder appears with its spec files or not at all (written aside, then renamed), so a grid
-    # killed at any instant is either resumable or was never started.
-    staging = Path(tempfile.mkdtemp(prefix=f".{stamp}.", dir=base))
-    (staging / "spec.yaml").write_text(yaml.safe_dump(loaded.raw, sort_keys=False))
-    (staging / "spec.json").write_text(json.dumps(loaded.raw, indent=1))
-    n = 1
-    while True:
-        folder = base / (stamp if n == 1 else f"{stamp}-{n}")  # two grids within the same second
-        try:
-            staging.rename(folder)
-            return folder, False
-        except OSError:
-            if not folder.exists():
-                raise
-            n += 1
+def _check_training_split(prepared, plan: RunPlan) -> None:
+    """The real cause of a training split that gives no batch, before the run starts."""
+    data = plan.spec.data
+    n_train, n_all = len(prepared.train_indices), len(prepared.train_source.targets)
+    if n_train == 0:
+        raise SpecError(f"val_split={data.val_split} leaves no training samples: all {n_all:,} samples of the "
+                        "train split are held out for validation",
+                        path=("data", "val_split"), hint="lower data.val_split")
+    if data.drop_last and n_train < data.batch_size:
+        raise SpecError(f"drop_last with batch_size={data.batch_size} drops every batch: the training split "
+                        f"has {n_train:,} samples", path=("data", "batch_size"),
+                        hint=f"use a batch_size of at most {n_train:,}, or drop_last: false")
 
 
-def _summary(plan: RunPlan, folder_name: str, outcome: RunOutcome) -> dict[str, Any]:
+def _summary(plan: RunPlan, folder_name: str, outcome: RunOutcome, export: str | None) -> dict[str, Any]:
+    """The run's line in results.json: status, grid values, best_* (best epoch by the monitor), final_*."""
     return {
         "run": plan.name, "dir": folder_name, "status": outcome.status, "reason": outcome.reason,
-        "values": plan.values, "epochs": outcome.epochs,
-        "best_val_accuracy": outcome.metric("val_accuracy", best=True),
-        "final_val_accuracy": outcome.metric("val_accuracy", best=False),
-        "final_test_accuracy": outcome.metric("test_accuracy", best=False),
+        "export": export,  # None (not asked), "ok" or "failed: <why>": training and export apart
+        "values": plan.values, "epochs": outcome.epochs, **outcome.summary(),
     }
 
 
-class _StopFlag:
-    """First Ctrl-C: finish the batch, checkpoint and stop. A second one stops at once."""
+def _monitor_json(monitor: Monitor | None) -> dict[str, Any] | None:
+    return {"name": monitor.name, "higher_is_better": monitor.higher_is_better} if monitor else None
 
-    def __init__(self):
-        self.requested = False
 
-    def __enter__(self):
-        self.previous = signal.getsignal(signal.SIGINT)
-        try:
-            signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: Ctrl-C is the caller's business
-            self.previous = None
-        return self
+def _stored_outcome(state: dict[str, Any]) -> RunOutcome:
+    """A finished or failed run, as its run.json has it."""
+    monitor = state.get("monitor")
+    return RunOutcome(state["status"], state["rows"], state.get("reason"), len(state["rows"]),
+                      Monitor(monitor["name"], monitor["higher_is_better"]) if isinstance(monitor, dict) else None)
 
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
 
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+def _grid_columns(keys: list[str]) -> dict[str, str]:
+    """Grid key -> its column in the rows: the short name (`lr`), or the whole key where the short
+    name is a measurement's (a grid over `train.loss` must not overwrite the `loss` column)."""
+    from ..spec.metrics import METRICS
+
+    taken = {"run", "epoch", "loss", "current_lr", "epoch_duration", "run_duration", *METRICS}
+    taken |= {f"{split}_{name}" for split in ("val", "test") for name in taken}
+    short = _short_names(keys)
+    return {key: key if name in taken or name.split("_")[0] in taken else name for key, name in short.items()}
+
+
+def _first_of_its_network(plan: RunPlan, seen: set[str]) -> bool:
+    """Whether this run is the grid's first of its network: its graph goes to TensorBoard once, not
+    once per run (tracing costs as much as several epochs of a tiny model)."""
+    key = json.dumps([layer.model_dump(mode="json") for layer in plan.spec.layers])
+    first = key not in seen
+    seen.add(key)
+    return first
+
+
+def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log) -> tuple[Path, GridLock, Any]:
+    """The grid folder, locked: a new one (with what to discard if nothing trains), or the one to resume."""
+    if resume_folder is None:
+        lock = None
+
+        def take_lock(staging: Path) -> None:
+            nonlocal lock
+            lock = GridLock(staging).acquire(log)
+
+        made = create_grid_folder(loaded, take_lock)
+        lock.moved_to(made.folder)
+        return made.folder, lock, made
+    check_unchanged(loaded, resume_folder)
+    try:
+        lock = GridLock(resume_folder).acquire(log)
+    except OSError as exc:
+        raise SpecError(f"cannot write in {resume_folder}: {exc.strerror or exc}",
+                        hint="resume needs to write the grid folder; check its permissions and free space") from None
+    return resume_folder, lock, None
+
+
+class _NoLock:
+    """What the other ranks hold under torchrun: rank 0 holds the grid's lock for them."""
+
+    def release(self) -> None:
+        pass
+
+
+def _pick_restarts(runs: list[RunPlan], restart: Sequence[str]) -> set[str]:
+    """`--restart-run` names: a run's name or its folder's."""
+    names = {run_folder_name(i, plan.name): plan.name for i, plan in enumerate(runs)}
+    names.update({plan.name: plan.name for plan in runs})
+    picked = set()
+    for name in restart:
+        if name.rstrip("/") not in names:
+            raise SpecError(f"--restart-run {name}: the grid has no such run",
+                            hint=did_you_mean(name, names) or "runs: " + ", ".join(p.name for p in runs))
+        picked.add(names[name.rstrip("/")])
+    return picked
 
 
 def run_grid(
@@ -146,85 +193,225 @@ def run_grid(
     fail_fast: bool = False,
     log: Callable[[str], None] = print,
     exporter: Callable[..., Any] | None = None,
+    restart: Sequence[str] = (),
+    ranks: Ranks = SINGLE,
 ) -> GridResult:
-    from ..data import describe, prepare_data
-
+    """Every run of the grid. Under torchrun every rank calls this; rank 0 alone writes and prints."""
+    log = log if ranks.main else (lambda message: None)
+    quiet = quiet or not ranks.main
     runs = loaded.runs()
     devices = _check_devices(loaded, runs)
-    folder, resuming = _prepare_folder(loaded, resume_folder)
-    short = _short_names(list(loaded.spec.grid))
-    table = ResultsTable(folder, [short[k] for k in loaded.spec.grid])
-    result = GridResult(folder)
-    prepared_cache: dict[str, Any] = {}
-    log(f"{len(runs)} run(s) -> {folder}")
+    restarts = _pick_restarts(runs, restart)
+    if restarts and resume_folder is None:
+        raise SpecError("--restart-run goes with a resume", hint="modelspec resume GRID_FOLDER --restart-run RUN")
+    # Rank 0 makes (or locks) the folder; the other ranks only learn where it is.
+    opened = _open_folder(loaded, resume_folder, log) if ranks.main else (None, _NoLock(), None)
+    folder, lock, new_grid = ranks.from_main(lambda: opened[0]), opened[1], opened[2]
+    grid = _Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks)
+    try:
+        grid.run(resuming=resume_folder is not None, restarts=restarts)
+    except BaseException as exc:
+        if new_grid is not None and not grid.trained:
+            new_grid.discard()  # a start that failed before any run trained leaves nothing to resume
+            raise
+        if not isinstance(exc, KeyboardInterrupt):
+            raise
+        # A signal outside a run's training steps (between runs, preparing data): the runs done so
+        # far are saved, so this is a stop like any other, with the command that resumes it.
+        grid.result.interrupted = True
+        grid.result.stop_signal = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    finally:
+        lock.release()
+        grid.result.export_failed = {k: v for k, v in grid.exports.items() if v != "ok"}
+    return grid.result
 
-    with _StopFlag() as stop, Progress(len(runs), enabled=not quiet) as progress:
-        for index, plan in enumerate(runs):
-            folder_name = run_folder_name(index, plan.name)
-            run_dir = folder / folder_name
-            state_file = run_dir / "run.json"
-            if resuming and state_file.is_file():
-                state = json.loads(state_file.read_text())
-                if state["status"] in ("finished", "failed"):
-                    outcome = RunOutcome(state["status"], state["rows"], state.get("reason"), len(state["rows"]))
-                    result.outcomes[plan.name] = outcome
-                    table.set_rows(plan.name, outcome.rows)
-                    table.set_summary(plan.name, _summary(plan, folder_name, outcome))
-                    progress.advance_run(f"{plan.name} (done before)")
-                    continue
-            device = devices[plan.name]
 
-            def prepared(plan=plan, device=device):
-                """The decoded data, shared by consecutive runs that read the same data the same way."""
-                key = json.dumps([plan.spec.data.model_dump(mode="json", exclude=_LOADER_ONLY), plan.spec.seed,
-                                  str(device)])
-                if key not in prepared_cache:
-                    prepared_cache.clear()  # one data set in memory at a time
-                    prepared_cache[key] = prepare_data(plan.spec.data, plan.spec.seed, device, log)
-                    log(describe(prepared_cache[key], plan.spec.data))
-                return prepared_cache[key]
+class _Grid:
+    """The runs of one grid, one after another, with the results table they share."""
 
-            progress.start_run(plan.name, plan.spec.train.epochs)
+    def __init__(self, loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks: Ranks = SINGLE):
+        self.loaded, self.runs, self.folder, self.devices = loaded, runs, folder, devices
+        self.ranks = ranks  # under torchrun: every rank trains, rank 0 alone writes
+        self.quiet, self.fail_fast, self.log, self.exporter = quiet, fail_fast, log, exporter
+        self.short = _grid_columns(list(loaded.spec.grid))
+        self.graphs_logged: set[str] = set()
+        self.table = ResultsTable(folder, [self.short[k] for k in loaded.spec.grid])
+        self.result = GridResult(folder)
+        self.prepared_cache: dict[str, Any] = {}
+        self.trained = False  # whether any run got as far as training
+        self.exports: dict[str, str] = {}
 
-            def on_epoch(rows, plan=plan):
-                table.set_rows(plan.name, rows)
-                table.save()
-                progress.epoch_done(rows[-1])
+    # ---- the loop
 
-            ctx = RunContext(
-                device=device,
-                log=progress.log if not quiet else log,
-                stop_requested=lambda: stop.requested,
-                on_epoch=on_epoch,
-                on_batch=progress.batch,
-                hparams={short[k]: v for k, v in plan.values.items()},
-                export=(lambda model, info, plan=plan, run_dir=run_dir: exporter(plan, run_dir, model, info))
-                if exporter is not None and plan.spec.export.after_run else None,
-            )
+    def run(self, resuming: bool, restarts: set[str]) -> None:
+        self.log(f"{len(self.runs)} run(s) -> {self.folder}")
+        with StopFlag() as stop, QuietDiskFullThreads(), Progress(len(self.runs), enabled=not self.quiet) as progress:
+            self.stop, self.progress = stop, progress
+            if resuming:
+                self._load_previous(restarts)
             try:
-                outcome = train_run(plan, run_dir, prepared(), ctx, resume=resuming)
-            except Interrupted as exc:
-                result.interrupted = True
-                outcome = RunOutcome("stopped", table.rows.get(plan.name, []), str(exc))
-            except SpecError:
+                for index, plan in enumerate(self.runs):
+                    if stop.requested:
+                        self.result.interrupted = True
+                        break
+                    run_dir = self.folder / run_folder_name(index, plan.name)
+                    self.result.run_dirs[plan.name] = run_dir
+                    if resuming and self._done_before(plan, run_dir):
+                        continue
+                    outcome = self._run_one(plan, run_dir, resuming)
+                    if outcome is None:  # the disk is full: stop where the checkpoint is
+                        break
+                    if self.result.interrupted or (self.fail_fast and outcome.status == "failed"):
+                        break
+            finally:
+                self._save_table()
+        self.result.stop_signal = stop.signum if self.result.interrupted else None
+
+    def _load_previous(self, restarts: set[str]) -> None:
+        """Every row the grid had, in grid order, so that saving the table never drops one."""
+        rows, summaries = previous_results(self.folder, self.log)
+        for index, plan in enumerate(self.runs):
+            if plan.name in restarts and self.ranks.main:
+                run_dir = self.folder / run_folder_name(index, plan.name)
+                self.log(f"starting {plan.name} over: removing {run_dir}")
+                shutil.rmtree(run_dir, ignore_errors=True)
+            self.table.set_rows(plan.name, [] if plan.name in restarts else rows.get(plan.name, []))
+            if plan.name in summaries and plan.name not in restarts:
+                self.table.set_summary(plan.name, summaries[plan.name])
+
+    def _done_before(self, plan: RunPlan, run_dir: Path) -> bool:
+        state = read_run_state(run_dir, self.progress.log if not self.quiet else self.log)
+        if state is None or state["status"] not in ("finished", "failed"):
+            return False
+        outcome = _stored_outcome(state)
+        self.result.outcomes[plan.name] = outcome
+        self.table.set_rows(plan.name, outcome.rows)
+        self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, state.get("export")))
+        if isinstance(state.get("export"), str):
+            self.exports[plan.name] = state["export"]
+        self.progress.advance_run(f"{plan.name} (done before)")
+        return True
+
+    def _run_one(self, plan: RunPlan, run_dir: Path, resuming: bool) -> RunOutcome | None:
+        self.progress.start_run(plan.name, plan.spec.train.epochs)
+        context: RunContext | None = None  # once made, it knows the run's monitor (for a failed run's summary)
+        try:
+            prepared = self._prepared(plan)
+            _check_training_split(prepared, plan)
+            self.trained = True
+            self.stop.graceful = True
+            context = self._context(plan, run_dir)
+            outcome = train_run(plan, run_dir, prepared, context, resume=resuming)
+        except Interrupted as exc:
+            self.result.interrupted = True
+            outcome = RunOutcome("stopped", self.table.rows.get(plan.name, []), str(exc), monitor=context.monitor)
+        except SpecError as exc:
+            raise locate_run_error(exc, self.loaded, plan) from None
+        except Exception as exc:
+            if is_disk_full(exc):
+                return self._disk_full(plan, exc)
+            # Anything else that ends one run (a NaN, an OOM, a corrupt sample, a bug) is that run's
+            # failure, with its type and message; the grid goes on.
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, RunFailed):
+                reason = f"{type(exc).__name__}: {reason}"
+            self.trained = True  # a failed run is a result too: its folder says why
+            outcome = RunOutcome("failed", self.table.rows.get(plan.name, []), reason[:300],
+                                 monitor=context.monitor if context else None)
+            self.progress.log(f"run {plan.name} failed: {outcome.reason}")
+        finally:
+            self.stop.graceful = False
+        outcome.epochs = len(outcome.rows)
+        self.result.outcomes[plan.name] = outcome
+        self.table.set_rows(plan.name, outcome.rows)
+        self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, self.exports.get(plan.name)))
+        try:
+            if self.ranks.main:
+                self.table.save(force=False)  # at most every few seconds; always at the end of the grid
+                run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(run_dir / RUN_FILE, json.dumps(
+                    {"run": plan.name, "status": outcome.status, "reason": outcome.reason,
+                     "export": self.exports.get(plan.name), "monitor": _monitor_json(outcome.monitor),
+                     "rows": outcome.rows}, indent=1, default=str))
+        except OSError as exc:
+            if not is_disk_full(exc):
                 raise
-            except (RunFailed, RuntimeError, ValueError, OSError, MemoryError) as exc:
-                # Anything that ends one run (a NaN, an OOM, a corrupt sample) is that run's failure.
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                if not isinstance(exc, RunFailed):
-                    reason = f"{type(exc).__name__}: {reason}"
-                outcome = RunOutcome("failed", table.rows.get(plan.name, []), reason[:300])
-                progress.log(f"run {plan.name} failed: {outcome.reason}")
-            outcome.epochs = len(outcome.rows)
-            result.outcomes[plan.name] = outcome
-            table.set_rows(plan.name, outcome.rows)
-            table.set_summary(plan.name, _summary(plan, folder_name, outcome))
-            table.save()
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "run.json", json.dumps(
-                {"run": plan.name, "status": outcome.status, "reason": outcome.reason, "rows": outcome.rows},
-                indent=1, default=str))
-            progress.advance_run(plan.name)
-            if result.interrupted or (fail_fast and outcome.status == "failed"):
-                break
-    return result
+            return self._disk_full(plan, exc)
+        self.progress.advance_run(plan.name)
+        return outcome
+
+    # ---- helpers
+
+    def _prepared(self, plan: RunPlan):
+        """The decoded data, shared by consecutive runs that read the same data the same way."""
+        from ..data import describe, prepare_data
+
+        device = self.ranks.place(self.devices[plan.name])
+        data = plan.spec.data
+        # The run's seed changes the decoded data only through the splits it carves: a grid over the
+        # seed without val_split (or test_split) decodes once.
+        carves = data.val_split > 0 or getattr(data, "test_split", 0)
+        key = json.dumps([data.model_dump(mode="json", exclude=_LOADER_ONLY), plan.spec.seed if carves else None,
+                          str(device)])
+        if key not in self.prepared_cache:
+            self.prepared_cache.clear()  # one data set in memory at a time
+            self.prepared_cache[key] = prepare_data(plan.spec.data, plan.spec.seed, device, self.log)
+            self.log(describe(self.prepared_cache[key], plan.spec.data))
+        return self.prepared_cache[key]
+
+    def _context(self, plan: RunPlan, run_dir: Path) -> RunContext:
+        export = None
+        if self.exporter is not None and plan.spec.export.after_run:
+            export = lambda model, info: self._export(plan, run_dir, model, info)  # noqa: E731
+
+        return RunContext(
+            device=self.ranks.place(self.devices[plan.name]),
+            log=self.progress.log if not self.quiet else self.log,
+            stop_requested=lambda: self.stop.requested,
+            on_epoch=self.progress.epoch_done,
+            trackers=[ResultsTracker(self.table, plan.name, run_dir)],
+            log_graph=_first_of_its_network(plan, self.graphs_logged),
+            on_batch=self.progress.batch,
+            hparams={self.short[k]: v for k, v in plan.values.items()},
+            export=export,
+            ranks=self.ranks,
+        )
+
+    def _export(self, plan: RunPlan, run_dir: Path, model, info) -> None:
+        """Export after training, recorded apart from it: a failed export leaves the run finished
+        (its weights are there; `modelspec export RUN` tries again)."""
+        try:
+            self.exporter(plan, run_dir, model, info)
+            self.exports[plan.name] = "ok"
+        except (SpecError, RuntimeError, ValueError, OSError, ImportError, TypeError) as exc:
+            if isinstance(exc, OSError) and is_disk_full(exc):
+                raise
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            self.exports[plan.name] = f"failed: {reason}"
+            self.progress.log(f"run {plan.name}: training finished, but its export failed: {reason}")
+
+    def _disk_full(self, plan: RunPlan, exc: BaseException) -> None:
+        where = getattr(exc, "filename", None) or self.folder
+        self.result.disk_full = f"no space left on the disk writing {where}"
+        rows = self.table.rows.get(plan.name, [])
+        self.result.outcomes[plan.name] = RunOutcome("stopped", rows, "disk full", len(rows))
+        self.progress.log(f"run {plan.name} stopped: disk full; its last checkpoint is kept")
+        # TensorBoard creates its event files before it can write a byte: left empty, they are debris
+        # (a resume writes its own).
+        for events in self.folder.rglob("events.out.tfevents.*"):
+            try:
+                if events.stat().st_size == 0:
+                    events.unlink()
+            except OSError:
+                pass
+        return None
+
+    def _save_table(self) -> None:
+        if not self.ranks.main:
+            return
+        try:
+            self.table.save()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.result.disk_full = self.result.disk_full or f"no space left on the disk writing {self.folder}"

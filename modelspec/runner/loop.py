@@ -1,8 +1,11 @@
-"""One run: re-seed, build a fresh model and optimizer, train `epochs`, evaluate, checkpoint.
+"""One run: re-seed, build, restore, then train epochs, evaluate, track and checkpoint.
 
-Reads top to bottom like a hand-written loop. Metrics accumulate on the device and are read once
-per epoch (no per-batch `.item()`, which would stall the GPU every step); the loss is weighted by
-the real batch size, so a short last batch counts for what it is.
+Reads top to bottom like a hand-written loop. The batch loop knows no task: the `Task` shapes the
+targets for the loss and the inputs of the metrics; a `MetricSet` accumulates the loss and metrics on
+the device and is read once per epoch (no per-batch `.item()`, which would stall the GPU every step);
+the run's whole state is one `RunState`, whose `state_dict()` is the checkpoint. Under torchrun the
+`Ranks` of the context (runner/distributed.py) shard the feeds, wrap the model in DDP, agree on
+stopping and gather checkpoints; with one process they pass everything through.
 """
 
 from __future__ import annotations
@@ -19,13 +22,21 @@ from torch import nn
 
 from ..artifacts import ModelInfo, save_weights
 from ..compile import build_from_shapes
-from ..compile.shapes import check_classifier_output, infer_shapes
+from ..compile.finetune import prepare_finetuning, trainable_parameters
+from ..compile.shapes import infer_shapes
+from ..compile.task import Monitor, Targets, Task, resolve_task, targets_of, watched
 from ..data import PreparedData, make_feeds
+from ..errors import SpecError
 from ..spec.grid import RunPlan
-from ..spec.train import TrainSpec, metric_mode
-from ..tracking import TensorBoardTracker
-from .checkpoint import load_checkpoint, save_checkpoint, spec_hash
-from .device import make_generator, rng_states, seed_everything, set_rng_states
+from ..spec.root import Spec
+from ..tracking import Tracker
+from ..tracking.base import BOOKKEEPING
+from ..tracking.confusion import write_confusion
+from .checkpoint import load_checkpoint, spec_hash
+from .device import make_generator, seed_everything
+from .distributed import SINGLE, Ranks
+from .metrics import MetricSet
+from .state import EarlyStopping, RunState
 
 
 class RunFailed(Exception):
@@ -43,10 +54,14 @@ class RunContext:
     device: torch.device
     log: Callable[[str], None]
     stop_requested: Callable[[], bool] = lambda: False
-    on_epoch: Callable[[list[dict[str, Any]]], None] = lambda rows: None
+    on_epoch: Callable[[dict[str, Any], list[str]], None] = lambda row, metrics: None  # progress
     on_batch: Callable[[int, int], None] = lambda done, total: None  # progress
     hparams: dict[str, Any] = field(default_factory=dict)  # grid values, for rows and HParams
+    trackers: list[Tracker] = field(default_factory=list)  # besides the run's own TensorBoard
     export: Callable[[nn.Module, ModelInfo], None] | None = None  # export after the run
+    monitor: Monitor | None = None  # set by the run once its task is known (a failed run's summary uses it)
+    log_graph: bool = True  # trace the model graph for TensorBoard (the grid does it once per network)
+    ranks: Ranks = SINGLE  # the processes training this run together (torchrun)
 
 
 @dataclass
@@ -55,42 +70,35 @@ class RunOutcome:
     rows: list[dict[str, Any]]
     reason: str | None = None
     epochs: int = 0
+    monitor: Monitor | None = None  # what picks the best epoch (None: the run failed before knowing)
 
-    def metric(self, name: str, best: bool) -> float | None:
-        return row_metric(self.rows, name, best)
+    def best_row(self) -> dict[str, Any] | None:
+        """The row of the best epoch by the monitor (the first of equals), or None."""
+        if self.monitor is None:
+            return None
+        best = None
+        for row in self.rows:
+            value = row.get(self.monitor.name)
+            if value is not None and (best is None or self.monitor.better(value, best[self.monitor.name])):
+                best = row
+        return best
 
-
-def row_metric(rows: list[dict[str, Any]], name: str, best: bool) -> float | None:
-    """The best (largest) or the last value of a metric over a run's rows; None if never measured."""
-    values = [row[name] for row in rows if row.get(name) is not None]
-    if not values:
-        return None
-    return max(values) if best else values[-1]
+    def summary(self) -> dict[str, Any]:
+        """best_<monitor> and best_epoch at the best epoch; final_<key> for every value of the last."""
+        out: dict[str, Any] = {}
+        if self.monitor is not None:
+            best = self.best_row()
+            out.update(monitor=self.monitor.name, monitor_mode="max" if self.monitor.higher_is_better else "min",
+                       best_epoch=best["epoch"] if best else None,
+                       **{f"best_{self.monitor.name}": best[self.monitor.name] if best else None})
+        if self.rows:
+            last = self.rows[-1]
+            out.update({f"final_{k}": v for k, v in last.items() if k not in BOOKKEEPING and isinstance(v, float)})
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
 # small helpers
-
-
-def make_optimizer(train: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
-    return train.optimizer.torch_class(model.parameters(), lr=train.optimizer.lr, **train.optimizer.kwargs)
-
-
-def make_scheduler(train: TrainSpec, optimizer, steps_per_epoch: int):
-    spec = train.scheduler
-    if spec is None:
-        return None
-    kwargs = spec.kwargs
-    if spec.name == "cosine":
-        kwargs.setdefault("T_max", train.epochs)
-    elif spec.name == "onecycle":
-        kwargs.setdefault("max_lr", train.optimizer.lr)
-        if "total_steps" not in kwargs:
-            kwargs.setdefault("epochs", train.epochs)
-            kwargs.setdefault("steps_per_epoch", max(1, steps_per_epoch))
-    elif spec.name == "plateau":
-        kwargs.setdefault("mode", metric_mode(spec.monitor))
-    return spec.torch_class(optimizer, **kwargs)
 
 
 def memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -104,224 +112,324 @@ def autocast(device: torch.device, amp: str | None):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+def data_targets(spec: Spec, prepared: PreparedData) -> Targets:
+    """What the prepared data's targets are, for the task."""
+    targets = prepared.train_source.targets
+    real_count = (targets.shape[1] if targets.ndim == 2 else 1) if spec.data.target_kind == "real" else None
+    return targets_of(spec.data.target_kind, prepared.num_classes, real_count,
+                      prepared.class_names, prepared.target_names)
+
+
+@dataclass
+class Parts:
+    """What one run trains with and does not change: built once, after the state is restored."""
+
+    spec: Spec
+    task: Task
+    step_model: nn.Module  # the model, or its torch.compile'd wrapper, in DDP's under torchrun
+    eval_model: nn.Module  # the same without DDP: each rank evaluates its part alone
+    loss_fn: nn.Module
+    device: torch.device
+    run_dir: Path
+    trackers: list[Tracker]  # none on ranks other than 0
+    ranks: Ranks = SINGLE
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, loss) of one batch, under autocast when the spec asks for mixed precision."""
+        x = memory_format(x, self.spec.train.channels_last)
+        with autocast(self.device, self.spec.train.amp):
+            out = (model or self.step_model)(x)
+            return out, self.loss_fn(out.float(), self.task.loss_target(y))
+
+
+# --------------------------------------------------------------------------------------------------
+# one epoch of training, one pass of evaluation
+
+
+def train_epoch(state: RunState, parts: Parts, feed, ctx: RunContext) -> None:
+    """The batches of `state.epoch` not yet done; on Ctrl-C, checkpoint mid-epoch and stop."""
+    train = parts.spec.train
+    state.begin_epoch()
+    state.model.train()
+    for x, y in feed.batches(skip=state.batch):
+        if state.epoch == 1 and state.batch == 0:
+            for tracker in parts.trackers:
+                tracker.first_batch(state.model, memory_format(x, train.channels_last))
+        out, loss = parts.forward(x, y)
+        state.optimizer.zero_grad(set_to_none=True)
+        # The scaler is a pass-through unless amp is fp16; under DDP the loss is weighted by this
+        # rank's share of the batch, and backward averages the gradients of all ranks.
+        state.scaler.scale(parts.ranks.loss_for_gradient(loss, feed, state.batch)).backward()
+        if train.grad_clip is not None:
+            state.scaler.unscale_(state.optimizer)
+            nn.utils.clip_grad_norm_(state.model.parameters(), train.grad_clip)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        if state.scheduler is not None and train.scheduler.per_batch:
+            state.scheduler.step()
+        state.train_metrics.update(out, y, loss)
+        state.batch += 1
+        ctx.on_batch(state.batch, len(feed))
+        if parts.ranks.any(ctx.stop_requested()) and state.batch < len(feed):
+            parts.ranks.save_checkpoint(parts.run_dir, state)
+            raise Interrupted(f"stopped at epoch {state.epoch}, batch {state.batch}")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, feed, loss_fn, device: torch.device, amp: str | None,
-             channels_last: bool) -> tuple[float, float]:
-    """Mean loss and accuracy over a split, in eval mode; back to train mode after."""
+def evaluate(parts: Parts, model: nn.Module, feed, metrics: MetricSet) -> dict[str, float]:
+    """Loss and metrics over a split, in eval mode; back to train mode after."""
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    count = 0
+    metrics.reset()
     for x, y in feed.batches():
-        x = memory_format(x, channels_last)
-        with autocast(device, amp):
-            out = model(x)
-            loss = loss_fn(out.float(), y)
-        loss_sum += loss * len(y)
-        correct += (out.argmax(1) == y).sum()
-        count += len(y)
+        out, loss = parts.forward(x, y, parts.eval_model)
+        metrics.update(out, y, loss)
     model.train()
-    return (loss_sum / count).item(), (correct.double() / count).item()  # one sync per split
-
-
-class EarlyStopping:
-    def __init__(self, monitor: str, patience: int, min_delta: float):
-        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.sign = 1.0 if metric_mode(monitor) == "max" else -1.0
-        self.best: float | None = None
-        self.bad_epochs = 0
-
-    def should_stop(self, row: dict[str, Any]) -> bool:
-        value = row.get(self.monitor)
-        if value is None:
-            return False
-        if self.best is None or self.sign * (value - self.best) > self.min_delta:
-            self.best, self.bad_epochs = value, 0
-        else:
-            self.bad_epochs += 1
-        return self.bad_epochs >= self.patience
-
-    def state(self) -> dict:
-        return {"best": self.best, "bad_epochs": self.bad_epochs}
-
-    def load(self, state: dict) -> None:
-        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+    return metrics.compute()
 
 
 # --------------------------------------------------------------------------------------------------
 # the run
 
 
+def _resolve(plan: RunPlan, prepared: PreparedData):
+    """The network's shapes and the run's task, from the data's real shape and targets."""
+    spec = plan.spec
+    network_path = spec.network_path(spec.network_name)
+    # The shape pass again, now with the data's real shape and class count (validate may not have
+    # known them); its errors are spec errors, located at the layer.
+    shapes = infer_shapes(spec.layers, prepared.input_shape, prepared.num_classes, tokens=prepared.tokens,
+                          path=network_path)
+    last = shapes.layers[-1]
+    task = resolve_task(spec.train, shapes.output_shape, data_targets(spec, prepared),
+                        network_path + (last.index, last.layer.type))
+    return shapes, task
+
+
+def _monitors(task: Task, spec: Spec, available: set[str], log) -> tuple[Monitor, Monitor | None, Monitor | None]:
+    """The run's monitor, early stopping's and plateau's, each moved to a split the run has."""
+    def on_split(monitor: Monitor, what: str) -> Monitor:
+        moved = monitor.on_split(available)
+        if moved != monitor:
+            log(f"{what}: no {monitor.name.split('_')[0]} split in this run; watching {moved.name} instead")
+        return moved
+
+    train = spec.train
+    monitor = on_split(task.monitor, "monitor")
+    stop = on_split(watched(task, train.early_stopping.monitor), "early stopping") if train.early_stopping else None
+    plateau = None
+    if train.scheduler is not None and train.scheduler.name == "plateau":
+        plateau = on_split(watched(task, train.scheduler.monitor), "plateau scheduler")
+    return monitor, stop, plateau
+
+
+def _new_state(plan: RunPlan, shapes, task: Task, device, generator, stop: Monitor | None,
+               plateau: Monitor | None, steps_per_epoch: int, ranks: Ranks) -> RunState:
+    train = plan.spec.train
+    model = build_from_shapes(shapes).to(device)
+    prepare_finetuning(model, train.init_from, train.freeze)  # start from other weights, freeze layers
+    if train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if train.sync_batchnorm and ranks.active:  # with one process a batch norm is already "synchronised"
+        from .sync_batchnorm import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model, device)
+    optimizer = train.optimizer.build(trainable_parameters(model))  # frozen parameters stay out
+    scheduler = None
+    if train.scheduler is not None:
+        scheduler = train.scheduler.build(optimizer, epochs=train.epochs, lr=train.optimizer.lr,
+                                          steps_per_epoch=steps_per_epoch,
+                                          higher_is_better=plateau.higher_is_better if plateau else False)
+    return RunState(
+        model=model, optimizer=optimizer, scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=train.amp == "fp16"),
+        stopper=EarlyStopping(stop, train.early_stopping.patience, train.early_stopping.min_delta) if stop else None,
+        generator=generator,
+        train_metrics=MetricSet(task, device), spec_hash=spec_hash(plan.spec.resolved()),
+    )
+
+
+def _models(model: nn.Module, train, ranks: Ranks, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """(the model that trains, the one that evaluates): compiled when asked, in DDP under torchrun."""
+    step_model = ranks.wrap(model, device)
+    if train.compile:
+        step_model = torch.compile(step_model)
+    if not ranks.active:
+        return step_model, step_model
+    return step_model, torch.compile(model) if train.compile else model
+
+
+def _plain(model: nn.Module, shapes, train, ranks: Ranks) -> nn.Module:
+    """The trained network with plain batch norms again (synchronised ones do not export)."""
+    if not (train.sync_batchnorm and ranks.active):
+        return model
+    plain = build_from_shapes(shapes).to(next(model.parameters()).device)
+    plain.load_state_dict(model.state_dict())
+    return plain
+
+
 def train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunContext,
               resume: bool = False) -> RunOutcome:
-    spec, train = plan.spec, plan.spec.train
-    device, amp = ctx.device, train.amp
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if not ctx.ranks.active:
+        return _train_run(plan, run_dir, prepared, ctx, resume)
+    try:
+        return _train_run(plan, run_dir, prepared, ctx, resume)
+    except (RunFailed, Interrupted, SpecError):  # every rank raises these together
+        raise
+    except Exception as exc:
+        raise _on_every_rank(ctx.ranks, exc) from exc
+
+
+def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunContext, resume: bool) -> RunOutcome:
+    spec, train, device, ranks = plan.spec, plan.spec.train, ctx.device, ctx.ranks
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if train.deterministic != torch.are_deterministic_algorithms_enabled():  # the call imports inductor: 3 s
         torch.use_deterministic_algorithms(train.deterministic, warn_only=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not train.deterministic
 
-    # ---- a fresh, re-seeded network (the NetworkFactory of hand-written studies)
+    # ---- a fresh, re-seeded network (the NetworkFactory of hand-written studies), its task and data
     seed_everything(spec.seed)
-    # The shape pass again, now with the data's real shape and class count (validate may not have
-    # known them); its errors are spec errors, located at the layer.
-    network_path = spec.network_path(spec.network_name)
-    shapes = infer_shapes(spec.layers, prepared.input_shape, prepared.num_classes, tokens=prepared.tokens,
-                          path=network_path)
-    check_classifier_output(shapes, prepared.num_classes, train.loss.name, network_path)
-    model = build_from_shapes(shapes).to(device)
-    if train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if train.compile else model
-    optimizer = make_optimizer(train, model)
-    loss_fn = train.loss.torch_class(**train.loss.kwargs)
-    generator = make_generator(device, spec.seed)
-    train_feed, val_feed, test_feed = make_feeds(prepared, spec.data, generator, spec.seed)
-    scheduler = make_scheduler(train, optimizer, len(train_feed))
-    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
-    stopper = (EarlyStopping(**train.early_stopping.model_dump()) if train.early_stopping else None)
-    info = ModelInfo(
-        list(prepared.input_shape), "int64" if prepared.tokens else "float32", prepared.num_classes,
-        {"mean": prepared.stats[0], "std": prepared.stats[1]} if prepared.stats else None,
-    )
+    shapes, task = _resolve(plan, prepared)
+    generator = make_generator(device, spec.seed)  # the data order; part of the run's state
+    train_feed, val_feed, test_feed = ranks.shard_feeds(make_feeds(prepared, spec.data, generator, spec.seed))
+    available = {"train"} | ({"val"} if val_feed else set()) | ({"test"} if test_feed else set())
+    monitor, stop, plateau = _monitors(task, spec, available, ctx.log)
+    ctx.monitor = monitor
+    state = _new_state(plan, shapes, task, device, generator, stop, plateau, len(train_feed), ranks)
+    ranks.diverge_rng(spec.seed)
+    val_metrics = MetricSet(task, device, confusion=True) if val_feed else None
+    test_metrics = MetricSet(task, device, confusion=True) if test_feed else None
 
     # ---- resume: every state as it was at the checkpoint
-    rows: list[dict[str, Any]] = []
-    start_epoch, skip_batches, partial = 1, 0, None
-    run_seconds = 0.0
-    resolved_hash = spec_hash(spec.resolved())
-    checkpoint = load_checkpoint(run_dir) if resume else None
+    checkpoint = ranks.local_checkpoint(load_checkpoint(run_dir)) if resume else None
     if checkpoint is not None:
-        if checkpoint["spec_hash"] != resolved_hash:
+        if checkpoint["spec_hash"] != state.spec_hash:
             raise RunFailed("the checkpoint was written by a different spec")
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None and checkpoint.get("scheduler") is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint.get("scaler") is not None:
-            scaler.load_state_dict(checkpoint["scaler"])
-        if stopper is not None and checkpoint.get("early_stopping") is not None:
-            stopper.load(checkpoint["early_stopping"])
-        rows = list(checkpoint["rows"])
-        start_epoch, skip_batches = checkpoint["epoch"], checkpoint["batch"]
-        partial = checkpoint.get("partial")
-        run_seconds = checkpoint["run_seconds"]
-        set_rng_states(checkpoint["rng"], generator)
-        ctx.log(f"resuming at epoch {start_epoch}" + (f", batch {skip_batches}" if skip_batches else ""))
-    # On resume TensorBoard drops what the stopped process logged from `start_epoch` on.
-    tracker = TensorBoardTracker(run_dir, spec.tracking, purge_step=start_epoch if resume else None,
-                                 first_batch_logged=checkpoint is not None)
+        state.load_state_dict(checkpoint)
+        ctx.log(f"resuming at epoch {state.epoch}" + (f", batch {state.batch}" if state.batch else ""))
+    from ..tracking import TensorBoardTracker
 
-    def checkpoint_state(epoch: int, batch: int, epoch_rng: dict | None, acc=None) -> dict:
-        return {
-            "spec_hash": resolved_hash, "epoch": epoch, "batch": batch,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "early_stopping": stopper.state() if stopper is not None else None,
-            # Mid-epoch: the RNG states at the epoch's start redraw its order; `partial` holds the
-            # batches done and the metric sums so far.
-            "rng": epoch_rng if epoch_rng is not None else rng_states(generator),
-            "partial": acc, "rows": rows, "run_seconds": run_seconds,
-        }
+    # On resume TensorBoard drops what the stopped process logged from the checkpoint's epoch on.
+    trackers = [TensorBoardTracker(run_dir, spec.tracking, ctx.hparams, resumed=checkpoint is not None,
+                                   graph=ctx.log_graph),
+                *ctx.trackers] if ranks.main else []
+    parts = Parts(spec, task, *_models(state.model, train, ranks, device), train.loss.build().to(device), device,
+                  run_dir, trackers, ranks)
+    for tracker in trackers:
+        tracker.start(state.epoch if resume else None, state.rows)  # rows a resumed run has
 
-    # ---- the epochs
+    outcome = RunOutcome("stopped", state.rows, monitor=monitor)
     try:
-        for epoch in range(start_epoch, train.epochs + 1):
-            epoch_start = time.perf_counter()
-            epoch_rng = rng_states(generator) if skip_batches == 0 else checkpoint["rng"]
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-            count = 0
-            if partial is not None:  # a resumed mid-epoch: the sums of the batches already done
-                loss_sum += partial["loss_sum"]
-                correct += partial["correct"]
-                count = partial["count"]
-                set_rng_states(partial["rng_now"], None)
-                partial = None
-            batch = skip_batches
-            for x, y in train_feed.batches(skip=skip_batches):
-                x = memory_format(x, train.channels_last)
-                if epoch == 1 and batch == 0:
-                    tracker.first_batch(model, x)
-                with autocast(device, amp):
-                    out = step_model(x)
-                    loss = loss_fn(out.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if train.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                if scheduler is not None and train.scheduler.per_batch:
-                    scheduler.step()
-                loss_sum += loss.detach() * len(y)
-                correct += (out.argmax(1) == y).sum()
-                count += len(y)
-                batch += 1
-                ctx.on_batch(batch, len(train_feed))
-                if ctx.stop_requested() and batch < len(train_feed):
-                    acc = {"loss_sum": loss_sum.cpu(), "correct": correct.cpu(), "count": count,
-                           "rng_now": rng_states(None)}
-                    save_checkpoint(run_dir, checkpoint_state(epoch, batch, epoch_rng, acc))
-                    raise Interrupted(f"stopped at epoch {epoch}, batch {batch}")
-            skip_batches = 0
-
-            # ---- once per epoch: read the sums, evaluate, log, checkpoint
-            if count == 0:
-                raise RunFailed("the training split gave no batch (drop_last with batch_size > samples?)")
-            train_loss = (loss_sum / count).item()
-            if not math.isfinite(train_loss):
-                raise RunFailed(f"the training loss became {train_loss} in epoch {epoch}")
-            row: dict[str, Any] = {"run": plan.name, "epoch": epoch, "loss": train_loss,
-                                   "accuracy": (correct.double() / count).item()}
-            for split, feed in (("val", val_feed), ("test", test_feed)):
-                split_loss, split_acc = evaluate(step_model, feed, loss_fn, device, amp, train.channels_last) if feed else (None, None)
-                row[f"{split}_loss"], row[f"{split}_accuracy"] = split_loss, split_acc
-            row["current_lr"] = optimizer.param_groups[0]["lr"]  # moves with a scheduler
-            if scheduler is not None and not train.scheduler.per_batch:
-                if train.scheduler.name == "plateau":
-                    monitored = row.get(train.scheduler.monitor)
-                    scheduler.step(monitored if monitored is not None else train_loss)
-                else:
-                    scheduler.step()
-            epoch_seconds = time.perf_counter() - epoch_start
-            run_seconds += epoch_seconds
-            row.update(epoch_duration=round(epoch_seconds, 4), run_duration=round(run_seconds, 4), **ctx.hparams)
-            rows.append(row)
-            tracker.epoch(epoch, {k: row[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy",
-                                                     "test_loss", "test_accuracy", "current_lr")}, model)
-            ctx.on_epoch(rows)
-            stop_early = stopper is not None and stopper.should_stop(row)
-            last = epoch == train.epochs or stop_early
-            if train.checkpoint_every and (epoch % train.checkpoint_every == 0 or last):
-                save_checkpoint(run_dir, checkpoint_state(epoch + 1, 0, None))
-            if stop_early:
-                ctx.log(f"early stopping after epoch {epoch}: {stopper.monitor} has not improved "
-                        f"for {stopper.patience} epochs")
-                break
+        _epochs(state, parts, (train_feed, val_feed, test_feed), (val_metrics, test_metrics),
+                (monitor, plateau), plan, ctx)
     except torch.cuda.OutOfMemoryError as exc:
-        raise RunFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
+        raise _on_every_rank(ranks, RunFailed(f"out of memory: {str(exc).splitlines()[0]}")) from None
     finally:
-        if rows:
-            tracker.hparams(ctx.hparams, {"val_accuracy": row_metric(rows, "val_accuracy", best=True),
-                                          "val_loss": rows[-1]["val_loss"], "accuracy": rows[-1]["accuracy"],
-                                          "loss": rows[-1]["loss"]})
-        tracker.close()
+        outcome.rows = state.rows
+        outcome.epochs = len(state.rows)
+        for tracker in trackers:  # closes every backend, with the HParams summary once there are rows
+            tracker.finish(ctx.hparams, outcome.summary() if state.rows else {})
 
-    # ---- the run's result: final weights with the resolved spec, and the export if asked
-    save_weights(run_dir / "weights.pt", model, spec, info)
-    if ctx.export is not None:
-        ctx.export(model.eval(), info)
-    return RunOutcome("finished", rows, epochs=len(rows))
+    # ---- the run's result: final weights with the resolved spec, the confusion matrix, the export
+    info = _model_info(prepared, task)
+    if ranks.main:
+        save_weights(run_dir / "weights.pt", state.model, spec, info)
+    _final_confusion(parts, state, prepared, (val_metrics, test_metrics), monitor, ctx)
+    if ctx.export is not None and ranks.main:
+        ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
+    outcome.status = "finished"
+    return outcome
 
 
+def _on_every_rank(ranks: Ranks, exc: Exception) -> Exception:
+    """What a run's error becomes. Alone, itself. Under torchrun an error of one rank (its own, or a
+    collective that failed because a peer died) leaves the others waiting for it: no rank can go on
+    to the next run, so every one stops, and the run stays resumable from its last checkpoint."""
+    if not ranks.active:
+        return exc
+    reason = str(exc).splitlines()[0] if str(exc) else ""
+    return Interrupted(f"process {ranks.rank} of {ranks.world} stopped the run: {type(exc).__name__}: {reason}"[:300])
+
+
+def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan: RunPlan, ctx: RunContext) -> None:
+    train_feed, val_feed, test_feed = feeds
+    monitor, plateau = monitors
+    train = parts.spec.train
+    while state.epoch <= train.epochs:
+        epoch, epoch_start = state.epoch, time.perf_counter()
+        train_epoch(state, parts, train_feed, ctx)
+
+        # ---- once per epoch: read the sums, evaluate, log, checkpoint
+        if state.train_metrics.count == 0:
+            # The grid says why before the run starts (grid.py: _check_training_split).
+            raise RunFailed("the training split gave no batch (see data.val_split, drop_last and batch_size)")
+        values = state.train_metrics.compute()
+        if not math.isfinite(values["loss"]):
+            raise RunFailed(f"the training loss became {values['loss']} in epoch {epoch}")
+        for split, feed, metrics in (("val", val_feed, split_metrics[0]), ("test", test_feed, split_metrics[1])):
+            if feed is not None:
+                values.update({f"{split}_{k}": v for k, v in evaluate(parts, state.model, feed, metrics).items()})
+        row: dict[str, Any] = {"run": plan.name, "epoch": epoch, **values,
+                               "current_lr": state.optimizer.param_groups[0]["lr"]}  # moves with a scheduler
+        if state.scheduler is not None:
+            train.scheduler.step_epoch(state.scheduler, row.get(plateau.name) if plateau else None)
+        epoch_seconds = time.perf_counter() - epoch_start
+        state.run_seconds += epoch_seconds
+        row.update(epoch_duration=round(epoch_seconds, 4), run_duration=round(state.run_seconds, 4), **ctx.hparams)
+        state.rows.append(row)
+        stop_early = state.stopper is not None and state.stopper.should_stop(row)
+        last = epoch == train.epochs or stop_early
+        _track(parts, state, epoch, row, split_metrics, last)
+        ctx.on_epoch(row, list(values))
+        state.end_epoch()
+        if train.checkpoint_every and (epoch % train.checkpoint_every == 0 or last):
+            # Atomic always; synced to the disk at the run's end (a killed process loses nothing that
+            # was renamed into place, and an epoch of a tiny model is shorter than an fsync).
+            parts.ranks.save_checkpoint(parts.run_dir, state, durable=last)
+        if stop_early:
+            ctx.log(f"early stopping after epoch {epoch}: {state.stopper.monitor.name} has not improved "
+                    f"for {state.stopper.patience} epochs")
+            break
+
+
+def _track(parts: Parts, state: RunState, epoch: int, row: dict[str, Any], split_metrics, last: bool) -> None:
+    for tracker in parts.trackers:
+        tracker.log(epoch, row)
+        tracker.model_state(epoch, state.model, last)
+        for split, metrics in zip(("val", "test"), split_metrics):
+            if metrics is not None and metrics.confusion is not None:
+                tracker.confusion(epoch, split, metrics.confusion_counts(), parts.task.class_names)
+
+
+def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:
+    return ModelInfo(
+        list(prepared.input_shape), "int64" if prepared.tokens else "float32", prepared.num_classes,
+        {"mean": prepared.stats[0], "std": prepared.stats[1]} if prepared.stats else None,
+        class_names=prepared.class_names, target_names=prepared.target_names,
+        preprocessing=prepared.preprocessing,
+        task={"kind": task.kind, "loss": task.loss.name, "outputs": task.outputs, "threshold": task.threshold,
+              "monitor": task.monitor.name},
+    )
+
+
+def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_metrics, monitor: Monitor,
+                     ctx: RunContext) -> None:
+    """confusion_matrix.csv/.png of the final model on the monitor's split (val, else test, else train)."""
+    if not parts.task.confusion:
+        return
+    val_metrics, test_metrics = split_metrics
+    metrics = val_metrics if monitor.name.startswith("val_") else test_metrics if monitor.name.startswith("test_") else None
+    if metrics is None:  # the training split, in eval mode, in order
+        if prepared.train is None:
+            ctx.log("confusion matrix: the training split is fed by a DataLoader here; none written")
+            return
+        from ..data import TensorFeed
+
+        metrics = MetricSet(parts.task, parts.device, confusion=True)
+        bs = parts.spec.data.eval_batch_size or parts.spec.data.batch_size
+        feed = TensorFeed(prepared.train.x, prepared.train.y, bs, False, False, None)
+        evaluate(parts, state.model, feed.sharded(parts.ranks.shard) if parts.ranks.active else feed, metrics)
+    counts = metrics.confusion_counts()  # every rank's, reduced: a collective under torchrun
+    if parts.ranks.main and counts.sum() > 0:
+        write_confusion(parts.run_dir, counts, parts.task.class_names)

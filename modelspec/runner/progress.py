@@ -31,7 +31,9 @@ class Progress:
 
     def log(self, message: str) -> None:
         if self.enabled:  # --quiet: the final table says what happened
-            self.bar.console.print(message, markup=False, highlight=False)
+            # soft_wrap: a line is never cut at the console's width (80 columns in a CI log or a
+            # `nohup` file, where nobody resizes the window); a terminal wraps long lines itself.
+            self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def start_run(self, name: str, epochs: int) -> None:
         self.run, self.epochs, self.epoch = name, epochs, 1
@@ -43,13 +45,10 @@ class Progress:
         if self.enabled and self.batch_task is not None:
             self.bar.update(self.batch_task, completed=done, total=total)
 
-    def epoch_done(self, row: dict[str, Any]) -> None:
-        val = row.get("val_accuracy")
-        self.log(
-            f"{self.run} epoch {row['epoch']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f}"
-            + (f" val_loss {row['val_loss']:.4f} val_acc {val:.4f}" if val is not None else "")
-            + f" ({row['epoch_duration']:.2f}s)"
-        )
+    def epoch_done(self, row: dict[str, Any], metrics: list[str]) -> None:
+        """One line per epoch: every split's loss and metrics, as the row names them."""
+        values = " ".join(f"{key} {row[key]:.4f}" for key in metrics if row.get(key) is not None)
+        self.log(f"{self.run} epoch {row['epoch']}: {values} ({row['epoch_duration']:.2f}s)")
         self.epoch = row["epoch"] + 1
         if self.batch_task is not None and self.epoch <= self.epochs:
             self.bar.update(self.batch_task, description=f"{self.run} epoch {self.epoch}/{self.epochs}", completed=0)

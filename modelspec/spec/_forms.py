@@ -56,11 +56,14 @@ def tagged(value: Any, tag: str, names: Iterable[str], what: str, default: str |
 
 def registered_names() -> frozenset[str]:
     """Every name that may key a one-key mapping (`conv: {...}`, `adam: {...}`, `normalize: {...}`)."""
+    from .data.tabular import TREATMENT_TYPES
     from .layers import LAYER_TYPES
-    from .train import LOSSES, OPTIMIZERS, SCHEDULERS
+    from .losses import LOSSES
+    from .metrics import METRICS
+    from .train import OPTIMIZERS, SCHEDULERS
     from .transforms import TRANSFORM_TYPES
 
-    return frozenset([*LAYER_TYPES, *TRANSFORM_TYPES, *OPTIMIZERS, *LOSSES, *SCHEDULERS])
+    return frozenset([*LAYER_TYPES, *TRANSFORM_TYPES, *OPTIMIZERS, *LOSSES, *SCHEDULERS, *METRICS, *TREATMENT_TYPES])
 
 
 def input_forms(kinds: Iterable[type], tag: str) -> Any:
@@ -77,3 +80,23 @@ def input_forms(kinds: Iterable[type], tag: str) -> Any:
         for name, kind in zip(names, kinds)
     ]
     return Union[(Literal[tuple(names)], *one_key, *kinds)]
+
+
+def tagged_union(kinds: Iterable[type], what: str, tag: str = "type") -> Any:
+    """The spec type of a registry of small classes told apart by `tag` (layers' and transforms'
+    `type`, losses' and metrics' `name`): a discriminated union that also takes the short spellings
+    (`bce`, `{f1: {average: macro}}`, `{type: ..., ...}`)."""
+    from typing import Annotated, Union
+
+    from pydantic import BeforeValidator, Field
+
+    kinds = tuple(kinds)
+    names = [k.model_fields[tag].default for k in kinds]
+
+    def normalize(value: Any) -> Any:
+        return value if isinstance(value, kinds) else tagged(value, tag, names, what)
+
+    return Annotated[
+        Annotated[Union[kinds], Field(discriminator=tag)],  # type: ignore[valid-type]
+        BeforeValidator(normalize, json_schema_input_type=input_forms(kinds, tag)),
+    ]

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import re
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from .base import PositiveInt, SpecModel
+
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _one_folder(name: str) -> str:
+    """A spec's name becomes a folder under tracking.dir: one path component, never `.` or `..`."""
+    if not _FOLDER_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"{name!r} cannot name a folder: a name is letters, digits and _ . - (not '.' or '..'), "
+            "so that runs land in <tracking.dir>/<name>/"
+        )
+    return name
+
+
+FolderName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_one_folder)]
 
 ExportFormat = Literal["torchscript", "onnx", "torch_export"]
 
@@ -21,8 +37,20 @@ class ExportSpec(SpecModel):
     verify_batch_size: PositiveInt = 8  # the larger batch verified beside batch size 1
 
 
+class HistogramSpec(SpecModel):
+    every: PositiveInt = 5  # epochs between histograms (and the run's last epoch)
+
+
 class TrackingSpec(SpecModel):
     dir: str = "runs"  # runs land in <dir>/<spec name>/<timestamp>/
-    histograms: bool = True  # every parameter and its gradient, once per epoch
+    # Every parameter and its gradient: `true` (every 5 epochs and the last), `{every: N}`, or `false`.
+    # Each costs milliseconds per parameter tensor, as much as a tiny model's whole epoch.
+    histograms: Union[bool, HistogramSpec] = True
     images: bool = True  # an image grid of the first batch, for image data
     graph: bool = True  # the model graph, traced once per run
+
+    @property
+    def histogram_every(self) -> int | None:
+        if self.histograms is False:
+            return None
+        return self.histograms.every if isinstance(self.histograms, HistogramSpec) else HistogramSpec().every

@@ -7,19 +7,22 @@ into the spec and validating the whole, so a wrong value is reported at its own 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Path, SpecError, SpecIssue, did_you_mean, format_path
 
-# Runs are trained one after another; past this a grid is a typo in a list (or wants several specs),
-# and checking every run alone would take seconds.
-MAX_RUNS = 1000
+from ._forms import registered_names
 from .paths import parse_path, set_path
 from .root import Spec
 from .validate import models_at, step, validate_data
 from .yaml_source import SourceMap
+
+# Runs are trained one after another; past this a grid is a typo in a list (or wants several specs),
+# and checking every run alone would take seconds.
+MAX_RUNS = 1000
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,21 @@ class RunPlan:
     spec: Spec
 
 
+# Sections that cannot differ between the runs of one grid, and why.
+FIXED_PER_GRID = {
+    "grid": "a grid cannot hold a grid",
+    "name": "all runs of a grid share one name, which names the grid's folder",
+    "tracking": "all runs of a grid are written to one folder with the same tracking settings",
+    "export": "runs that differ only in how they are exported would train the same model twice; "
+              "export a run in other formats with `modelspec export RUN --format ...`",
+}
+
+
 def _check_key(key: str) -> Path:
     path = parse_path(key)
-    if path[0] in ("grid", "name"):
-        raise SpecError(f"'{path[0]}' cannot be a grid axis", hint="grid keys are paths like train.optimizer.lr")
+    if path[0] in FIXED_PER_GRID:
+        raise SpecError(f"'{path[0]}' cannot be a grid axis: {FIXED_PER_GRID[path[0]]}",
+                        hint="grid keys are paths like train.optimizer.lr")
     types_: list[Any] | None = [Spec]
     for depth, part in enumerate(path):
         following = step(types_, part)
@@ -62,8 +76,52 @@ def _value_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _canonical(path: Path) -> Path:
+    """The path without layer-kind steps: `model[0].conv.out_channels` sets `model[0].out_channels`."""
+    names = registered_names()
+    return tuple(part for i, part in enumerate(path)
+                 if not (i and isinstance(path[i - 1], int) and isinstance(part, str) and part in names))
+
+
+def _overlaps(paths: dict[str, Path]) -> list[SpecIssue]:
+    """Axes where one sets part of what another sets: a run would be named for a value it did not
+    train with (`lr=0.1` beside an optimizer axis that sets lr 0.01)."""
+    issues, seen = [], []
+    for key, path in paths.items():
+        canonical = _canonical(path)
+        for other, other_path in seen:
+            shorter = min(len(canonical), len(other_path))
+            if canonical[:shorter] == other_path[:shorter]:
+                message = (f"grid axes '{other}' and '{key}' overlap: one sets what the other sets, so "
+                           "a run's name and columns would not say what it trained with")
+                hint = "give each setting in one axis only (a whole-section axis can list every variant)"
+                issues.append(SpecIssue(message, ("grid", key), hint))
+                break
+        seen.append((key, canonical))
+    return issues
+
+
+def _repeats(key: str, values: list[Any]) -> list[SpecIssue]:
+    """Values of one axis that are equal, or that read the same in a run's name (`true` and "true"):
+    their runs would share one name, and the results table one row set."""
+    issues, seen = [], {}
+    for index, value in enumerate(values):
+        for form in (json.dumps(value, sort_keys=True, default=str), _value_text(value)):
+            if form in seen:
+                first = seen[form]
+                message = (f"{key}={_value_text(value)} repeats the value at position {first} of this axis: "
+                           "two runs would share one name and one set of results")
+                issues.append(SpecIssue(message, ("grid", key, index), "remove the repeated value"))
+                break
+        else:
+            seen.update({json.dumps(value, sort_keys=True, default=str): index, _value_text(value): index})
+    return issues
+
+
 def check_grid(raw: dict, source: SourceMap) -> list[SpecIssue]:
-    """Every grid key names a spec path, and every value validates in place (on validated data)."""
+    """Every grid key names a spec path, axes neither repeat a value nor overlap, and every value
+    validates in place, beside the other axes' first values (each run is validated as it will run:
+    a `train.network` axis names the network of the runs of every other axis)."""
     issues: list[SpecIssue] = []
     grid = raw.get("grid") or {}
     sizes = [len(values) for values in grid.values()]
@@ -71,20 +129,32 @@ def check_grid(raw: dict, source: SourceMap) -> list[SpecIssue]:
         message = f"the grid makes {math.prod(sizes):,} runs ({' × '.join(map(str, sizes))})"
         hint = f"modelspec takes at most {MAX_RUNS:,} runs from one spec: narrow an axis, or split the study"
         return [source.issue(SpecIssue(message, ("grid",), hint))]
-    base = {k: v for k, v in raw.items() if k != "grid"}
+    paths: dict[str, Path] = {}
     for key, values in grid.items():
         try:
-            path = _check_key(str(key))
+            paths[key] = _check_key(str(key))
         except SpecError as exc:
             issues += [source.issue(SpecIssue(i.message, ("grid", key), i.hint)) for i in exc.issues]
             continue
         if not values:
             issues.append(source.issue(SpecIssue("a grid axis needs at least one value", ("grid", key))))
-        for index, value in enumerate(values):
+        issues += [source.issue(i) for i in _repeats(key, values)]
+    issues += [source.issue(i) for i in _overlaps(paths)]
+    if issues:
+        return issues
+    base = {k: v for k, v in raw.items() if k != "grid"}
+    for key, path in paths.items():
+        others = {k: p for k, p in paths.items() if k != key}
+        context = base
+        for other, other_path in others.items():
+            context = set_path(context, other_path, grid[other][0])
+        for index, value in enumerate(grid[key]):
             try:
-                validate_data(set_path(base, path, value), SourceMap(source.file))
+                validate_data(set_path(context, path, value), SourceMap(source.file))
             except SpecError as exc:
                 for issue in exc.issues:
+                    if any(issue.path[: len(p)] == p for p in others.values()):
+                        continue  # about another axis's value: reported at that axis
                     where = "" if issue.path == path else f" ({format_path(issue.path)})"
                     message = f"{key}={_value_text(value)}{where}: {issue.message}"
                     issues.append(source.issue(SpecIssue(message, ("grid", key, index), issue.hint)))
@@ -111,4 +181,20 @@ def expand_grid(spec: Spec, raw: dict) -> list[RunPlan]:
                 [SpecIssue(f"run {name}: {i.message}", ("grid",), i.hint) for i in exc.issues]
             ) from None
         runs.append(RunPlan(name, dict(zip(keys, combo)), run_spec))
+    names = [run.name for run in runs]
+    if len(set(names)) < len(names):  # results are kept by run name: two runs must never share one
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise SpecError(f"runs {', '.join(twice)} would share a name", path=("grid",),
+                        hint="grid values must read differently")
     return runs
+
+
+def grid_location(spec: Spec, values: dict[str, Any], path: Path) -> Path:
+    """Where a run's value at `path` was written: its grid axis's value (`grid.KEY[i]`) where an
+    axis set it, else `path` itself. Errors found while a run runs are located with it."""
+    canonical = _canonical(tuple(path))
+    for key, value in values.items():
+        axis = _canonical(parse_path(key))
+        if canonical[: len(axis)] == axis:
+            return ("grid", key, spec.grid[key].index(value))
+    return tuple(path)

@@ -9,8 +9,9 @@ from pydantic import Field, model_validator
 from ..errors import did_you_mean
 from ._forms import spec_error
 from .base import Seed, SpecModel
+from .blocks import BlockDef, check_block_names, layer_count, resolve_uses, rewrite_uses
 from .data import DataSpec
-from .export import ExportSpec, TrackingSpec
+from .export import ExportSpec, FolderName, TrackingSpec
 from .layers import Layer, LayerSpec
 from .train import TrainSpec
 
@@ -20,9 +21,11 @@ MAX_LAYERS = 1000
 
 
 class Spec(SpecModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)  # names the runs folder
+    name: FolderName  # names the runs folder
     seed: Seed = 0  # every run re-seeds with it (or with its `seed` grid value)
     data: DataSpec
+    # Named blocks (small graphs with parameters) that networks use like layer kinds.
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
     # One network (`model`) or several by name (`networks`, picked by train.network).
     model: Optional[list[Layer]] = None
     networks: Optional[dict[str, list[Layer]]] = None
@@ -31,6 +34,32 @@ class Spec(SpecModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     export: ExportSpec = Field(default_factory=ExportSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _block_uses(cls, raw: Any) -> Any:
+        """`- basic: {channels: 64}` names a block: rewrite it into the long form of a block use."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("blocks"), dict):
+            return raw
+        raw = dict(raw)
+        blocks = raw["blocks"]
+        if "model" in raw:
+            raw["model"] = rewrite_uses(raw["model"], blocks)
+        if isinstance(raw.get("networks"), dict):
+            raw["networks"] = {name: rewrite_uses(layers, blocks) for name, layers in raw["networks"].items()}
+        return raw
+
+    @model_validator(mode="after")
+    def _resolve_blocks(self):
+        """Each block use gets its body: the block's layers with the use's parameters in."""
+        check_block_names(list(self.blocks))
+        if self.model is not None:
+            object.__setattr__(self, "model", resolve_uses(self.model, self.blocks, ("model",)))
+        if self.networks is not None:
+            resolved = {name: resolve_uses(layers, self.blocks, ("networks", name))
+                        for name, layers in self.networks.items()}
+            object.__setattr__(self, "networks", resolved)
+        return self
 
     @model_validator(mode="after")
     def _networks(self):
@@ -42,11 +71,12 @@ class Spec(SpecModel):
         for name, layers in self.all_networks.items():
             if not layers:
                 raise spec_error(f"network '{name}' has no layers", key=self.network_path(name))
-            if len(layers) > MAX_LAYERS:
+            count = layer_count(layers)  # block uses count their bodies, times repeat
+            if count > MAX_LAYERS:
                 raise spec_error(
-                    f"network '{name}' has {len(layers):,} layers; modelspec builds at most {MAX_LAYERS:,}",
+                    f"network '{name}' has {count:,} layers; modelspec builds at most {MAX_LAYERS:,}",
                     key=self.network_path(name),
-                    hint="an alias (*name) repeated in a layer list repeats its layers",
+                    hint="an alias (*name) repeated in a layer list repeats its layers; so does a block's repeat",
                 )
         names = list(self.all_networks)
         network = self.train.network

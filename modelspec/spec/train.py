@@ -1,8 +1,11 @@
 """The train section: network, epochs, optimizer, loss, device and the optional extras.
 
-Optimizer, loss and scheduler names map to a fixed table of torch classes (nothing is imported by a
-name from the spec); their other keys are the class's keyword arguments, checked against its signature
-at validate time, so `{name: adam, beta: 0.9}` fails before any training with "did you mean betas?".
+Optimizer and scheduler names map to a fixed table of torch classes (nothing is imported by a name
+from the spec); their other keys are the class's keyword arguments, checked against its signature at
+validate time, so `{name: adam, beta: 0.9}` fails before any training with "did you mean betas?".
+Losses and metrics are typed classes (spec/losses.py, spec/metrics.py). The optimizer, the scheduler
+and the loss are also built once at validate time on a dummy parameter, so no argument can pass
+validation and then crash a run.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import inspect
 import math
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
+import torch
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from torch import nn, optim
 from torch.optim import lr_scheduler
@@ -19,12 +23,11 @@ from torch.optim import lr_scheduler
 from ..errors import did_you_mean
 from ._forms import spec_error, tagged
 from .base import NonNegativeInt, PositiveInt, SpecModel
+from .losses import LOSSES, CrossEntropy, Loss  # noqa: F401  (LOSSES: the table of names)
+from .metrics import Metric
 
-Metric = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
-
-
-def metric_mode(metric: str) -> Literal["min", "max"]:
-    return "max" if metric.endswith("accuracy") else "min"
+# A row key: a metric's key, or `loss`, on the training split (no prefix), `val_` or `test_`.
+MonitorName = Annotated[str, Field(pattern=r"^(val_|test_)?[a-z][a-z0-9_]*$", max_length=100)]
 
 
 class _TorchCall(SpecModel):
@@ -114,7 +117,6 @@ OPTIMIZERS = {
     "sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop,
     "adagrad": optim.Adagrad, "adadelta": optim.Adadelta, "nadam": optim.NAdam, "radam": optim.RAdam,
 }
-LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "nll": nn.NLLLoss, "multi_margin": nn.MultiMarginLoss}
 SCHEDULERS = {
     "step": lr_scheduler.StepLR, "multistep": lr_scheduler.MultiStepLR,
     "exponential": lr_scheduler.ExponentialLR, "cosine": lr_scheduler.CosineAnnealingLR,
@@ -127,30 +129,53 @@ class OptimizerSpec(_TorchCall):
     name: Literal[tuple(OPTIMIZERS)] = "adam"  # type: ignore[valid-type]
     lr: float = Field(1e-3, gt=0)
 
-
-class LossSpec(_TorchCall):
-    CLASSES: ClassVar[dict[str, type]] = LOSSES
-    name: Literal[tuple(LOSSES)] = "cross_entropy"  # type: ignore[valid-type]
+    def build(self, parameters) -> optim.Optimizer:
+        return self.torch_class(parameters, lr=self.lr, **self.kwargs)
 
 
 class SchedulerSpec(_TorchCall):
     CLASSES: ClassVar[dict[str, type]] = SCHEDULERS
     # The runner fills these from the train section: cosine's horizon is the epochs, one-cycle's
-    # peak is the optimizer's lr and its length the epochs × batches per epoch.
+    # peak is the optimizer's lr and its length the epochs × batches per epoch, plateau's mode the
+    # monitored metric's direction.
     FILLED: ClassVar[dict[str, frozenset[str]]] = {
         "cosine": frozenset({"T_max"}),
         "onecycle": frozenset({"max_lr", "total_steps", "epochs", "steps_per_epoch"}),
     }
     name: Literal[tuple(SCHEDULERS)]  # type: ignore[valid-type]
-    monitor: Metric = "val_loss"  # plateau only: the metric it watches
+    monitor: Optional[MonitorName] = None  # plateau only: the metric it watches; default train.monitor
 
     @property
     def per_batch(self) -> bool:
+        """One-cycle steps after every batch; the others once per epoch."""
         return self.name == "onecycle"
+
+    def build(self, optimizer, *, epochs: int, lr: float, steps_per_epoch: int, higher_is_better: bool = False):
+        kwargs = self.kwargs
+        if self.name == "cosine":
+            kwargs.setdefault("T_max", epochs)
+        elif self.name == "onecycle":
+            kwargs.setdefault("max_lr", lr)
+            if "total_steps" not in kwargs:
+                kwargs.setdefault("epochs", epochs)
+                kwargs.setdefault("steps_per_epoch", max(1, steps_per_epoch))
+        elif self.name == "plateau":
+            kwargs.setdefault("mode", "max" if higher_is_better else "min")
+        return self.torch_class(optimizer, **kwargs)
+
+    def step_epoch(self, scheduler, monitored: float | None) -> None:
+        """The end-of-epoch step (plateau reads the monitored value); per-batch ones step in the loop."""
+        if self.per_batch:
+            return
+        if self.name == "plateau":
+            if monitored is not None:
+                scheduler.step(monitored)
+        else:
+            scheduler.step()
 
 
 class EarlyStoppingSpec(SpecModel):
-    monitor: Metric = "val_loss"
+    monitor: Optional[MonitorName] = None  # default: train.monitor
     patience: PositiveInt = 3  # epochs without improvement before stopping
     min_delta: float = Field(0.0, ge=0)
 
@@ -172,7 +197,13 @@ class TrainSpec(SpecModel):
     network: Optional[str] = None  # which of `networks`; may be a grid axis
     epochs: PositiveInt = 10
     optimizer: Annotated[OptimizerSpec, _named(OPTIMIZERS, "optimizer", OptimizerSpec)] = OptimizerSpec()
-    loss: Annotated[LossSpec, _named(LOSSES, "loss", LossSpec)] = LossSpec()
+    loss: Loss = CrossEntropy()  # the task (multi-class, binary, multi-label, regression) follows from it
+    # What rows, TensorBoard and the final table report; default: the task's (see the README).
+    metrics: Optional[list[Metric]] = Field(None, min_length=1, max_length=32)
+    # The one value that picks the best epoch and the best run, drives early stopping and the plateau
+    # scheduler; default: val_<first metric>. Its direction comes from the metric (rmse: lower).
+    monitor: Optional[MonitorName] = None
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # binary and multi-label: probability for a 1
     device: Device = "auto"  # auto: cuda, then mps, then cpu
     amp: Optional[Literal["bf16", "fp16"]] = None  # mixed precision; fp16 adds a grad scaler
     channels_last: bool = False  # memory format for conv nets on GPU
@@ -182,3 +213,37 @@ class TrainSpec(SpecModel):
     early_stopping: Optional[EarlyStoppingSpec] = None
     checkpoint_every: NonNegativeInt = 1  # epochs between checkpoints; 0 turns them off
     deterministic: bool = False  # torch.use_deterministic_algorithms, for exact reproducibility
+    # Fine-tuning: start from a run folder's (or a weights file's) weights, shapes checked layer by
+    # layer; freeze layers by name or name prefix (module names: a layer's `name`, else its index).
+    init_from: Optional[str] = None
+    freeze: list[str] = Field(default_factory=list)
+    # Under torchrun: batch norms normalise with the statistics of the whole global batch, as one process
+    # would, rather than of each process's part (no effect with one process).
+    sync_batchnorm: bool = False
+
+    @model_validator(mode="after")
+    def _metric_keys_unique(self):
+        keys = [m.key for m in self.metrics or ()]
+        for index, key in enumerate(keys):
+            if key in keys[:index]:
+                raise spec_error(f"metric '{key}' is listed twice", key=("metrics", index), hint="remove one")
+        return self
+
+    @model_validator(mode="after")
+    def _builds(self):
+        """Build the optimizer, scheduler and loss once on a dummy parameter: an argument torch refuses
+        (a wrong type or value) is a spec error now, not a traceback in the middle of a grid."""
+        parameter = nn.Parameter(torch.zeros(1))
+        for key, build in (
+            ("optimizer", lambda: self.optimizer.build([parameter])),
+            ("scheduler", lambda: self.scheduler and self.scheduler.build(
+                self.optimizer.build([parameter]), epochs=self.epochs, lr=self.optimizer.lr, steps_per_epoch=1)),
+            ("loss", lambda: self.loss.build()),
+        ):
+            try:
+                build()
+            except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise spec_error(f"torch refuses these arguments: {message}"[:300], key=key,
+                                 hint="see the torch documentation of this class for its arguments")
+        return self

@@ -7,14 +7,16 @@ which decides how the data can be fed (see modelspec.data.loaders).
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Optional, Sequence, Union
+import math
+
+from typing import Annotated, ClassVar, Literal, Optional, Sequence
 
 import torch
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from ..errors import SpecError
 from .base import NonNegativeInt, PositiveInt, Probability, SpecModel
-from ._forms import input_forms, tagged
+from ._forms import tagged_union
 
 ImageShape = tuple[Optional[int], ...]  # (C, H, W); None where only the data knows
 
@@ -46,14 +48,27 @@ def _size(size: int | Sequence[int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (size[0], size[-1])
 
 
+def scale_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1] exactly as torchvision's ToTensor: a division by 255.
+
+    (v2.ToDtype(scale=True) multiplies by 1/255 instead, which differs in the last bit for about a
+    quarter of the pixel values; a spec must reproduce a hand-written ToTensor loop exactly.)
+    """
+    return x.to(torch.float32).div(255) if x.dtype == torch.uint8 else x.float()
+
+
 class ToTensor(TransformSpec):
-    """PIL image or uint8 array -> float tensor in [0, 1], as the old ToTensor did."""
+    """PIL image or uint8 array -> float tensor in [0, 1], bit for bit as torchvision's ToTensor."""
 
     type: Literal["to_tensor"] = "to_tensor"
 
     def build(self, stats=None):
         v2 = _v2()
-        return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+        return v2.Compose([v2.ToImage(), v2.Lambda(_image_to_unit)])
+
+
+def _image_to_unit(x: torch.Tensor) -> torch.Tensor:  # module level: DataLoader workers pickle it
+    return scale_to_unit(x.as_subclass(torch.Tensor))
 
 
 class Normalize(TransformSpec):
@@ -159,6 +174,28 @@ class RandomCrop(TransformSpec):
     def build(self, stats=None):
         return _v2().RandomCrop(self.size, padding=self.padding)
 
+    # ---- batched, on device-resident tensors: each sample its own offsets
+    def draw(self, n: int, shape: tuple[int, ...], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        h, w = _size(self.size)
+        left, top, right, bottom = _sides(self.padding)
+        device = generator.device if generator is not None else "cpu"
+        high_y, high_x = shape[-2] + top + bottom - h + 1, shape[-1] + left + right - w + 1
+        return {"top": torch.randint(0, high_y, (n,), generator=generator, device=device),
+                "left": torch.randint(0, high_x, (n,), generator=generator, device=device)}
+
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor], fill: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W): pad with `fill` (per channel), then each sample's own window."""
+        h, w = _size(self.size)
+        left, top, right, bottom = _sides(self.padding)
+        if left or top or right or bottom:
+            padded = fill.view(1, -1, 1, 1).expand(len(x), -1, x.shape[2] + top + bottom, x.shape[3] + left + right).clone()
+            padded[:, :, top : top + x.shape[2], left : left + x.shape[3]] = x
+            x = padded
+        rows = params["top"][:, None] + torch.arange(h, device=x.device)  # (B, h)
+        cols = params["left"][:, None] + torch.arange(w, device=x.device)  # (B, w)
+        batch = torch.arange(len(x), device=x.device)[:, None, None]
+        return x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
 
 class RandomHorizontalFlip(TransformSpec):
     type: Literal["random_horizontal_flip"] = "random_horizontal_flip"
@@ -168,6 +205,13 @@ class RandomHorizontalFlip(TransformSpec):
     def build(self, stats=None):
         return _v2().RandomHorizontalFlip(self.p)
 
+    def draw(self, n: int, shape: tuple[int, ...], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        device = generator.device if generator is not None else "cpu"
+        return {"flip": torch.rand(n, generator=generator, device=device) < self.p}
+
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor], fill: torch.Tensor) -> torch.Tensor:
+        return torch.where(params["flip"][:, None, None, None], x.flip(-1), x)
+
 
 class RandomRotation(TransformSpec):
     type: Literal["random_rotation"] = "random_rotation"
@@ -176,6 +220,26 @@ class RandomRotation(TransformSpec):
 
     def build(self, stats=None):
         return _v2().RandomRotation(self.degrees)
+
+    def draw(self, n: int, shape: tuple[int, ...], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        low, high = (-self.degrees, self.degrees) if isinstance(self.degrees, (int, float)) else self.degrees
+        device = generator.device if generator is not None else "cpu"
+        return {"angle": low + (high - low) * torch.rand(n, generator=generator, device=device)}
+
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor], fill: torch.Tensor) -> torch.Tensor:
+        """About the centre, nearest pixel, `fill` where the rotated image does not reach (as
+        torchvision's default RandomRotation), one angle per sample."""
+        import torch.nn.functional as F
+
+        theta = params["angle"].to(x.dtype) * (math.pi / 180)
+        cos, sin = theta.cos(), theta.sin()
+        zero = torch.zeros_like(cos)
+        # Output pixel -> input pixel in normalised coordinates (y down): a counter-clockwise turn.
+        matrix = torch.stack([torch.stack([cos, -sin * x.shape[2] / x.shape[3], zero], 1),
+                              torch.stack([sin * x.shape[3] / x.shape[2], cos, zero], 1)], 1)
+        grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
+        shifted = x - fill.view(1, -1, 1, 1)  # zeros outside become `fill` after shifting back
+        return F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False) + fill.view(1, -1, 1, 1)
 
 
 class Grayscale(TransformSpec):
@@ -194,10 +258,4 @@ TRANSFORM_KINDS: tuple[type[TransformSpec], ...] = (
 )
 TRANSFORM_TYPES = {cls.model_fields["type"].default: cls for cls in TRANSFORM_KINDS}
 
-Transform = Annotated[
-    Annotated[Union[TRANSFORM_KINDS], Field(discriminator="type")],  # type: ignore[valid-type]
-    BeforeValidator(
-        lambda v: v if isinstance(v, TransformSpec) else tagged(v, "type", TRANSFORM_TYPES, "transform"),
-        json_schema_input_type=input_forms(TRANSFORM_KINDS, "type"),
-    ),
-]
+Transform = tagged_union(TRANSFORM_KINDS, "transform")

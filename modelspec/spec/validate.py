@@ -74,17 +74,44 @@ def models_at(path: Path, root: type[BaseModel] = Spec) -> list[type[BaseModel]]
     return [tp for tp in types_ if _is_model(tp)]
 
 
-def clean_location(loc: Iterable[str | int], root: type[BaseModel] = Spec) -> Path:
-    """Drop pydantic's union-member labels ('constrained-int', 'list[int]') from an error location."""
+def _name_tag(types_: list[Any], part: str | int) -> bool:
+    """Whether `part` is the `name` tag of a union member (a loss, a metric): the path a user writes
+    has no such step (`train.loss.weight`), unlike a layer's kind (`model[1].linear`)."""
+    return isinstance(part, str) and any(
+        _is_model(tp) and "type" not in tp.model_fields and "dataset" not in tp.model_fields and _tag(tp) == part
+        for tp in types_
+    )
+
+
+def _value_tag(tp: Any, part: str | int) -> bool:
+    """Whether `part` is the `dataset` of a data kind: a tag that is a key's value, not a key."""
+    field = tp.model_fields.get("dataset") if _is_model(tp) else None
+    return field is not None and part in typing.get_args(field.annotation)
+
+
+def _walk(loc: Iterable[str | int], root: type[BaseModel] = Spec) -> tuple[Path, list[Any], list[str]]:
+    """The clean path of a pydantic error location, the types it ends at, and the data kinds met."""
     types_: list[Any] = [root]
     clean: list[str | int] = []
+    kinds: list[str] = []
     for part in loc:
+        tagged_kinds = [tp for tp in types_ if _value_tag(tp, part)]
+        if tagged_kinds:  # narrows to the kind, but is no step of the YAML
+            types_ = tagged_kinds
+            kinds.append(str(part))
+            continue
         following = step(types_, part)
         if following is None:
             continue
-        clean.append(part)
+        if not _name_tag(types_, part):
+            clean.append(part)
         types_ = following
-    return tuple(clean)
+    return tuple(clean), types_, kinds
+
+
+def clean_location(loc: Iterable[str | int], root: type[BaseModel] = Spec) -> Path:
+    """Drop pydantic's union-member labels ('constrained-int', 'list[int]') from an error location."""
+    return _walk(loc, root)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,17 +128,21 @@ def _keys(models: list[type[BaseModel]]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def _issue(error: dict[str, Any]) -> SpecIssue:
+def _issue(error: dict[str, Any], root: Any = Spec) -> SpecIssue:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    loc = clean_location(error["loc"])
+    loc = clean_location(error["loc"], root)
     hint = str(ctx.get("hint", ""))
     if kind == "extra_forbidden":  # the unknown key is no step of the schema: keep it by hand
         key = error["loc"][-1]
-        loc = clean_location(error["loc"][:-1]) + (key,)
-        keys = _keys(models_at(loc[:-1]))
-        return SpecIssue(
-            f"unknown key '{key}'", loc, did_you_mean(key, keys) or "valid keys: " + ", ".join(keys)
-        )
+        parent, types_, kinds = _walk(error["loc"][:-1], root)
+        loc = parent + (key,)
+        keys = _keys([tp for tp in types_ if _is_model(tp)])
+        elsewhere = [tp for tp in models_at(parent, root) if key in tp.model_fields] if kinds else []
+        if elsewhere:  # a key of another data kind
+            owners = [name for tp in elsewhere for name in typing.get_args(tp.model_fields["dataset"].annotation)]
+            return SpecIssue(f"'{key}' only applies to dataset {' / '.join(owners)}, not {kinds[-1]}", loc,
+                             f"remove '{key}'")
+        return SpecIssue(f"unknown key '{key}'", loc, did_you_mean(key, keys) or "valid keys: " + ", ".join(keys))
     if kind == "missing":
         return SpecIssue(f"missing required key '{loc[-1]}'", loc, hint)
     if "key" in ctx:
@@ -132,11 +163,12 @@ def _issue(error: dict[str, Any]) -> SpecIssue:
     return SpecIssue(message, loc, hint)
 
 
-def issues_from(exc: ValidationError, prefix: Path = ()) -> list[SpecIssue]:
-    """One issue per location: union alternatives that all failed are merged into one message."""
+def issues_from(exc: ValidationError, prefix: Path = (), root: Any = Spec) -> list[SpecIssue]:
+    """One issue per location: union alternatives that all failed are merged into one message.
+    `root`: the type that was validated (a block's layer list is validated on its own)."""
     merged: dict[Path, SpecIssue] = {}
     for error in exc.errors():
-        issue = _issue(error)
+        issue = _issue(error, root)
         issue = SpecIssue(issue.message, prefix + issue.path, issue.hint)
         if issue.path in merged:
             old = merged[issue.path]

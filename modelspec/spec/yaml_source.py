@@ -49,11 +49,21 @@ class SourceMap:
                 return None, None
             path = path[:-1]
 
+    def override_of(self, path: Path) -> str | None:
+        """The `--set` that put the value at `path` there: one that set it or a value around it, or
+        one that created it (`--set a.foo.bar=1` makes the unknown key `a.foo`, which the file lacks)."""
+        for set_path, origin in self.overrides.items():
+            for candidate in (tuple(path), _without_layer_tag(path)):
+                if candidate[: len(set_path)] == set_path:
+                    return origin
+                if set_path[: len(candidate)] == candidate and candidate not in self.positions:
+                    return origin
+        return None
+
     def issue(self, issue: SpecIssue) -> SpecIssue:
-        for path, origin in self.overrides.items():
-            for candidate in (tuple(issue.path), _without_layer_tag(issue.path)):
-                if candidate[: len(path)] == path:  # the value came from the command line
-                    return issue.located(origin, None, None)
+        origin = self.override_of(issue.path)
+        if origin is not None:  # the value came from the command line
+            return issue.located(origin, None, None)
         line, column = self.locate(issue.path)
         return issue.located(self.file, line, column)
 

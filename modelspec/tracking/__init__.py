@@ -1,6 +1,7 @@
-"""Tracking: TensorBoard events per run and the results table of a grid."""
+"""Tracking: the backends a run reports to (TensorBoard, the results table) and what they share."""
 
-from .results import ResultsTable
+from .base import Tracker
+from .results import ResultsTable, ResultsTracker
 from .tensorboard import TensorBoardTracker
 
-__all__ = ["ResultsTable", "TensorBoardTracker"]
+__all__ = ["ResultsTable", "ResultsTracker", "TensorBoardTracker", "Tracker"]

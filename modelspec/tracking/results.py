@@ -1,25 +1,42 @@
-"""The results table of a grid: one row per run and epoch, saved as CSV and JSON after each epoch."""
+"""The results table of a grid: one row per run and epoch, saved as CSV and JSON.
+
+Columns follow the rows: the run and epoch, then the training split's loss and metrics, the
+validation and test splits', the learning rate and durations, then the grid's values. `ResultsTracker`
+is the tracking backend that writes one run's rows into its folder as they come and feeds them to the
+grid's table, which the grid saves (atomically) when a run ends.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_write_text
+from .base import Tracker
 
-METRIC_COLUMNS = [
-    "run", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-    "current_lr", "epoch_duration", "run_duration",
-]
+ROWS_FILE = "rows.jsonl"  # one run's rows, in its folder
+FIRST, LAST = ["run", "epoch"], ["current_lr", "epoch_duration", "run_duration"]
+
+
+def _split_order(key: str) -> int:
+    return 2 if key.startswith("test_") else 1 if key.startswith("val_") else 0
 
 
 class ResultsTable:
+    # Saving rewrites every row, so a grid of many short runs saves at most this often (and always
+    # at its end): the runs' own rows.jsonl and run.json hold every finished row meanwhile.
+    MIN_SECONDS_BETWEEN_SAVES = 5.0
+
     def __init__(self, folder: Path, grid_columns: list[str]):
         self.folder = folder
-        self.columns = METRIC_COLUMNS + [c for c in grid_columns if c not in METRIC_COLUMNS]
+        self.saved_at = -math.inf
+        self.grid_columns = list(grid_columns)
         self.rows: dict[str, list[dict[str, Any]]] = {}  # run -> rows, in grid order
         self.runs: dict[str, dict[str, Any]] = {}  # run -> summary
 
@@ -32,12 +49,60 @@ class ResultsTable:
     def all_rows(self) -> list[dict[str, Any]]:
         return [row for rows in self.rows.values() for row in rows]
 
-    def save(self) -> None:
+    @property
+    def columns(self) -> list[str]:
+        """The metric columns every row has between the fixed ones, train first, then val, then test."""
+        fixed = set(FIRST + LAST + self.grid_columns)
+        seen = dict.fromkeys(k for row in self.all_rows() for k in row if k not in fixed)
+        metrics = sorted(seen, key=_split_order)  # stable: each split keeps the rows' order
+        return FIRST + metrics + LAST + [c for c in self.grid_columns if c not in FIRST + LAST]
+
+    def save(self, force: bool = True) -> None:
+        """Write results.csv and results.json atomically; unless `force`, only if the last save is
+        MIN_SECONDS_BETWEEN_SAVES old."""
+        if not force and time.monotonic() - self.saved_at < self.MIN_SECONDS_BETWEEN_SAVES:
+            return
+        self.saved_at = time.monotonic()
+        columns = self.columns
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=self.columns, extrasaction="ignore")
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in self.all_rows():
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in self.columns})
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
         atomic_write_text(self.folder / "results.csv", out.getvalue())
-        document = {"columns": self.columns, "rows": self.all_rows(), "runs": list(self.runs.values())}
+        document = {"columns": columns, "rows": self.all_rows(), "runs": list(self.runs.values())}
         atomic_write_text(self.folder / "results.json", json.dumps(document, indent=1, default=str))
+
+
+class ResultsTracker(Tracker):
+    """One run's rows: appended to its own `rows.jsonl` as each epoch ends (constant cost per epoch),
+    and handed to the grid's table, which is saved when the run ends."""
+
+    def __init__(self, table: ResultsTable, run: str, run_dir: Path):
+        self.table, self.run, self.path = table, run, run_dir / ROWS_FILE
+        self.rows: list[dict[str, Any]] = []
+        self.handle = None
+
+    def start(self, resume_step: int | None, rows: list[dict[str, Any]]) -> None:
+        # The rows the run has (a resumed run's, from its checkpoint): what a killed process had
+        # appended past the checkpoint is dropped with it.
+        self.rows = list(rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, "".join(_line(row) for row in self.rows))
+        self.handle = open(self.path, "a", encoding="utf-8")
+
+    def log(self, step: int, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.table.set_rows(self.run, self.rows)
+        self.handle.write(_line(row))
+        self.handle.flush()
+
+    def finish(self, hparams: dict[str, Any], summary: dict[str, Any]) -> None:
+        if self.handle is not None:
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            self.handle = None
+
+
+def _line(row: dict[str, Any]) -> str:
+    return json.dumps(row, default=str) + "\n"

@@ -1,8 +1,10 @@
-"""TensorBoard events of one run: scalars, histograms, an image grid, the graph and hparams.
+"""TensorBoard events of one run: scalars, histograms, images, the graph and hparams.
 
-Tags: loss/train, loss/val, loss/test, accuracy/train, accuracy/val, accuracy/test, lr, each
-parameter under `params/<name>` and its gradient under `grads/<name>`, `images/first_batch`, and the
-hparams summary that the HParams tab compares across the grid. A resumed run opens its writer with
+Tags: `<metric>/<split>` for every row value (loss/train, accuracy/val, rmse/test, ...), `lr`, each
+parameter under `params/<name>` and its gradient under `grads/<name>`, `images/first_batch`,
+`confusion_matrix/<split>` (an image with the class names), and the hparams summary that the HParams
+tab compares across the grid: `hparam/best_<monitor>` is the monitor at the run's best epoch, every
+`hparam/final_<metric>` the value at its last epoch. A resumed run opens its writer with
 `purge_step`, so TensorBoard drops what the interrupted process had logged past the checkpoint.
 """
 
@@ -16,16 +18,42 @@ import torch
 from torch import nn
 
 from ..spec.export import TrackingSpec
+from .base import BOOKKEEPING, Tracker
+
+SPLITS = ("val", "test")
 
 
-class TensorBoardTracker:
-    def __init__(self, log_dir: Path, settings: TrackingSpec, purge_step: int | None = None,
-                 first_batch_logged: bool = False):
+def scalar_tag(key: str) -> str:
+    """`val_accuracy` -> `accuracy/val`, `loss` -> `loss/train`, `current_lr` -> `lr`."""
+    if key == "current_lr":
+        return "lr"
+    split, _, metric = key.partition("_")
+    if split in SPLITS and metric:
+        return f"{metric}/{split}"
+    return f"{key}/train"
+
+
+class TensorBoardTracker(Tracker):
+    def __init__(self, log_dir: Path, settings: TrackingSpec, hparams: dict[str, Any], resumed: bool = False,
+                 graph: bool = True):
+        self.log_dir, self.settings, self.hparam_keys = log_dir, settings, set(hparams)
+        self.graph = settings.graph and graph
+        self.writer = None
+        self._first_batch_logged = resumed  # a resumed run logged it already
+        self._painter = None  # draws the confusion matrices, its class-name strips made once
+
+    def start(self, resume_step: int | None, rows: list[dict[str, Any]]) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.settings = settings
-        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
-        self._first_batch_logged = first_batch_logged  # a resumed run logged it already
+        # Events are written by the writer's thread and flushed every few seconds and at the end, not
+        # after every epoch: a tiny model's epoch is shorter than a flush.
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=resume_step, flush_secs=5)
+
+    def log(self, step: int, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            if key in BOOKKEEPING or key in self.hparam_keys or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            self.writer.add_scalar(scalar_tag(key), value, step)
 
     def first_batch(self, model: nn.Module, x: torch.Tensor) -> None:
         """The image grid and the model graph, once per run, from the first training batch."""
@@ -37,7 +65,7 @@ class TensorBoardTracker:
 
             grid = make_grid(x[:64].detach().float().cpu(), nrow=8, normalize=True)
             self.writer.add_image("images/first_batch", grid, 0)
-        if self.settings.graph:
+        if self.graph:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -47,28 +75,31 @@ class TensorBoardTracker:
             except Exception as exc:  # tracing is best effort: some modules do not trace
                 self.writer.add_text("graph", f"the graph could not be traced: {exc}")
 
-    def epoch(self, epoch: int, metrics: dict[str, float | None], model: nn.Module) -> None:
-        for name, value in metrics.items():
-            if value is None:
-                continue
-            if "_" in name and name.split("_")[0] in ("val", "test"):
-                split, metric = name.split("_", 1)
-                tag = f"{metric}/{split}"
-            else:
-                tag = "lr" if name == "current_lr" else f"{name}/train"
-            self.writer.add_scalar(tag, value, epoch)
-        if self.settings.histograms:
-            for name, param in model.named_parameters():
-                self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(), epoch)
-                if param.grad is not None:
-                    self.writer.add_histogram(f"grads/{name}", param.grad.detach().float().cpu(), epoch)
-        self.writer.flush()
+    def model_state(self, step: int, model: nn.Module, last: bool = False) -> None:
+        every = self.settings.histogram_every
+        if every is None or (step % every and not last):
+            return
+        for name, param in model.named_parameters():
+            self.writer.add_histogram(f"params/{name}", param.detach().float().cpu(), step)
+            if param.grad is not None:
+                self.writer.add_histogram(f"grads/{name}", param.grad.detach().float().cpu(), step)
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float | None]) -> None:
+    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str]) -> None:
+        if not self.settings.images:
+            return
+        if self._painter is None:
+            from .confusion import HeatmapPainter
+
+            self._painter = HeatmapPainter(names)
+        self.writer.add_image(f"confusion_matrix/{split}", self._painter(counts), step, dataformats="HWC")
+
+    def finish(self, hparams: dict[str, Any], summary: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
-        values = {f"hparam/{k}": v for k, v in metrics.items() if v is not None}
+        values = {f"hparam/{k}": v for k, v in summary.items()
+                  if (k.startswith("best_") or k.startswith("final_")) and isinstance(v, (int, float))
+                  and not isinstance(v, bool)}
         if values:
             self.writer.add_hparams(clean, values, run_name=".")
-
-    def close(self) -> None:
         self.writer.close()

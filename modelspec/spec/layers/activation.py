@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 from torch import nn
 
 from ...errors import SpecError
-from ..base import Int
+from ..base import Int, PositiveInt
 from .base import LayerSpec, Shape, fmt_shape
 
 
@@ -88,3 +89,78 @@ class LogSoftmax(_AlongDim):
 
     def build(self, input_shape: Shape) -> nn.Module:
         return nn.LogSoftmax(self.dim)
+
+
+class SiLU(_Activation):
+    type: Literal["silu"] = "silu"
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        return nn.SiLU()
+
+
+class Mish(_Activation):
+    type: Literal["mish"] = "mish"
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        return nn.Mish()
+
+
+class Softplus(_Activation):
+    type: Literal["softplus"] = "softplus"
+    beta: float = Field(1.0, gt=0)
+    threshold: float = Field(20.0, gt=0)  # above it (times beta) the input passes unchanged
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        return nn.Softplus(self.beta, self.threshold)
+
+
+class Hardswish(_Activation):
+    type: Literal["hardswish"] = "hardswish"
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        return nn.Hardswish()
+
+
+class PReLU(_Activation):
+    type: Literal["prelu"] = "prelu"
+    # 1: one learned slope; or one per channel (dim 0 of the input), as torch takes it.
+    num_parameters: PositiveInt = 1
+    init: float = 0.25
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        channels = input_shape[0] if input_shape else 1
+        if self.num_parameters not in (1, channels):
+            raise SpecError(
+                f"num_parameters={self.num_parameters}, but the input {fmt_shape(input_shape)} has {channels} channels",
+                path=("num_parameters",),
+                hint=f"use 1 (one slope) or {channels} (one per channel)",
+            )
+        return input_shape
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        self.output_shape(input_shape)
+        return nn.PReLU(self.num_parameters, self.init)
+
+
+class ScaleModule(nn.Module):
+    def __init__(self, multiply: float, add: float):
+        super().__init__()
+        self.multiply, self.add = multiply, add
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.multiply + self.add
+
+
+class Scale(_Activation):
+    """x · multiply + add, with constants (the `1 + x` of a gated block is `scale: {add: 1}`)."""
+
+    type: Literal["scale"] = "scale"
+    multiply: float = 1.0
+    add: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"scale ×{self.multiply} +{self.add}"
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        return ScaleModule(self.multiply, self.add)

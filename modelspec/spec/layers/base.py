@@ -8,14 +8,20 @@ names, `output_shape(input_shape)` is the static shape rule (it also checks the 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Annotated, ClassVar, Optional, Sequence, Union
 
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from torch import nn
 
 from ...errors import SpecError
 from ..base import SpecModel
 
 Shape = tuple[int, ...]
+# A layer's name in a graph: an identifier (it also names the layer's module in the state dict, so
+# no dots, and no leading digit that could clash with the index of an unnamed layer).
+NodeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+# The network's (or block's) own input, as a `from` source.
+INPUT = "input"
 
 
 def fmt_shape(shape: Sequence[int]) -> str:
@@ -23,9 +29,30 @@ def fmt_shape(shape: Sequence[int]) -> str:
 
 
 class LayerSpec(SpecModel):
-    """Base of every layer kind. Subclasses set `type: Literal[...]` and override the two methods."""
+    """Base of every layer kind. Subclasses set `type: Literal[...]` and override the two methods.
+
+    Every kind may carry `name` (so later layers can take its output) and `from` (which earlier
+    layers feed it: a name, a list of names, or `input`); without `from` a layer takes the previous
+    layer's output, so a plain list is a plain stack.
+    """
+
+    model_config = ConfigDict(serialize_by_alias=True)  # `from`, as written, in dumps
 
     type: str
+    name: Optional[NodeName] = None
+    from_: Optional[Union[NodeName, list[NodeName]]] = Field(None, alias="from")
+    # Multi-input kinds (add, concat, ...) get their inputs as one list, in `from` order.
+    takes_list: ClassVar[bool] = False
+
+    @model_serializer(mode="wrap")
+    def _without_unset_wiring(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """A stack's layers dump as they always did (no `name: null`), so the stored spec of a run,
+        and the hash that resume compares, do not change for specs written before graphs."""
+        data = handler(self)
+        for key in ("name", "from", "from_"):
+            if key in data and data[key] is None:
+                del data[key]
+        return data
 
     def output_shape(self, input_shape: Shape) -> Shape:
         raise NotImplementedError
@@ -33,10 +60,38 @@ class LayerSpec(SpecModel):
     def build(self, input_shape: Shape) -> nn.Module:
         raise NotImplementedError
 
+    def graph_output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
+        """The shape rule over the layer's inputs; one-input kinds take exactly one."""
+        return self.output_shape(_single(self, input_shapes))
+
+    def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
+        return self.build(_single(self, input_shapes))
+
+    def with_num_classes(self, num_classes: int) -> "LayerSpec":
+        """This layer with `num_classes` sizes resolved (kinds that take `num_classes` override it)."""
+        return self
+
+    @property
+    def sources(self) -> list[str] | None:
+        """`from` as a list, or None (the previous layer)."""
+        if self.from_ is None:
+            return None
+        return [self.from_] if isinstance(self.from_, str) else list(self.from_)
+
     @property
     def label(self) -> str:
         """The name a summary table shows: the kind and its main arguments."""
         return self.type
+
+
+def _single(layer: LayerSpec, input_shapes: Sequence[Shape]) -> Shape:
+    if len(input_shapes) != 1:
+        raise SpecError(
+            f"{layer.type} takes one input; received {len(input_shapes)} (from: {', '.join(layer.sources or [])})",
+            path=("from",),
+            hint="to combine several outputs, use `add`, `multiply` or `concat`",
+        )
+    return input_shapes[0]
 
 
 def check_given(layer: LayerSpec, name: str, inferred: int, what: str) -> int:
@@ -69,9 +124,9 @@ def spatial_rank(layer: LayerSpec, input_shape: Shape, dim: int | None, kinds: s
     return inferred
 
 
-def per_dim(value: int | Sequence[int], rank: int, name: str) -> tuple[int, ...]:
+def per_dim(value: float | Sequence[float], rank: int, name: str) -> tuple:
     """Expand an int-or-list argument to one value per spatial dim."""
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return (value,) * rank
     if len(value) != rank:
         raise SpecError(

@@ -8,9 +8,22 @@ from torch import nn
 
 from ...errors import SpecError
 from ..base import NonNegativeInt, PositiveInt
-from .base import LayerSpec, Shape, check_given, per_dim, sliding_output, spatial_rank
+from .base import LayerSpec, Shape, check_given, fmt_shape, per_dim, sliding_output, spatial_rank
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def _in_channels(layer: LayerSpec, input_shape: Shape) -> int:
+    """The input's channels (checked against a given in_channels); groups must divide both sides."""
+    in_channels = check_given(layer, "in_channels", input_shape[0], "channels")
+    for name, channels in (("in_channels", in_channels), ("out_channels", layer.out_channels)):
+        if channels % layer.groups:
+            raise SpecError(
+                f"groups={layer.groups} does not divide {name}={channels}",
+                path=("groups",),
+                hint="groups must divide both in_channels and out_channels",
+            )
+    return in_channels
 
 
 class Conv(LayerSpec):
@@ -33,14 +46,7 @@ class Conv(LayerSpec):
 
     def _geometry(self, input_shape: Shape):
         rank = spatial_rank(self, input_shape, self.dim, "conv")
-        in_channels = check_given(self, "in_channels", input_shape[0], "channels")
-        for name, channels in (("in_channels", in_channels), ("out_channels", self.out_channels)):
-            if channels % self.groups:
-                raise SpecError(
-                    f"groups={self.groups} does not divide {name}={channels}",
-                    path=("groups",),
-                    hint="groups must divide both in_channels and out_channels",
-                )
+        in_channels = _in_channels(self, input_shape)
         kernel = per_dim(self.kernel_size, rank, "kernel_size")
         stride = per_dim(self.stride, rank, "stride")
         dilation = per_dim(self.dilation, rank, "dilation")
@@ -72,3 +78,60 @@ class Conv(LayerSpec):
             bias=self.bias,
             padding_mode=self.padding_mode,
         )
+
+
+_CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+class ConvTranspose(LayerSpec):
+    """The transposed convolution (a learned upsampling), 1d/2d/3d from the input rank."""
+
+    type: Literal["conv_transpose"] = "conv_transpose"
+    out_channels: PositiveInt
+    kernel_size: PositiveInt | list[PositiveInt]
+    stride: PositiveInt | list[PositiveInt] = 1
+    padding: NonNegativeInt | list[NonNegativeInt] = 0
+    # Extra size on one side of the output, to pick among the sizes a strided conv maps back to.
+    output_padding: NonNegativeInt | list[NonNegativeInt] = 0
+    dilation: PositiveInt | list[PositiveInt] = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+    in_channels: PositiveInt | None = None  # inferred from the input
+    dim: Literal[1, 2, 3] | None = None  # inferred from the input rank
+
+    @property
+    def label(self) -> str:
+        return f"conv_transpose {self.out_channels}, k={self.kernel_size}"
+
+    def _geometry(self, input_shape: Shape):
+        rank = spatial_rank(self, input_shape, self.dim, "conv_transpose")
+        in_channels = _in_channels(self, input_shape)
+        args = {name: per_dim(getattr(self, name), rank, name)
+                for name in ("kernel_size", "stride", "padding", "output_padding", "dilation")}
+        for s, d, op in zip(args["stride"], args["dilation"], args["output_padding"]):
+            if op >= max(s, d):
+                raise SpecError(
+                    f"output_padding={self.output_padding} must be smaller than the stride or the dilation",
+                    path=("output_padding",),
+                    hint="output_padding only picks among the sizes a stride maps back to",
+                )
+        return rank, in_channels, args
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        _, _, a = self._geometry(input_shape)
+        sizes = tuple(
+            (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+            for n, k, s, p, op, d in zip(input_shape[1:], a["kernel_size"], a["stride"], a["padding"],
+                                        a["output_padding"], a["dilation"])
+        )
+        if any(size <= 0 for size in sizes):
+            raise SpecError(
+                f"padding {self.padding} leaves an empty output for the input {fmt_shape(input_shape)}",
+                path=("padding",),
+                hint="use less padding",
+            )
+        return (self.out_channels, *sizes)
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        rank, in_channels, a = self._geometry(input_shape)
+        return _CONV_TRANSPOSE[rank](in_channels, self.out_channels, groups=self.groups, bias=self.bias, **a)

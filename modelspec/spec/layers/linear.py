@@ -52,6 +52,11 @@ class Linear(LayerSpec):
     def label(self) -> str:
         return f"linear {self.out_features}"
 
+    def with_num_classes(self, num_classes: int) -> LayerSpec:
+        if self.out_features == "num_classes":
+            return self.model_copy(update={"out_features": num_classes})
+        return self
+
     def _in_features(self, input_shape: Shape) -> int:
         if not input_shape:
             raise SpecError("linear needs an input with at least one dim", hint="put it after flatten")

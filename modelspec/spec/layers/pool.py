@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import model_validator
 from torch import nn
 
@@ -74,3 +75,34 @@ class Pool(LayerSpec):
         if self.output_size is not None:
             return _ADAPTIVE[self.kind, rank](kernel)
         return _POOL[self.kind, rank](kernel, stride=stride, padding=padding, ceil_mode=self.ceil_mode)
+
+
+class GlobalPoolModule(nn.Module):
+    """Average or max over every position: (N, C, ...) -> (N, C), or (N, C, 1, ...) with keepdim."""
+
+    def __init__(self, kind: str, dims: list[int], keepdim: bool):
+        super().__init__()
+        self.kind, self.dims, self.keepdim = kind, dims, keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max":
+            return x.amax(dim=self.dims, keepdim=self.keepdim)
+        return x.mean(dim=self.dims, keepdim=self.keepdim)
+
+
+class GlobalPool(LayerSpec):
+    type: Literal["global_pool"] = "global_pool"
+    kind: Literal["avg", "max"] = "avg"
+    keepdim: bool = False  # false: (C, H, W) -> (C), ready for a linear; true: (C, 1, 1)
+
+    @property
+    def label(self) -> str:
+        return f"global {self.kind} pool"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        rank = spatial_rank(self, input_shape, None, "global_pool")
+        return (input_shape[0], *(1,) * rank) if self.keepdim else (input_shape[0],)
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        rank = spatial_rank(self, input_shape, None, "global_pool")
+        return GlobalPoolModule(self.kind, list(range(2, 2 + rank)), self.keepdim)

@@ -1,0 +1,142 @@
+"""Small grids: modelspec's fixed costs per run and per epoch against a hand-written loop.
+
+A tiny MLP (32 features -> 64 -> 10 classes) on 1,024 synthetic samples (20 % validation), batch
+size 64, Adam, 10 epochs per run, R runs (a grid over the seed). The hand-written loop does what a
+careful person writes around it: re-seed, build, train, evaluate the validation split, and log the
+same scalars to TensorBoard (loss and accuracy on both splits, the learning rate) through one
+SummaryWriter per run. modelspec runs the same grid with `run_grid` (its defaults: checkpoints every
+epoch, the results table, TensorBoard with its default histograms and graph).
+
+    python bench/bench_grid.py                  # R = 1, 16, 64
+    python bench/bench_grid.py --runs 1 16 64 256
+    python bench/bench_grid.py --smoke          # seconds: that it still runs
+
+Both sides run in this one process with one torch thread, alternately, each on fresh folders; the
+figures are wall seconds per grid, their ratio, and the cost per run-epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SPEC = """\
+name: tiny
+seed: 0
+data:
+  dataset: synthetic
+  input_shape: [32]
+  num_classes: 10
+  size: {size}
+  test_size: 1
+  transforms: []
+  batch_size: 64
+  val_split: 0.2
+model:
+  - linear: {{out_features: 64}}
+  - relu
+  - linear: {{out_features: num_classes}}
+train:
+  epochs: {epochs}
+  optimizer: {{name: adam, lr: 0.01}}
+  device: cpu
+grid:
+  seed: {seeds}
+export:
+  formats: [torchscript]
+"""
+
+
+def hand_written(runs: int, epochs: int, size: int, folder: Path, x: torch.Tensor, y: torch.Tensor) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    n_val = int(round(size * 0.2))
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(0))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
+    for seed in range(runs):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        loss_fn = nn.CrossEntropyLoss()
+        generator = torch.Generator().manual_seed(seed)
+        writer = SummaryWriter(str(folder / f"run{seed}"))
+        for epoch in range(1, epochs + 1):
+            model.train()
+            loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+            perm = torch.randperm(len(y_train), generator=generator)
+            for b in range(math.ceil(len(y_train) / 64)):
+                index = perm[b * 64 : (b + 1) * 64]
+                xb, yb = x_train[index], y_train[index]
+                out = model(xb)
+                loss = loss_fn(out, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(yb)
+                correct += (out.argmax(1) == yb).sum()
+            model.eval()
+            with torch.no_grad():
+                out = model(x_val)
+                val_loss, val_correct = loss_fn(out, y_val), (out.argmax(1) == y_val).sum()
+            model.train()
+            writer.add_scalar("loss/train", (loss_sum / len(y_train)).item(), epoch)
+            writer.add_scalar("accuracy/train", (correct / len(y_train)).item(), epoch)
+            writer.add_scalar("loss/val", val_loss.item(), epoch)
+            writer.add_scalar("accuracy/val", (val_correct / len(y_val)).item(), epoch)
+            writer.add_scalar("lr", optimizer.param_groups[0]["lr"], epoch)
+        writer.close()
+
+
+def modelspec_grid(runs: int, epochs: int, size: int, folder: Path, overrides: list[str]) -> None:
+    from modelspec.load import loads_spec
+    from modelspec.runner import run_grid
+
+    text = SPEC.format(size=size, epochs=epochs, seeds=list(range(runs)))
+    loaded = loads_spec(text, "tiny.yaml", [f"tracking.dir={folder}", *overrides])
+    result = run_grid(loaded, quiet=True, log=lambda _: None)
+    assert not result.failed, [o.reason for o in result.outcomes.values()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="spec overrides for modelspec")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that it runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.epochs, args.size = [2], 2, 128
+    torch.set_num_threads(1)
+    from modelspec.data.synthetic import _split as synthetic_split  # the same samples modelspec trains on
+    from modelspec.load import loads_spec
+
+    data = loads_spec(SPEC.format(size=args.size, epochs=1, seeds=[0]), "tiny.yaml").spec.data
+    source = synthetic_split(data, train=True)
+    print(f"tiny MLP, {args.size} samples, batch 64, {args.epochs} epochs per run; torch {torch.__version__}, 1 thread")
+    print(f"{'runs':>5} {'hand s':>8} {'modelspec s':>12} {'ratio':>6} {'hand ms/ep':>11} {'ms ms/ep':>9}")
+    modelspec_grid(1, 1, args.size, Path(tempfile.mkdtemp()), args.set)  # imports and first-use costs, untimed
+    for runs in args.runs:
+        times = {}
+        for name in ("hand", "modelspec") if runs % 2 else ("modelspec", "hand"):
+            folder = Path(tempfile.mkdtemp(prefix=f"bench_grid_{name}_"))
+            start = time.perf_counter()
+            if name == "hand":
+                hand_written(runs, args.epochs, args.size, folder, source.tensors, source.targets)
+            else:
+                modelspec_grid(runs, args.epochs, args.size, folder, args.set)
+            times[name] = time.perf_counter() - start
+        per = runs * args.epochs
+        print(f"{runs:>5} {times['hand']:>8.2f} {times['modelspec']:>12.2f} {times['modelspec'] / times['hand']:>6.2f} "
+              f"{1000 * times['hand'] / per:>11.1f} {1000 * times['modelspec'] / per:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""`modelspec evaluate RUN`: a trained run's metrics, per-class scores and confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..artifacts import atomic_write_text
+from ..errors import SpecError
+from ..predict import open_model
+from ..predict.evaluate import SPLITS, evaluate_image_folder, evaluate_records, evaluate_split
+from ..predict.inputs import IMAGE_DATASETS
+from ..tracking.confusion import write_confusion
+from ._common import command
+
+
+def _tables(evaluation) -> list[Table]:
+    metrics = Table(title=f"{evaluation.split}: {evaluation.samples} samples", title_justify="left")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for key, value in evaluation.metrics.items():
+        metrics.add_row(key, f"{value:.4f}")
+    tables = [metrics]
+    per_class = evaluation.per_class()
+    if per_class:
+        scores = Table(title="per class", title_justify="left")
+        for column in ("class", "precision", "recall", "f1", "support"):
+            scores.add_column(column, justify="left" if column == "class" else "right")
+        for row in per_class:
+            scores.add_row(row["class"], *(f"{row[k]:.4f}" for k in ("precision", "recall", "f1")), str(row["support"]))
+        confusion = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+        confusion.add_column("")
+        for name in evaluation.class_names:
+            confusion.add_column(name, justify="right")
+        for name, row in zip(evaluation.class_names, evaluation.confusion.tolist()):
+            confusion.add_row(name, *(str(int(v)) for v in row))
+        tables += [scores, confusion]
+    return tables
+
+
+@command
+def evaluate(
+    run: Annotated[str, typer.Argument(help="A run folder, or a grid folder with --best.", metavar="RUN")],
+    best: Annotated[bool, typer.Option("--best", help="The grid's best run by its monitor.")] = False,
+    split: Annotated[str, typer.Option("--split", help="test, val or train: a split of the spec's data.")] = "test",
+    data: Annotated[Optional[Path], typer.Option("--data", help="New labelled data in the spec's format: an "
+                                                 "image folder (a folder per class), a CSV with the target "
+                                                 "columns, texts with labels.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for evaluation.json and the "
+                                                "confusion matrix. Default: <run>/evaluation.")] = None,
+) -> None:
+    """Measure a trained run on a split of its data, or on new labelled data."""
+    if split not in SPLITS:
+        raise SpecError(f"--split {split}: expected one of {', '.join(SPLITS)}")
+    predictor = open_model(run, best)
+    if predictor.trained is None:
+        raise SpecError("evaluate needs a run folder (its spec says how to read the data)",
+                        hint="give runs/<spec>/<timestamp>/<run>, or a grid folder with --best")
+    if data is not None and predictor.preprocessing.get("dataset") in IMAGE_DATASETS:
+        evaluation = evaluate_image_folder(predictor.trained, data, predictor.preprocessing)
+    elif data is not None:
+        evaluation = evaluate_records(predictor.trained, data, predictor.preprocessing)
+    else:
+        evaluation = evaluate_split(predictor.trained, split)
+    console = Console()
+    for table in _tables(evaluation):
+        console.print(table)
+    folder = out if out is not None else predictor.source / "evaluation"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "evaluation.json", json.dumps(evaluation.to_dict(), indent=1) + "\n")
+        if evaluation.confusion is not None:
+            write_confusion(folder, evaluation.confusion, evaluation.class_names)
+    except OSError as exc:
+        raise SpecError(f"cannot write the evaluation into {folder}: {exc.strerror or exc}",
+                        hint="choose another folder with --out") from None
+    typer.echo(f"written: {folder / 'evaluation.json'}" + (", confusion_matrix.csv/.png" if evaluation.confusion is not None else ""))

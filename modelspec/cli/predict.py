@@ -1,0 +1,103 @@
+"""`modelspec predict MODEL INPUT...`: what a trained model says about raw inputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..artifacts import atomic_write_text
+from ..errors import RunError, SpecError
+from ..predict import open_model
+from ..predict.inputs import read_inputs
+from ..predict.readout import readout
+from ..predict.records import unscale
+from ._common import command
+
+
+def _rows(predictor, items, top_k: int) -> list[dict]:
+    good = [item for item in items if item.x is not None]
+    readings = []
+    if good:
+        outputs = predictor.predict(torch.stack([item.x for item in good]))
+        readings = readout(outputs, predictor.task, predictor.class_names, top_k,
+                           predictor.preprocessing.get("target_names"))
+        unscale(readings, good, predictor.preprocessing)  # a series' forecasts in the file's units
+    readings = iter(readings)
+    rows = []
+    for item in items:
+        row = {"input": item.name, **(item.extra or {})}
+        row.update(next(readings) if item.x is not None else {"error": item.error})
+        rows.append(row)
+    return rows
+
+
+def _write(rows: list[dict], out: Path) -> None:
+    if out.suffix.lower() == ".json":
+        atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
+        return
+    if out.suffix.lower() != ".csv":
+        raise SpecError(f"--out {out}: write .csv or .json", hint="e.g. --out predictions.csv")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out, text.getvalue())
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _print(rows: list[dict]) -> None:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    table = Table(title=None)
+    columns = [c for c in dict.fromkeys(key for row in rows for key in row) if c != "error"]
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        if "error" not in row:
+            table.add_row(*(_fmt(row.get(c, "")) for c in columns))
+    console.print(table)
+
+
+@command
+def predict(
+    model: Annotated[str, typer.Argument(help="A run folder, a grid folder with --best, or an export folder.",
+                                         metavar="MODEL")],
+    inputs: Annotated[list[str], typer.Argument(
+        help="Image files or folders; a CSV of rows (tables) or of a series; a text file, one text a line.",
+        metavar="INPUT...")],
+    best: Annotated[bool, typer.Option("--best", help="The grid's best run by its monitor.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="torch (eager or TorchScript) or onnx (onnxruntime).")] = "torch",
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes listed per input (multi-class).")] = 3,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the predictions as .csv or .json.")] = None,
+    column: Annotated[Optional[str], typer.Option("--column", help="Texts: the CSV column holding them (default: text).")] = None,
+    last: Annotated[bool, typer.Option("--last", help="Series: forecast from the latest window only.")] = False,
+) -> None:
+    """Predict raw inputs with a trained model, through the preprocessing it was trained with."""
+    if engine not in ("torch", "onnx"):
+        raise SpecError(f"--engine {engine}: expected torch or onnx")
+    predictor = open_model(model, best, engine)  # type: ignore[arg-type]
+    items = read_inputs(inputs, predictor.preprocessing, column=column, last=last, folder=predictor.source)
+    rows = _rows(predictor, items, top_k)
+    if out is not None:
+        _write(rows, out)
+        typer.echo(f"{sum('error' not in r for r in rows)} prediction(s) -> {out}")
+    else:
+        _print(rows)
+    failed = [r for r in rows if "error" in r]
+    for row in failed:
+        typer.echo(f"error: {row['input']}: {row['error']}", err=True)
+    if failed:
+        raise RunError(f"{len(failed)} of {len(rows)} input(s) could not be predicted")

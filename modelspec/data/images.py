@@ -1,0 +1,167 @@
+"""Images: torchvision's data sets by name, and folders with one folder of images per class.
+
+Where the data set holds its images as one uint8 array (the MNIST family, CIFAR-10), `tensors` has
+them as (N, C, H, W) for the decode-once path; `dataset` is the per-sample torchvision data set for
+the DataLoader path. Missing data, failed downloads, class folders that differ between train and
+test and unreadable images end as one `SpecError` that names the folder or the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import SpecError
+from .sources import Opened, Source, carve
+
+_TORCHVISION = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
+
+
+def _cause(exc: Exception) -> str:
+    """torchvision's message in one line: "Error downloading x:\\nTried ..., got:\\n<cause>" keeps the cause."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0] if len(lines) == 1 or not lines[0].endswith(":") else f"{lines[0]} {lines[-1]}"
+    return text[:300]
+
+
+def expected_folder(data, cls) -> Path:
+    """The folder torchvision reads: <root>/cifar-10-batches-py, or <root>/<Class>/raw (MNIST family)."""
+    base = getattr(cls, "base_folder", None)
+    return Path(data.root) / base if isinstance(base, str) else Path(data.root) / cls.__name__ / "raw"
+
+
+def _torchvision_split(data, train: bool) -> Source:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, _TORCHVISION[data.dataset])
+    folder = expected_folder(data, cls)
+    existed = [p for p in (folder, *folder.parents) if p.exists()]
+    try:
+        dataset = _quietly(lambda: cls(root=data.root, train=train, download=data.download), data.download)
+    except (RuntimeError, OSError) as exc:  # torchvision: "Dataset not found", "Error downloading", URLError
+        _remove_empty_new_folders(folder, existed)
+        if data.download:
+            raise SpecError(
+                f"downloading {data.dataset} into {data.root} failed: {_cause(exc)}",
+                path=("data", "download"),
+                hint="check the internet connection, or put the files in place and set data.download: false",
+            ) from None
+        raise SpecError(
+            f"{data.dataset} is not in {folder}/ ({str(exc).split('.')[0][:200]})",
+            path=("data", "root"),
+            hint=f"set data.download: true to fetch it (needs internet), or point data.root at the folder "
+            f"that holds {folder.relative_to(data.root)}/ in torchvision's layout",
+        ) from None
+    images = torch.as_tensor(dataset.data)  # MNIST: (N, H, W); CIFAR: (N, H, W, C)
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    targets = torch.as_tensor(dataset.targets, dtype=torch.long)
+    return Source(dataset, targets, images.contiguous(), len(dataset.classes), True, list(dataset.classes))
+
+
+def _quietly(make, downloading: bool):
+    """torchvision prints every URL it tries and a progress bar, also for a download that then fails;
+    the grid's log says what is downloaded and the error says why it failed."""
+    if not downloading:
+        return make()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return make()
+
+
+def _remove_empty_new_folders(folder: Path, existed: list[Path]) -> None:
+    """What a failed download created and left empty (torchvision makes <root>/<Name>/raw first)."""
+    for path in (folder, *folder.parents):
+        if path in existed:
+            return
+        try:
+            path.rmdir()  # only if empty
+        except OSError:
+            return
+
+
+def open_torchvision(data, seed: int) -> Opened:
+    train = _torchvision_split(data, train=True)
+    train_idx, val_idx = carve(len(train.targets), data.val_split, seed)
+    return Opened(train, _torchvision_split(data, train=False), train_idx, val_idx)
+
+
+class _NamedImageFolder:
+    """torchvision's ImageFolder whose unreadable image names the file (the run fails with that reason)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.folder[index]
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError, truncated files
+            path = self.folder.samples[index][0]
+            raise OSError(f"cannot read the image {path} ({type(exc).__name__})") from None
+
+
+def _read_folder(data, sub: str):
+    from torchvision.datasets import ImageFolder
+
+    folder = Path(data.root) / sub
+    try:
+        return ImageFolder(str(folder))
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise SpecError(f"cannot read the image folder {folder}: {exc}", path=("data", "root")) from None
+
+
+def _check_classes(data, classes: list[str], test_classes: list[str]) -> None:
+    if test_classes == classes:
+        return
+    extra = sorted(set(test_classes) - set(classes))
+    missing = sorted(set(classes) - set(test_classes))
+    parts = ([f"extra {', '.join(extra)}"] if extra else []) + ([f"missing {', '.join(missing)}"] if missing else [])
+    raise SpecError(
+        f"the test folder {Path(data.root) / data.test_dir} has other classes than the training folder "
+        f"{Path(data.root) / data.train_dir}: {'; '.join(parts)}",
+        path=("data", "test_dir"),
+        hint="give both folders the same class folders (an empty folder is a class with no images)",
+    )
+
+
+def _folder_source(data, folder, classes: list[str]) -> Source:
+    targets = torch.as_tensor(folder.targets, dtype=torch.long)
+    outputs = len(classes)
+    if data.target_kind == "binary":
+        targets, outputs = targets.float(), 1
+    return Source(_NamedImageFolder(folder), targets, None, outputs, True, list(classes))
+
+
+def open_image_folder(data, seed: int) -> Opened:
+    train_folder = Path(data.root) / data.train_dir
+    if not train_folder.is_dir():
+        raise SpecError(
+            f"no image folder at {train_folder}",
+            path=("data", "root"),
+            hint="an image_folder data set has one folder per class under <root>/<train_dir>",
+        )
+    train = _read_folder(data, data.train_dir)
+    classes = list(train.classes)
+    if data.target_kind == "binary" and len(classes) != 2:
+        raise SpecError(f"binary targets need two class folders; {train_folder} has {len(classes)}: "
+                        f"{', '.join(classes[:6])}", path=("data", "target_kind"),
+                        hint="use target_kind: classes for more than two classes")
+    if data.num_classes is not None and data.num_classes != len(classes):
+        raise SpecError(f"num_classes={data.num_classes}, but {train_folder} has {len(classes)} class folders: "
+                        f"{', '.join(classes[:10])}", path=("data", "num_classes"),
+                        hint="omit num_classes to infer it")
+    test = None
+    if data.test_dir is not None and (Path(data.root) / data.test_dir).is_dir():  # a test split is optional
+        test_folder = _read_folder(data, data.test_dir)
+        _check_classes(data, classes, list(test_folder.classes))
+        test = _folder_source(data, test_folder, classes)
+    source = _folder_source(data, train, classes)
+    train_idx, val_idx = carve(len(source.targets), data.val_split, seed)
+    return Opened(source, test, train_idx, val_idx)

@@ -1,0 +1,136 @@
+"""The loss and metrics of one split over one epoch, accumulated on the device.
+
+Training batches and evaluation share this one object: `update` after every batch (no `.item()`, so
+the GPU never waits), `compute` once per epoch. Outputs wait in a small buffer on the device and reach
+the torchmetrics objects in chunks of about CHUNK samples: one metric update costs a fraction of a
+millisecond whatever its size, as much as a tiny model's whole batch. The chunk boundaries depend only
+on the batch sizes, and the buffer goes into `state_dict` with the sums, so an epoch resumed halfway
+from a checkpoint reports exactly what an uninterrupted one would.
+
+Under torchrun each process holds the sums of its own samples; `compute` reads them over every process
+(torchmetrics all-gathers its states itself when torch.distributed is initialised; the loss sum and
+count are all-reduced here), so every rank gets the same values, and must call it at the same point.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..compile.task import Task
+
+
+CHUNK = 4096  # samples of outputs buffered before the metrics see them
+
+
+def _column(name: str) -> str:
+    """A class or label name as part of a column name and a TensorBoard tag."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "_"
+
+
+def _several_processes() -> bool:
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
+class MetricSet:
+    def __init__(self, task: Task, device: torch.device, confusion: bool = False):
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        self.task, self.device = task, device
+        self.metrics = {}
+        for spec in task.metrics:
+            metric = spec.build(task.kind, task.size, task.threshold).to(device)
+            metric.persistent(True)  # its running sums go into checkpoints
+            self.metrics[spec.key] = (spec, metric)
+        self.confusion = None
+        if confusion and task.confusion:
+            self.confusion = MulticlassConfusionMatrix(task.size, validate_args=False).to(device)
+            self.confusion.persistent(True)
+        self.loss_sum = torch.zeros((), device=device)
+        self.count = 0
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (outputs, targets) not yet counted
+        self.pending_count = 0
+
+    def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        self.loss_sum += loss.detach() * len(y)  # weighted by the real batch size: a short batch counts less
+        self.count += len(y)
+        self.pending.append((out.detach().float(), y.detach()))
+        self.pending_count += len(y)
+        if self.pending_count >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        out = torch.cat([o for o, _ in self.pending])
+        y = torch.cat([t for _, t in self.pending])
+        self.pending, self.pending_count = [], 0
+        preds, target = self.task.metric_inputs(out, y)
+        for _, metric in self.metrics.values():
+            metric.update(preds, target)
+        if self.confusion is not None:
+            self.confusion.update(self.task.labels(out), y.long().view(-1))
+
+    def compute(self) -> dict[str, float]:
+        """Every value of the epoch: `loss`, then each metric's key (per-label ones as `<name>_<label>`)."""
+        self._flush()
+        loss_sum, count = self._loss_totals()
+        names, values = ["loss"], [loss_sum / max(count, 1)]
+        if self.confusion is not None and _several_processes():
+            self.confusion.compute()  # reduced now, with every rank; rank 0 alone reads it later (cached)
+        for key, (spec, metric) in self.metrics.items():
+            value = metric.compute()
+            if spec.per_label:
+                labels = self.task.class_names
+                names += [f"{spec.name}_{_column(label)}" for label in labels]
+                values += list(value.reshape(-1).float().unbind())
+            else:
+                names.append(key)
+                values.append(value.reshape(()).float())
+        # One read from the device for the lot.
+        return dict(zip(names, torch.stack([v.to(self.loss_sum.device).float() for v in values]).tolist()))
+
+    def _loss_totals(self) -> tuple[torch.Tensor, int]:
+        """The loss sum and sample count over every process; with one, this process's."""
+        if not _several_processes():
+            return self.loss_sum, self.count
+        totals = torch.stack([self.loss_sum.double(), torch.tensor(float(self.count), device=self.device).double()])
+        dist.all_reduce(totals)
+        return totals[0].float(), int(totals[1].item())
+
+    def confusion_counts(self) -> torch.Tensor | None:
+        """(true, predicted) counts, on the CPU."""
+        self._flush()
+        return self.confusion.compute().cpu() if self.confusion is not None else None
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.count = 0
+        self.pending, self.pending_count = [], 0
+        for _, metric in self.metrics.values():
+            metric.reset()
+        if self.confusion is not None:
+            self.confusion.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loss_sum": self.loss_sum.detach().cpu(), "count": self.count,
+            "pending": [(o.cpu(), t.cpu()) for o, t in self.pending],
+            "metrics": {key: metric.state_dict() for key, (_, metric) in self.metrics.items()},
+            "confusion": self.confusion.state_dict() if self.confusion is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_sum.copy_(state["loss_sum"])
+        self.count = state["count"]
+        self.pending = [(o.to(self.device), t.to(self.device)) for o, t in state.get("pending", [])]
+        self.pending_count = sum(len(t) for _, t in self.pending)
+        for key, (_, metric) in self.metrics.items():
+            metric.load_state_dict(state["metrics"][key])
+            metric.to(self.device)  # loaded on the CPU
+        if self.confusion is not None and state.get("confusion") is not None:
+            self.confusion.load_state_dict(state["confusion"])
+            self.confusion.to(self.device)

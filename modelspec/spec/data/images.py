@@ -1,0 +1,113 @@
+"""Image data: torchvision's data sets by name, and folders of images with one folder per class."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from ...errors import SpecError
+from .._forms import spec_error
+from ..base import PositiveInt
+from ..transforms import ImageShape, ToTensor, Transform
+from ._base import DataBase, Shape
+
+# Image shape and class count of the built-in torchvision data sets, before transforms.
+KNOWN_DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {
+    "fashion_mnist": ((1, 28, 28), 10),
+    "mnist": ((1, 28, 28), 10),
+    "kmnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+
+
+class ImageData(DataBase):
+    root: str = "data"  # where torchvision data sets live, or the image folder's root
+    transforms: list[Transform] = Field(default_factory=lambda: [ToTensor()])
+    input_shape: Optional[list[PositiveInt]] = None  # per sample, after transforms; inferred if known
+    num_classes: Optional[PositiveInt] = None  # inferred from the data set if known
+
+    def sample_transforms(self):
+        return list(self.transforms)
+
+    def cache_root(self) -> str:
+        return self.root
+
+    def _image_shape(self) -> tuple[ImageShape, int | None]:
+        raise NotImplementedError
+
+    def static_shape(self) -> tuple[Shape, int | None]:
+        shape, num_classes = self._image_shape()
+        for index, transform in enumerate(self.transforms):
+            try:
+                shape = transform.output_shape(shape)
+            except SpecError as exc:
+                raise SpecError(
+                    [
+                        type(issue)(issue.message, ("data", "transforms", index, transform.type, *issue.path), issue.hint)
+                        for issue in exc.issues
+                    ]
+                ) from None
+        known = tuple(shape) if all(s is not None for s in shape) else None
+        if self.input_shape is not None:
+            given = tuple(self.input_shape)
+            if known is not None and known != given:
+                raise SpecError(
+                    f"input_shape={list(given)}, but {self.dataset} after its transforms gives {list(known)}",
+                    path=("data", "input_shape"),
+                    hint="omit input_shape to infer it",
+                )
+            known = given
+        return known, num_classes
+
+
+class TorchvisionData(ImageData):
+    dataset: Literal["fashion_mnist", "mnist", "kmnist", "cifar10"]
+    download: bool = False  # torchvision's default: never reach the network unless asked
+    target_kind: Literal["classes"] = "classes"
+
+    def _image_shape(self):
+        shape, known_classes = KNOWN_DATASETS[self.dataset]
+        if self.num_classes is not None and self.num_classes != known_classes:
+            raise SpecError(
+                f"num_classes={self.num_classes}, but {self.dataset} has {known_classes} classes",
+                path=("data", "num_classes"),
+                hint="omit num_classes to infer it",
+            )
+        return shape, known_classes
+
+    def open(self, seed):
+        from ...data.images import open_torchvision
+
+        return open_torchvision(self, seed)
+
+
+class ImageFolderData(ImageData):
+    """Class folders under root/train_dir and root/test_dir (torchvision's ImageFolder layout)."""
+
+    dataset: Literal["image_folder"]
+    train_dir: str = "train"
+    test_dir: Optional[str] = "test"  # None: no test split; a missing folder is none either
+    # classes: one index per class folder (sorted); binary: two folders, the second in sorted order is 1.
+    target_kind: Literal["classes", "binary"] = "classes"
+
+    unknown_shape_note = (
+        "image_folder: the image size is known only from the data, so shapes are checked at run time; "
+        "give data.input_shape (or a resize / center_crop transform) to check them now"
+    )
+
+    @model_validator(mode="after")
+    def _binary_has_no_classes(self):
+        if self.target_kind == "binary" and self.num_classes is not None:
+            raise spec_error("num_classes means nothing for binary targets: they are 0/1 values, one output",
+                             key="num_classes", hint="remove num_classes")
+        return self
+
+    def _image_shape(self):
+        # RGB, size unknown until the transforms fix it; binary targets are one output.
+        return (3, None, None), 1 if self.target_kind == "binary" else self.num_classes
+
+    def open(self, seed):
+        from ...data.images import open_image_folder
+
+        return open_image_folder(self, seed)

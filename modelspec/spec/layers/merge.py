@@ -1,0 +1,116 @@
+"""Layers that merge several inputs (named in `from`): add, multiply, concat."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Sequence
+
+import torch
+from torch import nn
+
+from ...errors import SpecError
+from ..base import Int
+from .base import LayerSpec, Shape, fmt_shape
+from .shape import sample_dim
+
+
+class Sum(nn.Module):
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Product(nn.Module):
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+
+class Concat(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(xs, dim=self.dim)
+
+
+class _Merge(LayerSpec):
+    takes_list: ClassVar[bool] = True
+
+    def output_shape(self, input_shape: Shape) -> Shape:  # one input: nothing to merge
+        return self.graph_output_shape([input_shape])
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        return self.graph_build([input_shape])
+
+    def _check_count(self, input_shapes: Sequence[Shape]) -> None:
+        if len(input_shapes) < 2:
+            raise SpecError(
+                f"{self.type} merges two or more inputs; received {len(input_shapes)}",
+                path=("from",),
+                hint=f"name the layers to merge: `{self.type}: {{from: [a, b]}}`",
+            )
+
+    def _described(self, input_shapes: Sequence[Shape]) -> str:
+        return ", ".join(f"{source} {fmt_shape(shape)}" for source, shape in zip(self.sources or [], input_shapes))
+
+
+class _Elementwise(_Merge):
+    """Same shapes in, the same shape out (no broadcasting: a mismatch is nearly always a bug)."""
+
+    def graph_output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
+        self._check_count(input_shapes)
+        if len(set(input_shapes)) > 1:
+            raise SpecError(
+                f"{self.type} needs inputs of one shape; received {self._described(input_shapes)}",
+                path=("from",),
+                hint="match the channels and sizes first: e.g. a 1×1 conv with the same stride on the shortcut",
+            )
+        return input_shapes[0]
+
+
+class AddSpec(_Elementwise):
+    type: Literal["add"] = "add"
+
+    def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
+        self.graph_output_shape(input_shapes)
+        return Sum()
+
+
+class MultiplySpec(_Elementwise):
+    type: Literal["multiply"] = "multiply"
+
+    def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
+        self.graph_output_shape(input_shapes)
+        return Product()
+
+
+class ConcatSpec(_Merge):
+    type: Literal["concat"] = "concat"
+    dim: Int = 1  # batch = 0; 1 is the channels of (C, H, W) or the features of (F)
+
+    def graph_output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
+        self._check_count(input_shapes)
+        first = input_shapes[0]
+        if len({len(shape) for shape in input_shapes}) > 1:
+            raise SpecError(
+                f"concat needs inputs with the same number of dims; received {self._described(input_shapes)}",
+                path=("from",),
+            )
+        at = sample_dim(self, self.dim, first)
+        others = {shape[:at] + shape[at + 1 :] for shape in input_shapes}
+        if len(others) > 1:
+            raise SpecError(
+                f"concat along dim {self.dim} needs the other dims equal; received {self._described(input_shapes)}",
+                path=("from",),
+                hint="resize the inputs to one size first (pool, upsample, pad)",
+            )
+        return (*first[:at], sum(shape[at] for shape in input_shapes), *first[at + 1 :])
+
+    def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
+        self.graph_output_shape(input_shapes)
+        return Concat(self.dim)

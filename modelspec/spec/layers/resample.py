@@ -1,0 +1,150 @@
+"""Layers that change the spatial size without weights: upsample, pad, pixel_shuffle."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from ...errors import SpecError
+from ..base import NonNegativeInt, PositiveInt
+from .base import LayerSpec, Shape, fmt_shape, per_dim, spatial_rank
+
+# The interpolations and the spatial ranks they take, as torch's F.interpolate has them.
+_MODE_RANKS = {"nearest": (1, 2, 3), "linear": (1,), "bilinear": (2,), "bicubic": (2,), "trilinear": (3,)}
+
+
+class Upsample(LayerSpec):
+    type: Literal["upsample"] = "upsample"
+    mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = "nearest"
+    scale_factor: Optional[float | list[float]] = None  # output = floor(input × scale_factor)
+    size: Optional[PositiveInt | list[PositiveInt]] = None  # or a fixed output size
+    align_corners: Optional[bool] = None  # the interpolating modes only
+
+    @model_validator(mode="after")
+    def _one_of_scale_or_size(self):
+        if (self.scale_factor is None) == (self.size is None):
+            raise ValueError("give scale_factor or size, exactly one")
+        if self.mode == "nearest" and self.align_corners is not None:
+            raise ValueError("align_corners applies to linear, bilinear, bicubic and trilinear only")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"upsample {self.mode} ×{self.scale_factor}" if self.size is None else f"upsample {self.mode} → {self.size}"
+
+    def _rank(self, input_shape: Shape) -> int:
+        rank = spatial_rank(self, input_shape, None, "upsample")
+        if rank not in _MODE_RANKS[self.mode]:
+            raise SpecError(
+                f"mode={self.mode} takes {'/'.join(f'{r}d' for r in _MODE_RANKS[self.mode])} inputs; "
+                f"received {fmt_shape(input_shape)} ({rank} spatial dims)",
+                path=("mode",),
+                hint="nearest takes any; linear: (C, L), bilinear/bicubic: (C, H, W), trilinear: (C, D, H, W)",
+            )
+        return rank
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        rank = self._rank(input_shape)
+        if self.size is not None:
+            return (input_shape[0], *per_dim(self.size, rank, "size"))
+        scales = per_dim(self.scale_factor, rank, "scale_factor")
+        sizes = tuple(math.floor(n * s) for n, s in zip(input_shape[1:], scales))
+        if any(s <= 0 for s in sizes):
+            raise SpecError(f"scale_factor={self.scale_factor} leaves an empty output", path=("scale_factor",))
+        return (input_shape[0], *sizes)
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        rank = self._rank(input_shape)
+        if self.size is not None:
+            return nn.Upsample(size=per_dim(self.size, rank, "size"), mode=self.mode, align_corners=self.align_corners)
+        scale = per_dim(self.scale_factor, rank, "scale_factor")
+        return nn.Upsample(scale_factor=scale, mode=self.mode, align_corners=self.align_corners)
+
+
+class PadModule(nn.Module):
+    def __init__(self, padding: list[int], mode: str, value: float):
+        super().__init__()
+        self.padding, self.mode, self.value = padding, mode, value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "constant":
+            return F.pad(x, self.padding, "constant", self.value)
+        return F.pad(x, self.padding, self.mode)
+
+
+class Pad(LayerSpec):
+    type: Literal["pad"] = "pad"
+    # One number: that much on both sides of every spatial dim. A list: torch's F.pad order, the
+    # last dim first: [left, right] or [left, right, top, bottom] ...
+    padding: NonNegativeInt | list[NonNegativeInt]
+    mode: Literal["constant", "reflect", "replicate"] = "constant"
+    value: float = 0.0  # the constant mode's fill
+
+    @model_validator(mode="after")
+    def _pairs(self):
+        if isinstance(self.padding, list) and (not self.padding or len(self.padding) % 2):
+            raise ValueError("padding lists come in pairs, last dim first: [left, right, top, bottom, ...]")
+        if self.mode != "constant" and self.value != 0.0:
+            raise ValueError("value is the fill of mode: constant only")
+        return self
+
+    def _padding(self, input_shape: Shape) -> list[int]:
+        spatial = len(input_shape) - 1
+        if isinstance(self.padding, int):
+            if spatial < 1:
+                raise SpecError(f"pad needs (C, L), (C, H, W) or (C, D, H, W); received {fmt_shape(input_shape)}")
+            return [self.padding] * (2 * spatial)
+        dims = len(self.padding) // 2
+        limit = spatial if self.mode != "constant" else len(input_shape)
+        if dims > limit or (self.mode != "constant" and dims != spatial):
+            raise SpecError(
+                f"padding {self.padding} pads {dims} dims, but mode={self.mode} on {fmt_shape(input_shape)} "
+                f"pads {'exactly ' + str(spatial) if self.mode != 'constant' else 'at most ' + str(limit)}",
+                path=("padding",),
+                hint="give a pair per padded dim, the last dim first",
+            )
+        return list(self.padding)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        padding = self._padding(input_shape)
+        shape = list(input_shape)
+        for i in range(len(padding) // 2):
+            dim = len(shape) - 1 - i
+            before, after = padding[2 * i], padding[2 * i + 1]
+            if self.mode == "reflect" and max(before, after) >= shape[dim]:
+                raise SpecError(
+                    f"reflect padding {max(before, after)} must be smaller than the size {shape[dim]} it reflects",
+                    path=("padding",),
+                    hint="use replicate or constant padding, or less of it",
+                )
+            shape[dim] += before + after
+        return tuple(shape)
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        self.output_shape(input_shape)
+        return PadModule(self._padding(input_shape), self.mode, self.value)
+
+
+class PixelShuffle(LayerSpec):
+    type: Literal["pixel_shuffle"] = "pixel_shuffle"
+    upscale_factor: PositiveInt = Field(le=64)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        r = self.upscale_factor
+        if len(input_shape) != 3 or input_shape[0] % (r * r):
+            raise SpecError(
+                f"pixel_shuffle ×{r} needs (C, H, W) with C divisible by {r * r}; received {fmt_shape(input_shape)}",
+                path=("upscale_factor",),
+                hint=f"give the conv before it {r * r}× the channels you want out",
+            )
+        c, h, w = input_shape
+        return (c // (r * r), h * r, w * r)
+
+    def build(self, input_shape: Shape) -> nn.Module:
+        self.output_shape(input_shape)
+        return nn.PixelShuffle(self.upscale_factor)

@@ -1,0 +1,163 @@
+"""The losses: one small typed class each, joined in a discriminated union on `name`.
+
+A loss knows what its targets must be (class indices, 0/1 values, real values), what the network's
+output means to it (logits, log-probabilities, probabilities, values), and so which task it trains;
+`modelspec.compile.task` reads that to check the network's head and pick the metrics. Lists in the
+spec (`weight`, `pos_weight`) become tensors when the loss is built.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ._forms import tagged_union
+from .base import Int, SpecModel
+
+# What the network's output is, to the loss: metrics turn it into probabilities or values.
+Output = Literal["logits", "log_probs", "probs", "scores", "values"]
+# The targets a loss trains on: class indices (0..K-1), K 0/1 labels per sample, or real values.
+TargetKind = Literal["classes", "multi_label", "real"]
+
+PositiveNumber = Annotated[float, Field(gt=0)]
+
+
+class LossSpec(SpecModel):
+    """Base of every loss: `name` is the tag; the class attributes say what the loss needs."""
+
+    name: str
+    output: ClassVar[Output]
+    targets: ClassVar[tuple[TargetKind, ...]]
+    torch_class: ClassVar[type[nn.Module]]
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the torch class: every field but `name`, lists as tensors."""
+        kwargs = self.model_dump(exclude={"name"})
+        return {k: torch.tensor(v, dtype=torch.float32) if isinstance(v, list) else v
+                for k, v in kwargs.items() if v is not None}
+
+    def build(self) -> nn.Module:
+        return self.torch_class(**self.torch_kwargs())
+
+    def class_weights(self) -> tuple[str, list[float]] | None:
+        """(key, values) of a per-class list, whose length must be the class count."""
+        return None
+
+    @classmethod
+    def probabilities(cls, out: torch.Tensor, dim: int | None) -> torch.Tensor:
+        """The network's output as probabilities: softmax over `dim` (sigmoid when None) of logits or
+        scores, exp of log-probabilities, probabilities as they are."""
+        if cls.output == "probs":
+            return out
+        if cls.output == "log_probs":
+            return out.exp()
+        return out.softmax(dim) if dim is not None else out.sigmoid()
+
+
+class CrossEntropy(LossSpec):
+    name: Literal["cross_entropy"] = "cross_entropy"
+    output: ClassVar[Output] = "logits"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
+    torch_class: ClassVar[type[nn.Module]] = nn.CrossEntropyLoss
+    weight: Optional[list[PositiveNumber]] = None  # one per class: rare classes count more
+    label_smoothing: float = Field(0.0, ge=0.0, le=1.0)
+    ignore_index: Int = -100  # a target with this value adds nothing to the loss
+
+    def class_weights(self):
+        return ("weight", self.weight) if self.weight is not None else None
+
+
+class NLL(LossSpec):
+    """Negative log-likelihood: the network ends in `log_softmax`."""
+
+    name: Literal["nll"] = "nll"
+    output: ClassVar[Output] = "log_probs"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
+    torch_class: ClassVar[type[nn.Module]] = nn.NLLLoss
+    weight: Optional[list[PositiveNumber]] = None
+    ignore_index: Int = -100
+
+    def class_weights(self):
+        return ("weight", self.weight) if self.weight is not None else None
+
+
+class MultiMargin(LossSpec):
+    name: Literal["multi_margin"] = "multi_margin"
+    output: ClassVar[Output] = "scores"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
+    torch_class: ClassVar[type[nn.Module]] = nn.MultiMarginLoss
+    p: Literal[1, 2] = 1
+    margin: float = 1.0
+    weight: Optional[list[PositiveNumber]] = None
+
+    def class_weights(self):
+        return ("weight", self.weight) if self.weight is not None else None
+
+
+class BCEWithLogits(LossSpec):
+    """Binary (one output) or multi-label (one output per label) on logits: no sigmoid layer."""
+
+    name: Literal["bce_with_logits"] = "bce_with_logits"
+    output: ClassVar[Output] = "logits"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("classes", "multi_label")
+    torch_class: ClassVar[type[nn.Module]] = nn.BCEWithLogitsLoss
+    # Weight of the positive class: one number, or one per label (negatives / positives is usual).
+    pos_weight: Optional[Union[PositiveNumber, list[PositiveNumber]]] = None
+
+    def torch_kwargs(self):
+        kwargs = super().torch_kwargs()
+        if isinstance(kwargs.get("pos_weight"), float):
+            kwargs["pos_weight"] = torch.tensor([kwargs["pos_weight"]])
+        return kwargs
+
+    def class_weights(self):
+        return ("pos_weight", self.pos_weight) if isinstance(self.pos_weight, list) else None
+
+
+class BCE(LossSpec):
+    """Binary cross-entropy on probabilities: the network ends in `sigmoid` (as the notes write it)."""
+
+    name: Literal["bce"] = "bce"
+    output: ClassVar[Output] = "probs"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("classes", "multi_label")
+    torch_class: ClassVar[type[nn.Module]] = nn.BCELoss
+
+
+class MSE(LossSpec):
+    name: Literal["mse"] = "mse"
+    output: ClassVar[Output] = "values"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
+    torch_class: ClassVar[type[nn.Module]] = nn.MSELoss
+
+
+class L1(LossSpec):
+    name: Literal["l1"] = "l1"
+    output: ClassVar[Output] = "values"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
+    torch_class: ClassVar[type[nn.Module]] = nn.L1Loss
+
+
+class SmoothL1(LossSpec):
+    name: Literal["smooth_l1"] = "smooth_l1"
+    output: ClassVar[Output] = "values"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
+    torch_class: ClassVar[type[nn.Module]] = nn.SmoothL1Loss
+    beta: float = Field(1.0, ge=0.0)  # below it the loss is quadratic
+
+
+class Huber(LossSpec):
+    name: Literal["huber"] = "huber"
+    output: ClassVar[Output] = "values"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
+    torch_class: ClassVar[type[nn.Module]] = nn.HuberLoss
+    delta: PositiveNumber = 1.0
+
+
+LOSS_KINDS: tuple[type[LossSpec], ...] = (CrossEntropy, NLL, MultiMargin, BCEWithLogits, BCE, MSE, L1, SmoothL1, Huber)
+LOSSES: dict[str, type[LossSpec]] = {cls.model_fields["name"].default: cls for cls in LOSS_KINDS}
+
+
+Loss = tagged_union(LOSS_KINDS, "loss", tag="name")

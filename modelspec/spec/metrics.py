@@ -1,0 +1,214 @@
+"""The metrics of `train.metrics`: one small class each, built on torchmetrics.
+
+A metric knows the tasks it applies to, whether higher is better (the direction that `train.monitor`,
+early stopping, the plateau scheduler and `--best` follow: never guessed from a name) and how to
+build its torchmetrics object for a task. torchmetrics is imported when a metric is built, so
+`modelspec validate` does not pay for it. Adding a metric is one class here plus its test.
+
+Every metric reads what `modelspec.compile.task` hands it: class probabilities (N, K) and indices (N,)
+for multi-class; the positive class's probability (N,) and 0/1 targets (N,) for binary; (N, L)
+probabilities and 0/1 targets for multi-label; (N, T) values for regression.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Optional
+
+
+from ._forms import tagged_union
+from .base import PositiveInt, SpecModel
+
+TaskKind = Literal["multiclass", "binary", "multilabel", "regression"]
+CLASSIFICATION: tuple[TaskKind, ...] = ("multiclass", "binary", "multilabel")
+
+
+class MetricSpec(SpecModel):
+    """Base of every metric. `key` names its column (`val_<key>` on the validation split)."""
+
+    name: str
+    higher_is_better: ClassVar[bool] = True
+    tasks: ClassVar[tuple[TaskKind, ...]] = CLASSIFICATION
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    @property
+    def per_label(self) -> bool:
+        """A vector, one value per class or label (columns `<key>_<name>`), not one number."""
+        return False
+
+    def build(self, kind: TaskKind, size: int, threshold: float) -> Any:
+        """The torchmetrics object; `size` is the class, label or target count."""
+        raise NotImplementedError
+
+
+def _classification(metric: str, kind: TaskKind, size: int, threshold: float, **kwargs) -> Any:
+    """torchmetrics' class for `metric` and the task: BinaryF1Score, MulticlassAccuracy, ..."""
+    from torchmetrics import classification
+
+    prefix = {"binary": "Binary", "multiclass": "Multiclass", "multilabel": "Multilabel"}[kind]
+    cls = getattr(classification, prefix + metric)
+    if kind == "binary":
+        kwargs.pop("average", None)
+        kwargs.pop("top_k", None)
+        if metric != "AUROC":
+            kwargs["threshold"] = threshold
+    elif kind == "multiclass":
+        kwargs["num_classes"] = size
+    else:
+        kwargs["num_labels"] = size
+        if metric != "AUROC":
+            kwargs["threshold"] = threshold
+    # validate_args=False: the checks read values back from the device on every batch.
+    return cls(validate_args=False, **kwargs)
+
+
+Average = Literal["macro", "micro", "weighted", "none"]
+
+
+class Accuracy(MetricSpec):
+    name: Literal["accuracy"] = "accuracy"
+
+    def build(self, kind, size, threshold):
+        # micro for one class per sample: correct / samples, as a hand-written loop counts it;
+        # macro over the labels of a multi-label task (the mean of per-label accuracies).
+        average = "micro" if kind == "multiclass" else "macro"
+        return _classification("Accuracy", kind, size, threshold, average=average)
+
+
+class TopKAccuracy(MetricSpec):
+    name: Literal["top_k_accuracy"] = "top_k_accuracy"
+    tasks: ClassVar[tuple[TaskKind, ...]] = ("multiclass",)
+    k: PositiveInt = 5
+
+    @property
+    def key(self) -> str:
+        return f"top{self.k}_accuracy"
+
+    def build(self, kind, size, threshold):
+        return _classification("Accuracy", kind, size, threshold, average="micro", top_k=min(self.k, size))
+
+
+class _Averaged(MetricSpec):
+    """Precision, recall and F1: per class (or label), averaged as `average` says."""
+
+    average: Average = "macro"  # ignored for binary; `none` gives one column per class or label
+    TORCHMETRICS: ClassVar[str]
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}_per_label" if self.per_label else self.name
+
+    @property
+    def per_label(self) -> bool:
+        return self.average == "none"
+
+    def build(self, kind, size, threshold):
+        return _classification(self.TORCHMETRICS, kind, size, threshold, average=self.average)
+
+
+class Precision(_Averaged):
+    name: Literal["precision"] = "precision"
+    TORCHMETRICS: ClassVar[str] = "Precision"
+
+
+class Recall(_Averaged):
+    name: Literal["recall"] = "recall"
+    TORCHMETRICS: ClassVar[str] = "Recall"
+
+
+class F1(_Averaged):
+    name: Literal["f1"] = "f1"
+    TORCHMETRICS: ClassVar[str] = "F1Score"
+
+
+class AUROC(MetricSpec):
+    """Area under the ROC curve, exact (every score kept until the epoch ends)."""
+
+    name: Literal["auroc"] = "auroc"
+
+    def build(self, kind, size, threshold):
+        return _classification("AUROC", kind, size, threshold, **({} if kind == "binary" else {"average": "macro"}))
+
+
+class _Regression(MetricSpec):
+    tasks: ClassVar[tuple[TaskKind, ...]] = ("regression",)
+    higher_is_better: ClassVar[bool] = False
+
+
+class MAE(_Regression):
+    name: Literal["mae"] = "mae"
+
+    def build(self, kind, size, threshold):
+        from torchmetrics.regression import MeanAbsoluteError
+
+        return MeanAbsoluteError()
+
+
+class MSE(_Regression):
+    name: Literal["mse"] = "mse"
+
+    def build(self, kind, size, threshold):
+        from torchmetrics.regression import MeanSquaredError
+
+        return MeanSquaredError()
+
+
+class RMSE(_Regression):
+    name: Literal["rmse"] = "rmse"
+
+    def build(self, kind, size, threshold):
+        from torchmetrics.regression import MeanSquaredError
+
+        return MeanSquaredError(squared=False)
+
+
+class R2(_Regression):
+    """Coefficient of determination, averaged over the targets: 1 is perfect, 0 is the mean's."""
+
+    name: Literal["r2"] = "r2"
+    higher_is_better: ClassVar[bool] = True
+
+    def build(self, kind, size, threshold):
+        from torchmetrics.regression import R2Score
+
+        return R2Score(multioutput="uniform_average")
+
+
+class MAPE(_Regression):
+    """Mean absolute percentage error, as a fraction (0.05 is 5 %); targets near 0 blow it up."""
+
+    name: Literal["mape"] = "mape"
+
+    def build(self, kind, size, threshold):
+        from torchmetrics.regression import MeanAbsolutePercentageError
+
+        return MeanAbsolutePercentageError()
+
+
+METRIC_KINDS: tuple[type[MetricSpec], ...] = (
+    Accuracy, TopKAccuracy, Precision, Recall, F1, AUROC, MAE, MSE, RMSE, R2, MAPE,
+)
+METRICS: dict[str, type[MetricSpec]] = {cls.model_fields["name"].default: cls for cls in METRIC_KINDS}
+
+# The metrics a task logs when `train.metrics` is not given; the first is the default monitor.
+DEFAULT_METRICS: dict[TaskKind, tuple[MetricSpec, ...]] = {
+    "multiclass": (Accuracy(),),
+    "binary": (Accuracy(), AUROC(), F1()),
+    "multilabel": (F1(), Accuracy(), F1(average="none")),
+    "regression": (RMSE(), MAE(), R2(), MAPE()),
+}
+
+
+Metric = tagged_union(METRIC_KINDS, "metric", tag="name")
+
+
+def metric_direction(key: str, metrics: tuple[MetricSpec, ...]) -> Optional[bool]:
+    """Whether higher is better for a row key without its split prefix; None if no metric has it."""
+    if key == "loss":
+        return False
+    for metric in metrics:
+        if metric.key == key and not metric.per_label:
+            return metric.higher_is_better
+    return None

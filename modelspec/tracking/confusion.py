@@ -1,0 +1,124 @@
+"""Confusion matrices as a person reads them: CSV tables and a picture with the class names.
+
+Rows are the true classes, columns the predicted ones, as deeplizard plots it; the picture shows the
+counts beside the row-normalised matrix (each row sums to 1: the recall of each class on the diagonal).
+It is drawn with Pillow (torchvision's own dependency), so no plotting library is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..artifacts import atomic_write_text
+
+CELL = 34  # pixels per matrix cell
+
+
+def normalized(counts: torch.Tensor) -> torch.Tensor:
+    """Each row divided by its sum (a class with no samples stays 0)."""
+    counts = counts.double()
+    return counts / counts.sum(1, keepdim=True).clamp_min(1)
+
+
+def _csv(matrix: torch.Tensor, names: list[str], fmt) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["true \\ predicted", *names])
+    for name, row in zip(names, matrix.tolist()):
+        writer.writerow([name, *(fmt(v) for v in row)])
+    return out.getvalue()
+
+
+def _panel(matrix: np.ndarray, labels: list[list[str]], names: list[str], title: str):
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    k = len(names)
+    margin = 12 + 7 * max(len(n) for n in names)
+    width, height = margin + k * CELL + 10, 40 + k * CELL + margin
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((margin, 6), title, fill="black", font=font)
+    draw.text((4, 6), "true ↓", fill="gray", font=font)
+    for i in range(k):
+        y0 = 30 + i * CELL
+        draw.text((4, y0 + CELL // 3), names[i], fill="black", font=font)
+        for j in range(k):
+            x0 = margin + j * CELL
+            shade = float(matrix[i, j])
+            colour = tuple(int(255 - shade * (255 - c)) for c in (31, 78, 160))
+            draw.rectangle([x0, y0, x0 + CELL - 1, y0 + CELL - 1], fill=colour, outline="white")
+            draw.text((x0 + 3, y0 + CELL // 3), labels[i][j], fill="white" if shade > 0.5 else "black", font=font)
+    # Column names, written downwards below the matrix.
+    for j, name in enumerate(names):
+        label = Image.new("RGB", (margin, 12), "white")
+        ImageDraw.Draw(label).text((0, 0), name, fill="black", font=font)
+        image.paste(label.rotate(-90, expand=True), (margin + j * CELL + CELL // 3, 32 + k * CELL))
+    return image
+
+
+def confusion_picture(counts: torch.Tensor, names: list[str]):
+    """A Pillow image: counts on the left, row-normalised on the right."""
+    from PIL import Image
+
+    norm = normalized(counts).numpy()
+    peak = max(int(counts.max()), 1)
+    left = _panel(counts.numpy() / peak, [[str(int(v)) for v in row] for row in counts.tolist()], names,
+                  "counts (rows: true, columns: predicted)")
+    right = _panel(norm, [[f"{v:.2f}" for v in row] for row in norm.tolist()], names, "row-normalised")
+    image = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
+    image.paste(left, (0, 0))
+    image.paste(right, (left.width, 0))
+    return image
+
+
+class HeatmapPainter:
+    """The per-epoch TensorBoard picture: row-normalised cells as colours, class names on the axes.
+
+    Cheap enough for every epoch of a tiny model: the name strips are drawn once per run and the cells
+    are painted with numpy, no text per cell (the counts are in the CSV and the final PNG)."""
+
+    def __init__(self, names: list[str], cell: int = 10):
+        from PIL import Image, ImageDraw, ImageFont
+
+        self.k, self.cell = len(names), cell
+        font = ImageFont.load_default()
+        self.margin = 8 + 6 * max(len(n) for n in names)
+        rows = Image.new("RGB", (self.margin, self.k * cell), "white")
+        draw = ImageDraw.Draw(rows)
+        for i, name in enumerate(names):
+            draw.text((2, i * cell + 1), name, fill="black", font=font)
+        self.rows = np.asarray(rows)
+        self.columns = np.asarray(rows.rotate(90, expand=True))  # names read upwards under the columns
+
+    def __call__(self, counts: torch.Tensor) -> np.ndarray:
+        """(H, W, 3) uint8."""
+        k, cell, margin = self.k, self.cell, self.margin
+        shade = normalized(counts).numpy()  # (k, k) in [0, 1]
+        colour = np.array([31, 78, 160], dtype=np.float64)
+        cells = 255 - shade[..., None] * (255 - colour)  # white to blue
+        grid = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1).astype(np.uint8)
+        grid[::cell, :] = 255
+        grid[:, ::cell] = 255
+        image = np.full((k * cell + margin, margin + k * cell, 3), 255, dtype=np.uint8)
+        image[: k * cell, :margin] = self.rows
+        image[: k * cell, margin:] = grid
+        image[k * cell :, margin:] = self.columns
+        return image
+
+
+def write_confusion(folder: Path, counts: torch.Tensor, names: list[str]) -> list[Path]:
+    """confusion_matrix.csv (counts), confusion_matrix_normalized.csv and confusion_matrix.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "confusion_matrix.csv", _csv(counts, names, lambda v: str(int(v))))
+    atomic_write_text(folder / "confusion_matrix_normalized.csv", _csv(normalized(counts), names, lambda v: f"{v:.6f}"))
+    png = folder / "confusion_matrix.png"
+    tmp = png.with_name(".confusion_matrix.png.tmp")
+    confusion_picture(counts, names).save(tmp, format="PNG")
+    tmp.replace(png)
+    return [folder / "confusion_matrix.csv", folder / "confusion_matrix_normalized.csv", png]

@@ -1,0 +1,442 @@
+"""Nothing lost, no traceback, no hang: the cases of issue 14, each as a user or an operator meets it.
+
+Every test here failed before its fix. Grids are tiny (synthetic, two runs of two epochs), trained
+in-process through the CLI runner where signals and stdout do not matter, in a child process where
+they do.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from modelspec.cli.main import app
+from modelspec.errors import SpecError
+from modelspec.load import load_spec, loads_spec
+from modelspec.runner import run_grid
+from modelspec.runner.lock import GridLock
+
+from _reliability import TINY, child, finish, grid_folder, outcome, same
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELSPEC_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    return tmp_path
+
+
+def _run(*args):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.fixture
+def finished(here):
+    """A finished grid: its folder, and its rows and weights."""
+    assert _run("run", "tiny.yaml", "-q").exit_code == 0
+    folder = grid_folder(here / "runs")
+    return folder, outcome(folder)
+
+
+# ---- results lost or mislabelled
+
+
+def test_a_repeated_grid_value_is_refused_at_the_repeat(spec_issues):
+    (issue,) = spec_issues(TINY, "grid.train.optimizer.lr=[0.1, 0.1]")
+    assert issue.path == ("grid", "train.optimizer.lr", 1) and "repeats" in issue.message
+    assert issue.file == "--set grid.train.optimizer.lr=[0.1, 0.1]"
+    (issue,) = spec_issues(TINY.replace("[0.05, 0.02]", "[0.05, 0.02, 0.05]"))
+    assert (issue.file, issue.line, issue.column) == ("bad.yaml", 22, 36)
+
+
+def test_values_that_read_the_same_in_a_run_name_are_refused(spec_issues):
+    (issue,) = spec_issues(TINY, "grid.train.optimizer={name: sgd, lr: 0.1}", "grid={train.optimizer: "
+                           "[{name: sgd, lr: 0.1}, {lr: 0.1, name: sgd}]}")
+    assert issue.path == ("grid", "train.optimizer", 1)
+
+
+def test_overlapping_grid_axes_are_refused(spec_issues):
+    (issue,) = spec_issues(TINY, "grid={train.optimizer.lr: [0.1], train.optimizer: [{name: adam, lr: 0.01}]}")
+    assert "overlap" in issue.message and issue.path == ("grid", "train.optimizer")
+    (issue,) = spec_issues(TINY, "grid={\"model[0].linear.out_features\": [4], \"model[0].out_features\": [5]}")
+    assert "overlap" in issue.message
+
+
+@pytest.mark.parametrize("axis", ["tracking.dir", "tracking.histograms", "export.formats", "name"])
+def test_axes_that_cannot_differ_within_a_grid_are_refused_with_the_reason(spec_issues, axis):
+    value = {"tracking.dir": "[a, b]", "tracking.histograms": "[true, false]",
+             "export.formats": "[[onnx], [torchscript]]", "name": "[a, b]"}[axis]
+    (issue,) = spec_issues(TINY, f"grid={{{axis}: {value}}}")
+    assert "cannot be a grid axis:" in issue.message and issue.path == ("grid", axis)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../up"])
+def test_a_name_is_one_folder_name(spec_issues, name):
+    (issue,) = spec_issues(TINY, f"name={name}")
+    assert issue.path == ("name",) and issue.file == f"--set name={name}" and "cannot name a folder" in issue.message
+
+
+def test_a_network_axis_names_the_network_of_every_other_axis():
+    text = TINY.replace("model:\n", "networks:\n  a:\n").replace("  - ", "    - ")
+    text = text.replace("grid:\n", "grid:\n  train.network: [a, b]\n") + "  seed: [1, 2]\n"
+    text = text.replace("networks:\n", "networks:\n  b: [{linear: {out_features: num_classes}}]\n")
+    loaded = loads_spec(text, "two.yaml")
+    assert [run.spec.network_name for run in loaded.runs()][::4] == ["a", "b"]
+
+
+def test_resume_never_drops_the_rows_it_had(finished):
+    folder, before = finished
+    (next(folder.glob("00_*")) / "run.json").unlink()
+    assert _run("resume", str(folder), "-q").exit_code == 0
+    assert same(outcome(folder), before)
+    assert len(json.loads((folder / "results.json").read_text())["runs"]) == 2
+
+
+def test_a_live_lock_refuses_a_second_process_and_a_dead_ones_is_taken_over(finished):
+    folder, before = finished
+    lock = GridLock(folder).acquire()
+    try:
+        result = _run("resume", str(folder), "-q")
+        assert result.exit_code == 2
+        assert f"in use by process {os.getpid()} on {socket.gethostname()}" in result.stderr
+    finally:
+        lock.release()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    result = _run("resume", str(folder))
+    assert result.exit_code == 0, result.output
+    assert f"taking over the lock of process {dead.pid}" in result.output
+    assert not (folder / ".lock").exists() and same(outcome(folder), before)
+
+
+# ---- tracebacks that become one message
+
+
+def test_tracking_dir_that_is_a_file_is_a_located_error(here):
+    (here / "afile").write_text("")
+    result = _run("run", "tiny.yaml", "--set", "tracking.dir=afile")
+    assert result.exit_code == 2
+    assert "--set tracking.dir=afile tracking.dir: cannot create the grid folder under afile/tiny" in result.stderr
+
+
+def test_a_read_only_tracking_dir_is_a_clear_error(here, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(here / "runs"))
+
+    monkeypatch.setattr("modelspec.runner.folder.tempfile.mkdtemp", read_only)
+    result = _run("run", "tiny.yaml")
+    assert result.exit_code == 2 and "Read-only file system" in result.stderr and "tiny.yaml" in result.stderr
+
+
+def test_export_to_a_file_or_under_one_is_a_clear_error(finished, here):
+    folder, _ = finished
+    (here / "afile").write_text("")
+    for out in ("afile", "afile/sub"):
+        result = _run("export", str(next(folder.glob("00_*"))), "--format", "torchscript", "--out", out)
+        assert result.exit_code == 2 and f"cannot write the exported files to {out}" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["garbage{", "[]", "{}", '{"status": "finished", "rows": 3}'])
+def test_a_damaged_run_state_is_read_as_missing(finished, text):
+    folder, before = finished
+    state = next(folder.glob("01_*")) / "run.json"
+    state.write_text(text)
+    result = _run("resume", str(folder))
+    assert result.exit_code == 0
+    assert f"{state.relative_to(Path.cwd())} is unreadable" in result.output
+    assert same(outcome(folder), before)
+
+
+def test_a_damaged_results_file_is_rebuilt(finished):
+    folder, before = finished
+    (folder / "results.json").write_text('{"rows": 1')
+    assert _run("resume", str(folder), "-q").exit_code == 0
+    assert same(outcome(folder), before)
+
+
+def _no_debris(folder: Path) -> None:
+    assert not list(folder.rglob("*.tmp")), "a temporary file was left behind"
+    assert all(p.stat().st_size for p in folder.rglob("results.*")), "an empty results file"
+    assert all(p.stat().st_size for p in folder.rglob("events.out.tfevents.*")), "an empty TensorBoard file"
+
+
+def test_a_full_disk_stops_cleanly_and_resume_finishes_the_grid(finished, here, monkeypatch):
+    """Simulated: torch.save fails with ENOSPC from its 5th call on (mid-grid)."""
+    _, expected = finished
+    real_save, calls = torch.save, [0]
+
+    def full_disk_save(obj, handle, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] >= 5:
+            handle.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    result = _run("run", "tiny.yaml", "-q", "--set", "tracking.dir=full")
+    folder = grid_folder(here / "full")
+    assert result.exit_code == 1
+    assert f"no space left on the disk" in result.stderr and f"modelspec resume {folder.relative_to(here)}" in result.stderr
+    _no_debris(folder)
+    monkeypatch.setattr(torch, "save", real_save)  # space is freed
+    assert _run("resume", str(folder), "-q").exit_code == 0
+    assert same(outcome(folder), expected)
+
+
+@pytest.mark.slow
+def test_a_full_tmpfs_stops_cleanly_and_resume_gives_the_undisturbed_result(tmp_path):
+    """A real full disk: a 400 kB tmpfs as tracking.dir (needs root to mount; skipped otherwise)."""
+    text = TINY.replace("histograms: false", "histograms: true").replace("epochs: 2", "epochs: 8")
+    (tmp_path / "tiny.yaml").write_text(text)
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here; the simulated test covers the runner")
+    try:
+        done = finish(["run", "tiny.yaml", "--set", "tracking.dir=small"], tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert "no space left on the disk" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        folder = grid_folder(small)
+        assert f"continue with: modelspec resume {folder.relative_to(tmp_path)}" in done.stderr
+        _no_debris(folder)
+        subprocess.run(["mount", "-o", "remount,size=20m", str(small)], check=True)
+        assert finish(["resume", str(folder), "-q"], tmp_path).returncode == 0
+        assert finish(["run", "tiny.yaml", "-q", "--set", "tracking.dir=ref"], tmp_path).returncode == 0
+        assert same(outcome(folder), outcome(grid_folder(tmp_path / "ref")))
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def _stdout_case(tmp_path, args, **redirect):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    from _reliability import CHILD
+
+    return subprocess.run([sys.executable, "-c", CHILD, *args], cwd=tmp_path, env=env, text=True,
+                          stderr=subprocess.PIPE, timeout=120, **redirect)
+
+
+def test_stdout_full_or_closed_is_one_line_and_exit_1(here):
+    with open("/dev/full", "w") as full:
+        done = _stdout_case(here, ["schema"], stdout=full)
+    assert done.returncode == 1 and done.stderr == "error: cannot write to standard output: No space left on device\n"
+    fd = os.dup(1)  # `>&-`: the child starts with file descriptor 1 closed
+    done = subprocess.run(
+        [sys.executable, "-c", "import os, subprocess, sys; os.close(1); sys.exit(subprocess.call(sys.argv[1:], "
+         "close_fds=False))", sys.executable, "-c",
+         "import sys; from modelspec.cli.main import main; sys.argv = ['modelspec', 'validate', 'tiny.yaml']; main()"],
+        cwd=here, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(fd)
+    assert done.returncode == 1 and done.stderr.startswith("error: standard output is closed"), done.stderr
+
+
+# ---- hangs and memory blow-ups
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom"])
+def test_devices_are_refused_unread(path):
+    with pytest.raises(SpecError, match="not a regular file"):
+        load_spec(path)
+
+
+def test_a_huge_sparse_file_is_refused_by_its_size(tmp_path, monkeypatch):
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as handle:
+        handle.truncate(1 << 30)
+    monkeypatch.setattr("pathlib.Path.read_text", lambda *a, **k: pytest.fail("read the whole file"))
+    with pytest.raises(SpecError, match="larger than 64,000 bytes"):
+        load_spec(big)
+
+
+def test_a_fifo_with_no_writer_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    done = _stdout_case(tmp_path, ["validate", "fifo.yaml"], stdout=subprocess.PIPE)
+    assert done.returncode == 2 and "not a regular file" in done.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_mid_epoch_exits_143_and_resumes_exactly(tmp_path):
+    slow = TINY.replace("size: 240", "size: 4000").replace("epochs: 2", "epochs: 3")
+    (tmp_path / "tiny.yaml").write_text(slow)
+    assert finish(["run", "tiny.yaml", "-q", "--set", "tracking.dir=ref"], tmp_path).returncode == 0
+    expected = outcome(grid_folder(tmp_path / "ref"))
+    process = child(["run", "tiny.yaml", "--set", "tracking.dir=out"], tmp_path)
+    deadline = time.time() + 120
+    while not list((tmp_path / "out").glob("tiny/*/00_*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.02)  # the first epoch is done: SIGTERM lands mid-run
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    folder = grid_folder(tmp_path / "out")
+    assert f"continue with: modelspec resume {folder.relative_to(tmp_path)}" in err and "Traceback" not in err
+    assert finish(["resume", str(folder), "-q"], tmp_path).returncode == 0
+    assert same(outcome(folder), expected)
+
+
+def test_a_signal_before_any_run_trains_stops_at_once_and_leaves_no_folder(tmp_path):
+    """Ctrl-C while the data downloads (here: a data preparation that never ends)."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    script = ("import sys, time, modelspec.data as d; d.prepare_data = lambda *a, **k: time.sleep(600); "
+              "from modelspec.cli.main import main; sys.argv = ['modelspec', 'run', 'tiny.yaml']; main()")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (tmp_path / "runs" / "tiny").is_dir() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)  # not the 600 s the "download" would take
+    assert process.returncode == 130 and err.strip().endswith("interrupted"), err
+    assert not (tmp_path / "runs").exists()
+
+
+# ---- messages that mislead
+
+
+def test_run_time_errors_are_located_at_the_spec_line_or_the_override(here):
+    text = TINY.replace("dataset: synthetic", "dataset: fashion_mnist\n  root: nowhere").replace(
+        "  input_shape: [6]\n  num_classes: 3\n  size: 240\n  test_size: 40\n", "")
+    (here / "fm.yaml").write_text(text.replace("linear: {out_features: 16}", "flatten"))
+    result = _run("run", "fm.yaml")
+    assert result.exit_code == 2 and "fm.yaml:5:9 data.root: run lr=0.05: fashion_mnist is not in" in result.stderr
+    result = _run("run", "fm.yaml", "--set", "data.root=elsewhere")
+    assert result.exit_code == 2 and "--set data.root=elsewhere data.root:" in result.stderr
+    assert not (here / "runs").exists()  # a start that fails before any run trains leaves nothing
+
+
+def test_an_empty_training_split_says_so(here):
+    result = _run("run", "tiny.yaml", "--set", "data.val_split=0.999")
+    assert result.exit_code == 2
+    assert "val_split=0.999 leaves no training sample" in result.stderr and "--set data.val_split" in result.stderr
+    assert not (here / "runs").exists()
+
+
+def test_a_truncated_checkpoint_says_how_to_start_the_run_over(finished):
+    folder, before = finished
+    run_dir = next(folder.glob("00_*"))
+    (run_dir / "run.json").unlink()
+    (run_dir / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes()[:100])
+    result = _run("resume", str(folder))
+    assert result.exit_code == 2
+    assert f"--restart-run {run_dir.name}" in result.stderr and "resume the run to write it" not in result.stderr
+    result = _run("resume", str(folder), "-q", "--restart-run", run_dir.name)
+    assert result.exit_code == 0, result.output
+    assert same(outcome(folder), before)
+
+
+def test_an_override_that_creates_an_unknown_key_is_located_at_the_override(spec_issues):
+    (issue,) = spec_issues(TINY, "train.optimizer.foo.bar=1")
+    assert issue.file == "--set train.optimizer.foo.bar=1"
+    (issue,) = spec_issues(TINY, "data.foo.x=1")
+    assert issue.file == "--set data.foo.x=1"
+
+
+def test_a_failed_export_after_training_leaves_the_run_finished(here):
+    def failing(plan, run_dir, model, info):
+        raise RuntimeError("export failed its verification")
+
+    text = TINY.replace("tracking:", "export: {after_run: true}\ntracking:")
+    result = run_grid(loads_spec(text, "tiny.yaml"), quiet=True, log=lambda _: None, exporter=failing)
+    assert {o.status for o in result.outcomes.values()} == {"finished"}
+    assert set(result.export_failed) == {"lr=0.05", "lr=0.02"}
+    runs = json.loads((result.folder / "results.json").read_text())["runs"]
+    assert {r["export"] for r in runs} == {"failed: export failed its verification"}
+    from modelspec.export.locate import best_run
+
+    assert best_run(result.folder)["status"] == "finished"
+
+
+# ---- things users expect
+
+
+def test_resume_from_another_directory_with_a_relative_data_root(here, monkeypatch):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (here / "images" / "train" / label).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (4, 4), (60 * i, 0, 0)).save(here / "images" / "train" / label / f"{i}.png")
+    text = ("name: imgs\ndata: {dataset: image_folder, root: images, batch_size: 4, transforms: [to_tensor]}\n"
+            "model: [flatten, {linear: {out_features: num_classes}}]\ntrain: {epochs: 1}\n")
+    (here / "imgs.yaml").write_text(text)
+    assert _run("run", "imgs.yaml", "-q").exit_code == 0
+    folder = grid_folder(here / "runs", "imgs")
+    (next(folder.glob("00_*")) / "run.json").unlink()
+    elsewhere = here / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = _run("resume", str(folder), "-q", "--set", "data.num_workers=0")
+    assert result.exit_code == 0, result.output
+    result = _run("resume", str(folder), "--set", "train.epochs=3")
+    assert result.exit_code == 2 and "train.epochs cannot change on resume" in result.stderr
+
+
+def test_epoch_lines_are_not_wrapped_in_a_log(here):
+    result = _run("run", "tiny.yaml", "--set", "grid.train.optimizer.lr=[0.0500000000000001234]")
+    lines = [line for line in result.output.splitlines() if " epoch 1: loss " in line]
+    assert lines and all(line.rstrip().endswith("s)") for line in lines), result.output
+
+
+def test_files_respect_the_umask(here):
+    old = os.umask(0o022)
+    try:
+        assert _run("run", "tiny.yaml", "-q").exit_code == 0
+    finally:
+        os.umask(old)
+    folder = grid_folder(here / "runs")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    for name in ("results.json", "spec.yaml"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644
+    run_dir = next(folder.glob("00_*"))
+    for name in ("weights.pt", "checkpoint.pt", "run.json"):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o644
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = _run("--version")
+    assert result.exit_code == 0 and result.output == f"modelspec {version('modelspec')}\n"
+
+
+def test_a_failed_download_leaves_no_empty_data_folders(tmp_path, monkeypatch):
+    """torchvision makes <root>/FashionMNIST/raw before it downloads; a failed download removes what
+    it made and left empty, and says why it failed."""
+    from urllib.error import URLError
+
+    import torchvision.datasets.mnist as mnist
+
+    from modelspec.errors import SpecError
+    from modelspec.data import prepare_data
+
+    def offline(*args, **kwargs):
+        raise URLError("no route to host")
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", offline)
+    (tmp_path / "keep").mkdir()
+    spec = loads_spec(f"name: t\ndata: {{dataset: fashion_mnist, root: {tmp_path / 'keep' / 'data'}, download: true}}\n"
+                      "model: [flatten, {linear: {out_features: 10}}]\n", "t.yaml").spec
+    with pytest.raises(SpecError, match="downloading fashion_mnist .* failed: .*no route to host"):
+        prepare_data(spec.data, 0, torch.device("cpu"), log=lambda _: None)
+    assert list((tmp_path / "keep").iterdir()) == []  # data/, FashionMNIST/ and raw/ are gone again
