@@ -41,13 +41,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def child(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "MODELSPEC_CACHE": str(cwd / "cache"), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "MODELSPEC_CACHE": str(cwd / "cache"), "PYTHONPATH": str(REPO), **kwargs.pop("env", {})}
     return subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=cwd, env=env, text=True,
                             stdout=kwargs.pop("stdout", subprocess.PIPE), stderr=subprocess.PIPE, **kwargs)
 
 
-def finish(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    process = child(args, cwd)
+def finish(args: list[str], cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    process = child(args, cwd, **kwargs)
     out, err = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(args, process.returncode, out, err)
 

@@ -17,13 +17,24 @@ from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec, load_spec
 from ..runner import GridResult, latest_grid_folder, run_grid
 from ..runner.checkpoint import RESUME_SAFE_KEYS
-from ..runner.folder import anchor_data_root, load_stored_spec, started_from
+from ..runner.folder import anchor_data_root, load_stored_spec, started_from, stored_executor
 from ..runner import distributed
 from ..runner.memory import steady_allocator
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SPEC, EXIT_TERMINATED, SetOpt, SpecArg, command
 
 NprocOpt = Annotated[int, typer.Option(
     "--nproc", min=1, help="Train each run with DDP on N processes of this machine (starts torchrun).")]
+ExecutorOpt = Annotated[Optional[str], typer.Option(
+    "--executor", metavar="local|ray",
+    help="local: one run after another in this process (the default); ray: each run a Ray task. "
+         "A resume runs as the grid was started unless given.")]
+AddressOpt = Annotated[Optional[str], typer.Option(
+    "--address", help="With --executor ray: the cluster to join (auto, or ray://HOST:PORT); "
+                      "without it Ray starts on this machine.")]
+CpusOpt = Annotated[Optional[float], typer.Option(
+    "--cpus-per-run", help="With --executor ray: CPUs each run takes (torch uses as many threads). Default 1.")]
+GpusOpt = Annotated[Optional[float], typer.Option(
+    "--gpus-per-run", help="With --executor ray: GPUs each run takes; 0.25 puts four runs on one GPU. Default 0.")]
 
 
 def _results_table(result: GridResult) -> Table:
@@ -70,8 +81,31 @@ def _export_after_run(plan, run_dir, model, info):
         raise RuntimeError(f"export failed its verification (see {run_dir / 'export' / 'export_report.json'})")
 
 
+def _executor(kind: Optional[str], address: Optional[str], cpus: Optional[float], gpus: Optional[float],
+              stored: Optional[dict] = None):
+    """None (one run after another here) or Ray's executor, from the options and, on a resume, the
+    settings the grid was started with."""
+    stored = stored or {}
+    kind = kind or stored.get("kind", "local")
+    if kind not in ("local", "ray"):
+        raise SpecError(f"--executor {kind}: no such executor", hint="use --executor local or --executor ray")
+    if kind == "local":
+        given = [name for name, value in (("--address", address), ("--cpus-per-run", cpus),
+                                          ("--gpus-per-run", gpus)) if value is not None]
+        if given:
+            raise SpecError(f"{', '.join(given)} goes with --executor ray", hint="add --executor ray")
+        return None
+    from ..runner.ray_grid import RayExecutor, import_ray
+
+    import_ray()  # a missing extra is said before anything starts
+    settings = RayExecutor.from_json(stored) if stored.get("kind") == "ray" else RayExecutor()
+    return RayExecutor(address if address is not None else settings.address,
+                       cpus if cpus is not None else settings.cpus_per_run,
+                       gpus if gpus is not None else settings.gpus_per_run)
+
+
 def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_fast: bool,
-           restart: Sequence[str] = ()) -> None:
+           restart: Sequence[str] = (), executor=None) -> None:
     formats = {f for plan in loaded.runs() if plan.spec.export.after_run for f in plan.spec.export.formats}
     if formats:  # an unknown format or a missing onnx extra fails now, not after the first run
         from ..export import check_formats
@@ -82,7 +116,7 @@ def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_
         try:
             distributed.check_batch_sizes(loaded, ranks)
             result = run_grid(loaded, resume_folder=resume_folder, quiet=quiet, fail_fast=fail_fast,
-                              exporter=_export_after_run, restart=restart, ranks=ranks)
+                              exporter=_export_after_run, restart=restart, ranks=ranks, executor=executor)
         except SpecError:
             if ranks.main:
                 raise
@@ -110,8 +144,11 @@ def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_
         raise typer.Exit(EXIT_FAILED)
 
 
-def _under_torchrun(nproc: int) -> None:
+def _under_torchrun(nproc: int, executor=None) -> None:
     """`--nproc N` outside torchrun: start torchrun's launcher with this same command, and wait."""
+    if executor is not None and (nproc > 1 or distributed.launched_by_torchrun()):
+        raise SpecError("--executor ray runs each run as one Ray task; it does not go with torchrun or --nproc",
+                        hint="train each run on several processes with --nproc N, or a grid on Ray, not both")
     if nproc > 1 and not distributed.launched_by_torchrun():
         raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
 
@@ -137,6 +174,10 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest interrupted grid of this spec.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
     nproc: NprocOpt = 1,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+    cpus_per_run: CpusOpt = None,
+    gpus_per_run: GpusOpt = None,
 ) -> None:
     """Train every run of the spec's grid; log to TensorBoard; save the results table."""
     loaded = load_spec(spec, set_ or [])
@@ -144,8 +185,10 @@ def run(
         for plan in loaded.runs():
             typer.echo(plan.name)
         return
-    _under_torchrun(nproc)
-    _train(loaded, latest_grid_folder(loaded) if resume else None, quiet, fail_fast)
+    folder = latest_grid_folder(loaded) if resume else None
+    chosen = _executor(executor, address, cpus_per_run, gpus_per_run, stored_executor(folder) if folder else None)
+    _under_torchrun(nproc, chosen)
+    _train(loaded, folder, quiet, fail_fast, executor=chosen)
 
 
 # What `resume --set` may change: where the data is and how it is read, and what is logged or
@@ -180,6 +223,10 @@ def resume(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast")] = False,
     nproc: NprocOpt = 1,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+    cpus_per_run: CpusOpt = None,
+    gpus_per_run: GpusOpt = None,
 ) -> None:
     """Continue an interrupted grid from its folder, with the spec stored there."""
     path = Path(folder)
@@ -189,5 +236,6 @@ def resume(
     loaded = load_stored_spec(path, set_ or [], log=typer.echo)
     # Relative paths in the stored spec mean the directory the grid was started from.
     loaded = anchor_data_root(loaded, started_from(path, loaded.spec.tracking.dir))
-    _under_torchrun(nproc)
-    _train(loaded, path, quiet, fail_fast, restart_run or [])
+    chosen = _executor(executor, address, cpus_per_run, gpus_per_run, stored_executor(path))
+    _under_torchrun(nproc, chosen)
+    _train(loaded, path, quiet, fail_fast, restart_run or [], chosen)

@@ -177,6 +177,14 @@ def _auto_stats(data: DataBase, train_source: Source, deterministic: list[Transf
     return cached_stats(data.cache_root(), key, compute, log)
 
 
+def fit_auto_stats(data: DataBase, seed: int, log: Callable[[str], None] = print) -> None:
+    """Compute (or read from the cache) the `normalize: auto` statistics of this data, so that
+    `stats.known_stats()` holds them: a Ray grid's driver does it once and hands them to its tasks."""
+    deterministic = [t for t in data.sample_transforms() if not t.random]
+    if any(isinstance(t, Normalize) and t.needs_stats for t in deterministic):
+        _auto_stats(data, data.open(seed).train, deterministic, log)
+
+
 def _preprocessing(data: DataBase, prepared_fit: dict[str, Any], deterministic: list[TransformSpec],
                    stats: Stats | None, source: Source) -> dict[str, Any]:
     """What a user of the trained model must know of the data, as JSON data."""

@@ -33,8 +33,28 @@ def channel_stats(batches: Callable[[], "list[torch.Tensor] | torch.Tensor"]) ->
     return mean.tolist(), std.tolist()
 
 
+# Statistics this process computed or was handed (by a Ray grid's driver: runner/ray_grid.py), by
+# key digest: a worker on another node, whose data folder has no cache yet, need not recompute them.
+_KNOWN: dict[str, Stats] = {}
+
+
+def known_stats() -> dict[str, Stats]:
+    return dict(_KNOWN)
+
+
+def remember_stats(stats: dict[str, Stats]) -> None:
+    _KNOWN.update(stats)
+
+
 def cached_stats(root: str, key: dict, compute: Callable[[], Stats], log: Callable[[str], None]) -> Stats:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    if digest not in _KNOWN:
+        _KNOWN[digest] = _disk_cached(root, digest, key, compute, log)
+    return _KNOWN[digest]
+
+
+def _disk_cached(root: str, digest: str, key: dict, compute: Callable[[], Stats],
+                 log: Callable[[str], None]) -> Stats:
     folder = Path(os.environ["MODELSPEC_CACHE"]) if os.environ.get("MODELSPEC_CACHE") else Path(root) / ".modelspec"
     path = folder / f"stats-{digest}.json"
     if path.is_file():

@@ -2,7 +2,8 @@
 
 runs/<spec name>/<timestamp>/
     spec.yaml, spec.json   the spec as run (overrides applied)
-    grid.json              the directory the grid was started from: relative paths resolve against it
+    grid.json              the directory the grid was started from (relative paths resolve against
+                           it), and the executor that runs it (Ray's settings) where not this process
     results.csv/json       one row per run and epoch (written by tracking.ResultsTable)
     .lock                  while a process trains the grid (runner/lock.py)
     <NN>_<run name>/       one run: TensorBoard events, checkpoint.pt, weights.pt, run.json
@@ -62,10 +63,12 @@ class NewGrid:
                 break
 
 
-def create_grid_folder(loaded: LoadedSpec, prepare: Callable[[Path], None]) -> NewGrid:
+def create_grid_folder(loaded: LoadedSpec, prepare: Callable[[Path], None],
+                       executor: dict[str, Any] | None = None) -> NewGrid:
     """`<dir>/<name>/<timestamp>/` with its spec files, appearing whole (written aside, then
     renamed), so that a grid killed at any instant is either resumable or was never started.
-    `prepare(staging)` runs before the rename (the lock is taken there)."""
+    `prepare(staging)` runs before the rename (the lock is taken there). `executor` (Ray's settings)
+    is kept in grid.json, so that a resume runs the grid the same way."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(loaded.spec.tracking.dir) / loaded.spec.name
     created = [p for p in (base, *base.parents) if not p.exists() and p != Path(".")]
@@ -75,7 +78,8 @@ def create_grid_folder(loaded: LoadedSpec, prepare: Callable[[Path], None]) -> N
         os.chmod(staging, shared_mode(directory=True))
         atomic_write_text(staging / "spec.yaml", yaml.safe_dump(loaded.raw, sort_keys=False))
         atomic_write_text(staging / "spec.json", json.dumps(loaded.raw, indent=1))
-        atomic_write_text(staging / GRID_FILE, json.dumps({"cwd": os.getcwd()}, indent=1))
+        grid = {"cwd": os.getcwd(), **({"executor": executor} if executor else {})}
+        atomic_write_text(staging / GRID_FILE, json.dumps(grid, indent=1))
     except OSError as exc:
         raise relocate(_cannot_write(base, exc), loaded.source) from None
     prepare(staging)
@@ -131,15 +135,26 @@ def check_unchanged(loaded: LoadedSpec, folder: Path) -> None:
         )
 
 
+def _grid_file(folder: Path) -> dict[str, Any]:
+    try:
+        grid = json.loads((folder / GRID_FILE).read_text(encoding="utf-8"))
+        return grid if isinstance(grid, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def stored_executor(folder: Path) -> dict[str, Any] | None:
+    """How the grid was started (`{"kind": "ray", ...}`), or None: one run after another here."""
+    executor = _grid_file(folder).get("executor")
+    return executor if isinstance(executor, dict) else None
+
+
 def started_from(folder: Path, tracking_dir: str) -> Path:
     """The directory the grid was started from: stored in grid.json, else inferred from the folder
     (it is <start>/<tracking.dir>/<name>/<timestamp>)."""
-    try:
-        cwd = json.loads((folder / GRID_FILE).read_text(encoding="utf-8"))["cwd"]
-        if isinstance(cwd, str):
-            return Path(cwd)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    cwd = _grid_file(folder).get("cwd")
+    if isinstance(cwd, str):
+        return Path(cwd)
     if Path(tracking_dir).is_absolute():
         return Path.cwd()
     start = folder.resolve().parent.parent

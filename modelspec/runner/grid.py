@@ -15,7 +15,7 @@ import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from ..artifacts import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue, Terminated, did_you_mean
@@ -135,16 +135,21 @@ def _grid_columns(keys: list[str]) -> dict[str, str]:
     return {key: key if name in taken or name.split("_")[0] in taken else name for key, name in short.items()}
 
 
-def _first_of_its_network(plan: RunPlan, seen: set[str]) -> bool:
-    """Whether this run is the grid's first of its network: its graph goes to TensorBoard once, not
-    once per run (tracing costs as much as several epochs of a tiny model)."""
-    key = json.dumps([layer.model_dump(mode="json") for layer in plan.spec.layers])
-    first = key not in seen
-    seen.add(key)
+def _first_of_their_network(runs: list[RunPlan]) -> set[str]:
+    """The runs that are the grid's first of their network: its graph goes to TensorBoard once, not
+    once per run (tracing costs as much as several epochs of a tiny model). By grid order, so that
+    runs executed in any order (on Ray) log the same graphs."""
+    seen, first = set(), set()
+    for plan in runs:
+        key = json.dumps([layer.model_dump(mode="json") for layer in plan.spec.layers])
+        if key not in seen:
+            seen.add(key)
+            first.add(plan.name)
     return first
 
 
-def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log) -> tuple[Path, GridLock, Any]:
+def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log,
+                 executor: dict[str, Any] | None) -> tuple[Path, GridLock, Any]:
     """The grid folder, locked: a new one (with what to discard if nothing trains), or the one to resume."""
     if resume_folder is None:
         lock = None
@@ -153,7 +158,7 @@ def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log) -> tuple[P
             nonlocal lock
             lock = GridLock(staging).acquire(log)
 
-        made = create_grid_folder(loaded, take_lock)
+        made = create_grid_folder(loaded, take_lock, executor)
         lock.moved_to(made.folder)
         return made.folder, lock, made
     check_unchanged(loaded, resume_folder)
@@ -195,19 +200,23 @@ def run_grid(
     exporter: Callable[..., Any] | None = None,
     restart: Sequence[str] = (),
     ranks: Ranks = SINGLE,
+    executor: "Executor | None" = None,
 ) -> GridResult:
-    """Every run of the grid. Under torchrun every rank calls this; rank 0 alone writes and prints."""
+    """Every run of the grid: here, one after another, or by an `executor` (Ray: runner/ray_grid.py).
+    Under torchrun every rank calls this; rank 0 alone writes and prints."""
     log = log if ranks.main else (lambda message: None)
     quiet = quiet or not ranks.main
     runs = loaded.runs()
-    devices = _check_devices(loaded, runs)
+    # An executor's runs find their devices where they run (a GPU of a cluster node, not of this one).
+    devices = _check_devices(loaded, runs) if executor is None else {}
     restarts = _pick_restarts(runs, restart)
     if restarts and resume_folder is None:
         raise SpecError("--restart-run goes with a resume", hint="modelspec resume GRID_FOLDER --restart-run RUN")
     # Rank 0 makes (or locks) the folder; the other ranks only learn where it is.
-    opened = _open_folder(loaded, resume_folder, log) if ranks.main else (None, _NoLock(), None)
+    stored = executor.as_json() if executor is not None else None
+    opened = _open_folder(loaded, resume_folder, log, stored) if ranks.main else (None, _NoLock(), None)
     folder, lock, new_grid = ranks.from_main(lambda: opened[0]), opened[1], opened[2]
-    grid = _Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks)
+    grid = _Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks, executor)
     try:
         grid.run(resuming=resume_folder is not None, restarts=restarts)
     except BaseException as exc:
@@ -226,18 +235,30 @@ def run_grid(
     return grid.result
 
 
-class _Grid:
-    """The runs of one grid, one after another, with the results table they share."""
+class Executor(Protocol):
+    """What runs a grid's runs other than one after another here (runner/ray_grid.py)."""
 
-    def __init__(self, loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks: Ranks = SINGLE):
+    def as_json(self) -> dict[str, Any]: ...  # stored in grid.json, so that a resume runs the same way
+
+    def run(self, grid: "_Grid", todo: list[tuple[RunPlan, Path]]) -> None: ...
+
+
+class _Grid:
+    """The runs of one grid, one after another (or by an executor), with the results table they share."""
+
+    def __init__(self, loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks: Ranks = SINGLE,
+                 executor: Executor | None = None, writes_table: bool = True,
+                 prepared_cache: dict[str, Any] | None = None):
         self.loaded, self.runs, self.folder, self.devices = loaded, runs, folder, devices
         self.ranks = ranks  # under torchrun: every rank trains, rank 0 alone writes
         self.quiet, self.fail_fast, self.log, self.exporter = quiet, fail_fast, log, exporter
+        self.executor = executor
+        self.writes_table = writes_table and ranks.main  # a Ray task writes its run's files, not the grid's
         self.short = _grid_columns(list(loaded.spec.grid))
-        self.graphs_logged: set[str] = set()
-        self.table = ResultsTable(folder, [self.short[k] for k in loaded.spec.grid])
+        self.logs_graph = _first_of_their_network(runs)
+        self.table = ResultsTable(folder, [self.short[k] for k in loaded.spec.grid], [plan.name for plan in runs])
         self.result = GridResult(folder)
-        self.prepared_cache: dict[str, Any] = {}
+        self.prepared_cache: dict[str, Any] = {} if prepared_cache is None else prepared_cache
         self.trained = False  # whether any run got as far as training
         self.exports: dict[str, str] = {}
 
@@ -250,22 +271,35 @@ class _Grid:
             if resuming:
                 self._load_previous(restarts)
             try:
-                for index, plan in enumerate(self.runs):
-                    if stop.requested:
-                        self.result.interrupted = True
-                        break
-                    run_dir = self.folder / run_folder_name(index, plan.name)
-                    self.result.run_dirs[plan.name] = run_dir
-                    if resuming and self._done_before(plan, run_dir):
-                        continue
-                    outcome = self._run_one(plan, run_dir, resuming)
-                    if outcome is None:  # the disk is full: stop where the checkpoint is
-                        break
-                    if self.result.interrupted or (self.fail_fast and outcome.status == "failed"):
-                        break
+                todo = self._todo(resuming)
+                if self.executor is None:
+                    self._run_here(todo, resuming)
+                elif todo:
+                    self.executor.run(self, todo)
             finally:
                 self._save_table()
         self.result.stop_signal = stop.signum if self.result.interrupted else None
+
+    def _todo(self, resuming: bool) -> list[tuple[RunPlan, Path]]:
+        """The runs still to train, each with its folder; a resume skips the finished and failed."""
+        todo = []
+        for index, plan in enumerate(self.runs):
+            run_dir = self.folder / run_folder_name(index, plan.name)
+            self.result.run_dirs[plan.name] = run_dir
+            if not (resuming and self._done_before(plan, run_dir)):
+                todo.append((plan, run_dir))
+        return todo
+
+    def _run_here(self, todo: list[tuple[RunPlan, Path]], resuming: bool) -> None:
+        for plan, run_dir in todo:
+            if self.stop.requested:
+                self.result.interrupted = True
+                break
+            outcome = self._run_one(plan, run_dir, resuming)
+            if outcome is None:  # the disk is full: stop where the checkpoint is
+                break
+            if self.result.interrupted or (self.fail_fast and outcome.status == "failed"):
+                break
 
     def _load_previous(self, restarts: set[str]) -> None:
         """Every row the grid had, in grid order, so that saving the table never drops one."""
@@ -321,24 +355,30 @@ class _Grid:
             self.progress.log(f"run {plan.name} failed: {outcome.reason}")
         finally:
             self.stop.graceful = False
-        outcome.epochs = len(outcome.rows)
-        self.result.outcomes[plan.name] = outcome
-        self.table.set_rows(plan.name, outcome.rows)
-        self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, self.exports.get(plan.name)))
         try:
-            if self.ranks.main:
-                self.table.save(force=False)  # at most every few seconds; always at the end of the grid
-                run_dir.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(run_dir / RUN_FILE, json.dumps(
-                    {"run": plan.name, "status": outcome.status, "reason": outcome.reason,
-                     "export": self.exports.get(plan.name), "monitor": _monitor_json(outcome.monitor),
-                     "rows": outcome.rows}, indent=1, default=str))
+            self.record(plan, run_dir, outcome, write_state=True)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
             return self._disk_full(plan, exc)
-        self.progress.advance_run(plan.name)
         return outcome
+
+    def record(self, plan: RunPlan, run_dir: Path, outcome: RunOutcome, write_state: bool) -> None:
+        """A run's outcome: into the grid's table (saved at most every few seconds, always at the end
+        of the grid) and, unless it is there already, into the run's run.json."""
+        outcome.epochs = len(outcome.rows)
+        self.result.outcomes[plan.name] = outcome
+        self.table.set_rows(plan.name, outcome.rows)
+        self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, self.exports.get(plan.name)))
+        if self.writes_table:
+            self.table.save(force=False)
+        if write_state and self.ranks.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / RUN_FILE, json.dumps(
+                {"run": plan.name, "status": outcome.status, "reason": outcome.reason,
+                 "export": self.exports.get(plan.name), "monitor": _monitor_json(outcome.monitor),
+                 "rows": outcome.rows}, indent=1, default=str))
+        self.progress.advance_run(plan.name)
 
     # ---- helpers
 
@@ -370,7 +410,7 @@ class _Grid:
             stop_requested=lambda: self.stop.requested,
             on_epoch=self.progress.epoch_done,
             trackers=[ResultsTracker(self.table, plan.name, run_dir)],
-            log_graph=_first_of_its_network(plan, self.graphs_logged),
+            log_graph=plan.name in self.logs_graph,
             on_batch=self.progress.batch,
             hparams={self.short[k]: v for k, v in plan.values.items()},
             export=export,
@@ -407,7 +447,7 @@ class _Grid:
         return None
 
     def _save_table(self) -> None:
-        if not self.ranks.main:
+        if not self.writes_table:
             return
         try:
             self.table.save()

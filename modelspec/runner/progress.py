@@ -47,11 +47,20 @@ class Progress:
 
     def epoch_done(self, row: dict[str, Any], metrics: list[str]) -> None:
         """One line per epoch: every split's loss and metrics, as the row names them."""
-        values = " ".join(f"{key} {row[key]:.4f}" for key in metrics if row.get(key) is not None)
-        self.log(f"{self.run} epoch {row['epoch']}: {values} ({row['epoch_duration']:.2f}s)")
+        self.log(epoch_line(self.run, row, metrics))
         self.epoch = row["epoch"] + 1
         if self.batch_task is not None and self.epoch <= self.epochs:
             self.bar.update(self.batch_task, description=f"{self.run} epoch {self.epoch}/{self.epochs}", completed=0)
 
     def advance_run(self, name: str) -> None:
         self.bar.advance(self.grid_task)
+
+    def running(self, names: list[str], queued: int) -> None:
+        """Runs trained elsewhere at once (Ray): which are in flight, how many wait."""
+        shown = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+        self.bar.update(self.grid_task, description=f"running {shown or '-'}; queued {queued}")
+
+
+def epoch_line(run: str, row: dict[str, Any], metrics: list[str]) -> str:
+    values = " ".join(f"{key} {row[key]:.4f}" for key in metrics if row.get(key) is not None)
+    return f"{run} epoch {row['epoch']}: {values} ({row['epoch_duration']:.2f}s)"

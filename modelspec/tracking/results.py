@@ -33,11 +33,13 @@ class ResultsTable:
     # at its end): the runs' own rows.jsonl and run.json hold every finished row meanwhile.
     MIN_SECONDS_BETWEEN_SAVES = 5.0
 
-    def __init__(self, folder: Path, grid_columns: list[str]):
+    def __init__(self, folder: Path, grid_columns: list[str], run_order: list[str] = ()):
         self.folder = folder
         self.saved_at = -math.inf
         self.grid_columns = list(grid_columns)
-        self.rows: dict[str, list[dict[str, Any]]] = {}  # run -> rows, in grid order
+        # Grid order, whatever order the runs finish in (on Ray, any).
+        self.rows: dict[str, list[dict[str, Any]]] = {run: [] for run in run_order}  # run -> rows
+        self.order = {run: i for i, run in enumerate(run_order)}
         self.runs: dict[str, dict[str, Any]] = {}  # run -> summary
 
     def set_rows(self, run: str, rows: list[dict[str, Any]]) -> None:
@@ -70,7 +72,8 @@ class ResultsTable:
         for row in self.all_rows():
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
         atomic_write_text(self.folder / "results.csv", out.getvalue())
-        document = {"columns": columns, "rows": self.all_rows(), "runs": list(self.runs.values())}
+        summaries = sorted(self.runs.values(), key=lambda summary: self.order.get(summary["run"], len(self.order)))
+        document = {"columns": columns, "rows": self.all_rows(), "runs": summaries}
         atomic_write_text(self.folder / "results.json", json.dumps(document, indent=1, default=str))
 
 
