@@ -149,7 +149,7 @@ def test_best_follows_a_lower_is_better_monitor(tmp_path):
 
 def test_confusion_matrix_files_hold_the_counts_of_the_final_model(tmp_path):
     text = spec_text("num_classes: 3", "- linear: {out_features: num_classes}", "loss: cross_entropy")
-    loaded, result = _run(tmp_path, text)
+    loaded, result = _run(tmp_path, text, "tracking.images={every: 1}")
     run_dir = result.folder / "00_run"
     out, y = _val_predictions(loaded, run_dir)
     expected = torch.zeros(3, 3, dtype=torch.long)
@@ -168,6 +168,25 @@ def test_confusion_matrix_files_hold_the_counts_of_the_final_model(tmp_path):
     events.Reload()
     assert {"confusion_matrix/val", "confusion_matrix/test"} <= set(events.Tags()["images"])
     assert [e.step for e in events.Images("confusion_matrix/val")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("images, steps", [
+    ("true", [5, 7]),  # the default: every 5 epochs and the run's last
+    ("{every: 2}", [2, 4, 6, 7]),
+    ("false", None),
+])
+def test_confusion_images_go_to_tensorboard_as_often_as_tracking_images_says(tmp_path, images, steps):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    text = spec_text("num_classes: 3", "- linear: {out_features: num_classes}", "loss: cross_entropy")
+    _, result = _run(tmp_path, text, "train.epochs=7", f"tracking.images={images}")
+    events = EventAccumulator(str(result.folder / "00_run"), size_guidance={"images": 0})
+    events.Reload()
+    if steps is None:
+        assert not events.Tags()["images"]
+    else:
+        assert [e.step for e in events.Images("confusion_matrix/val")] == steps
+    assert (result.folder / "00_run" / "confusion_matrix.png").is_file()  # the final matrix, always
 
 
 def test_without_a_validation_split_the_monitor_falls_back_to_test(tmp_path):

@@ -399,7 +399,7 @@ def _track(parts: Parts, state: RunState, epoch: int, row: dict[str, Any], split
         tracker.model_state(epoch, state.model, last)
         for split, metrics in zip(("val", "test"), split_metrics):
             if metrics is not None and metrics.confusion is not None:
-                tracker.confusion(epoch, split, metrics.confusion_counts(), parts.task.class_names)
+                tracker.confusion(epoch, split, metrics.confusion_counts(), parts.task.class_names, last)
 
 
 def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:

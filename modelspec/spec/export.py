@@ -37,20 +37,31 @@ class ExportSpec(SpecModel):
     verify_batch_size: PositiveInt = 8  # the larger batch verified beside batch size 1
 
 
-class HistogramSpec(SpecModel):
-    every: PositiveInt = 5  # epochs between histograms (and the run's last epoch)
+class EverySpec(SpecModel):
+    every: PositiveInt = 5  # epochs between two (and the run's last epoch)
 
 
 class TrackingSpec(SpecModel):
     dir: str = "runs"  # runs land in <dir>/<spec name>/<timestamp>/
     # Every parameter and its gradient: `true` (every 5 epochs and the last), `{every: N}`, or `false`.
     # Each costs milliseconds per parameter tensor, as much as a tiny model's whole epoch.
-    histograms: Union[bool, HistogramSpec] = True
-    images: bool = True  # an image grid of the first batch, for image data
+    histograms: Union[bool, EverySpec] = True
+    # The first batch as an image grid (image data) and the confusion matrices: `true` (every 5
+    # epochs and the last), `{every: N}` (1: each epoch), or `false`. A matrix image costs about 1 ms.
+    images: Union[bool, EverySpec] = True
     graph: bool = True  # the model graph, traced once per run
 
     @property
     def histogram_every(self) -> int | None:
-        if self.histograms is False:
-            return None
-        return self.histograms.every if isinstance(self.histograms, HistogramSpec) else HistogramSpec().every
+        return _every(self.histograms)
+
+    @property
+    def image_every(self) -> int | None:
+        return _every(self.images)
+
+
+def _every(setting: bool | EverySpec) -> int | None:
+    """Epochs between two: None for `false`, the default for `true`."""
+    if setting is False:
+        return None
+    return setting.every if isinstance(setting, EverySpec) else EverySpec().every

@@ -33,5 +33,5 @@ class Tracker:
     def model_state(self, step: int, model: nn.Module, last: bool = False) -> None:
         """The model after an epoch (parameter and gradient histograms); `last`: the run's last epoch."""
 
-    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str]) -> None:
+    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str], last: bool = False) -> None:
         """A split's confusion matrix after an epoch (rows true, columns predicted)."""

@@ -84,8 +84,9 @@ class TensorBoardTracker(Tracker):
             if param.grad is not None:
                 self.writer.add_histogram(f"grads/{name}", param.grad.detach().float().cpu(), step)
 
-    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str]) -> None:
-        if not self.settings.images:
+    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str], last: bool = False) -> None:
+        every = self.settings.image_every
+        if every is None or (step % every and not last):
             return
         if self._painter is None:
             from .confusion import HeatmapPainter
