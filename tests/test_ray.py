@@ -227,3 +227,31 @@ def test_runs_that_ask_for_more_than_this_machine_has_are_refused_not_queued_for
     assert result.exit_code == 2, result.output
     assert "a run asks for 64 CPU and 0 GPU, and this machine has" in result.output
     assert not (tmp_path / "runs").exists()  # nothing trained: the grid folder is gone
+
+
+@needs_ray
+def test_address_auto_without_a_running_cluster_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(_write_spec(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    result = CliRunner().invoke(app, ["run", "spec.yaml", "--executor", "ray", "--address", "auto", "-q"])
+    assert result.exit_code == 2, result.output
+    assert "--address auto: cannot join the Ray cluster" in result.output
+    assert "hint: start it with `ray start --head`" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_grid_joins_a_running_cluster_with_address_auto(tmp_path, sequential):
+    cwd = _write_spec(tmp_path)
+    ray_cli = [str(Path(sys.executable).parent / "ray")]
+    started = subprocess.run([*ray_cli, "start", "--head", "--num-cpus", "2", "--include-dashboard", "false"],
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        done = finish(["run", "spec.yaml", *RAY, "--address", "auto"], cwd)
+    finally:
+        subprocess.run([*ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Ray joined auto" in done.stdout
+    assert same(outcome(grid_folder(cwd / "runs")), sequential)

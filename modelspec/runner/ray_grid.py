@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -199,11 +200,12 @@ class _Driver:
         executor, started = self.executor, time.monotonic()
         env = {k: v for k, v in os.environ.items() if k.startswith("MODELSPEC_")}
         try:
-            ray.init(address=executor.address or "local", include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR, runtime_env={"env_vars": env} if env else None)
+            with warnings.catch_warnings():  # Ray warns, then raises: the error below says it once
+                warnings.simplefilter("ignore")
+                ray.init(address=executor.address or "local", include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR, runtime_env={"env_vars": env} if env else None)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SpecError(f"--address {executor.address}: cannot join the Ray cluster: {first}",
+            raise SpecError(f"--address {executor.address}: cannot join the Ray cluster: {_first_line(exc)}",
                             hint="start it with `ray start --head` and give its address (auto, or "
                                  "ray://HOST:10001), or leave --address out to start Ray on this machine") from None
         resources = ray.cluster_resources()
@@ -226,9 +228,10 @@ class _Driver:
         grid = self.grid
         loaded = anchor_data_root(grid.loaded, started_from(grid.folder, grid.loaded.spec.tracking.dir))
         runs = loaded.runs()
+        index = {plan.name: i for i, plan in enumerate(grid.runs)}
         fitted = set()
         for plan, _ in todo:  # the statistics of each data set once, here, not once per run
-            data = runs[grid.runs.index(plan)].spec.data
+            data = runs[index[plan.name]].spec.data
             key = json.dumps(data.model_dump(mode="json", exclude=_LOADER_ONLY))
             if key not in fitted:
                 fitted.add(key)
@@ -269,9 +272,13 @@ class _Driver:
             return ray.get(ref)
         except ray.exceptions.TaskCancelledError:
             return _Report(interrupted=True, reason="cancelled")
-        except ray.exceptions.RayError as exc:  # its worker died more often than Ray retries
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return _Report(status="failed", reason=f"its Ray task failed {RETRIES + 1} times: {first}"[:300])
+        except ray.exceptions.RayTaskError as exc:  # an error the task itself raised (not retried)
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            return _Report(status="failed", reason=f"{type(cause).__name__}: {_first_line(cause)}"[:300])
+        except ray.exceptions.RayError as exc:  # its worker or node died more often than Ray retries
+            if self.stop_written:  # Ctrl-C reached Ray's own processes too: a stop, not a failure
+                return _Report(interrupted=True, reason="stopped")
+            return _Report(status="failed", reason=f"its Ray worker died {RETRIES + 1} times: {_first_line(exc)}"[:300])
 
     def _request_stop(self) -> None:
         if not self.stop_written:
@@ -322,6 +329,11 @@ class _Driver:
             raise SpecError(f"the Ray task for run {plan.name} on {report.host} wrote {run_dir / 'run.json'}, "
                             "but this machine cannot read it", hint=SHARED_STORAGE_HINT)
         return _stored_outcome(state)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _read_rows(run_dir: Path) -> list[dict[str, Any]]:
