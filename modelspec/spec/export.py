@@ -44,7 +44,7 @@ class EverySpec(SpecModel):
 class TrackingSpec(SpecModel):
     dir: str = "runs"  # runs land in <dir>/<spec name>/<timestamp>/
     # Every parameter and its gradient: `true` (every 5 epochs and the last), `{every: N}`, or `false`.
-    # Each costs milliseconds per parameter tensor, as much as a tiny model's whole epoch.
+    # Each costs about 0.3 ms per tensor of a tiny model (64 even bins), 9 ms per million values.
     histograms: Union[bool, EverySpec] = True
     # The first batch as an image grid (image data) and the confusion matrices: `true` (every 5
     # epochs and the last), `{every: N}` (1: each epoch), or `false`. A matrix image costs about 1 ms.
