@@ -255,3 +255,58 @@ def test_a_grid_joins_a_running_cluster_with_address_auto(tmp_path, sequential):
     assert done.returncode == 0, done.stderr
     assert "Ray joined auto" in done.stdout
     assert same(outcome(grid_folder(cwd / "runs")), sequential)
+
+
+# --------------------------------------------------------------------------------------------------
+# the task itself, called in this process (no Ray needed): what a worker does with the runs it gets
+
+
+def _job(tmp_path: Path):
+    from modelspec.load import loads_spec
+    from modelspec.runner.folder import create_grid_folder
+    from modelspec.runner.ray_grid import _Job
+
+    loaded = loads_spec(TINY, "spec.yaml", [f"tracking.dir={tmp_path / 'runs'}"])
+    folder = create_grid_folder(loaded, lambda staging: None).folder
+    return _Job(loaded, loaded.runs(), str(folder), set(), {}, None, 1.0), folder
+
+
+def test_a_worker_decodes_the_data_once_for_the_runs_it_gets(tmp_path, monkeypatch):
+    import modelspec.data as data
+    from modelspec.runner import ray_grid
+
+    decoded = []
+    real = data.prepare_data
+    monkeypatch.setattr(data, "prepare_data", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    monkeypatch.setattr(ray_grid, "_PREPARED", {})
+    job, folder = _job(tmp_path)
+    reports = [ray_grid._run_task(job, index) for index in (0, 1)]
+    assert [r.status for r in reports] == ["finished", "finished"] and all(r.wrote_state for r in reports)
+    assert len(decoded) == 1  # the second run reads the same data: the worker's copy serves
+    assert all(json.loads((run / "run.json").read_text())["status"] == "finished" for run in _task_runs(folder))
+    # Run again (as Ray does after a worker died once the run had ended): nothing is trained again.
+    again = ray_grid._run_task(job, 0)
+    assert again.status == "finished" and len(decoded) == 1
+
+
+def test_a_task_given_after_the_stop_request_returns_without_starting(tmp_path):
+    from modelspec.runner import ray_grid
+
+    job, folder = _job(tmp_path)
+    (folder / ray_grid.STOP_FILE).write_text("stop\n")
+    report = ray_grid._run_task(job, 0)
+    assert report.interrupted and not report.trained and not report.wrote_state
+    assert not (_task_runs(folder)[0] / "checkpoint.pt").exists()
+
+
+def test_a_task_that_cannot_see_the_grid_folder_says_so(tmp_path):
+    from modelspec.runner import ray_grid
+
+    job, folder = _job(tmp_path)
+    (folder / "spec.json").unlink()  # as a node without the shared mount sees it
+    report = ray_grid._run_task(job, 0)
+    assert report.storage and "cannot see the grid folder" in report.storage and str(folder) in report.storage
+
+
+def _task_runs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir())
