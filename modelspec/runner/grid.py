@@ -20,6 +20,7 @@ from typing import Any, Callable, Protocol, Sequence
 from ..artifacts import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue, Terminated, did_you_mean
 from ..load import LoadedSpec
+from ..spec.data import LOADER_KEYS
 from ..spec.grid import RunPlan, _short_names, grid_location
 from ..compile.task import Monitor
 from ..tracking import ResultsTable, ResultsTracker
@@ -30,10 +31,6 @@ from .lock import GridLock
 from .loop import Interrupted, RunContext, RunFailed, RunOutcome, train_run
 from .progress import Progress
 from .stops import QuietDiskFullThreads, StopFlag
-
-
-# Loader settings: runs that differ only in these share one decoded copy of the data.
-_LOADER_ONLY = {"batch_size", "eval_batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
 
 
 @dataclass
@@ -388,10 +385,11 @@ class _Grid:
 
         device = self.ranks.place(self.devices[plan.name])
         data = plan.spec.data
-        # The run's seed changes the decoded data only through the splits it carves: a grid over the
-        # seed without val_split (or test_split) decodes once.
+        # Runs that differ only in loader settings share one decoded copy. The run's seed changes the
+        # decoded data only through the splits it carves: a grid over the seed without val_split (or
+        # test_split) decodes once.
         carves = data.val_split > 0 or getattr(data, "test_split", 0)
-        key = json.dumps([data.model_dump(mode="json", exclude=_LOADER_ONLY), plan.spec.seed if carves else None,
+        key = json.dumps([data.model_dump(mode="json", exclude=set(LOADER_KEYS)), plan.spec.seed if carves else None,
                           str(device)])
         if key not in self.prepared_cache:
             self.prepared_cache.clear()  # one data set in memory at a time

@@ -35,7 +35,7 @@ from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec
 from ..spec.grid import RunPlan
 from ..tracking.base import BOOKKEEPING
-from ..tracking.results import ROWS_FILE
+from ..tracking.results import ROWS_FILE, read_rows
 from .folder import read_run_state
 from .loop import RunOutcome
 from .progress import Progress, epoch_line
@@ -181,6 +181,7 @@ def _run_task(job: _Job, index: int) -> _Report:
 class _Driver:
     def __init__(self, executor: RayExecutor, grid: "_Grid"):
         self.executor, self.grid = executor, grid
+        self.index = {plan.name: i for i, plan in enumerate(grid.runs)}  # run -> its place in the grid
         self.stop_written = False
 
     def run(self, todo: list[tuple[RunPlan, Path]]) -> None:
@@ -223,16 +224,16 @@ class _Driver:
         from ..data.prepare import fit_auto_stats
         from ..data.stats import known_stats
         from .folder import anchor_data_root, started_from
-        from .grid import _LOADER_ONLY, locate_run_error
+        from ..spec.data import LOADER_KEYS
+        from .grid import locate_run_error
 
         grid = self.grid
         loaded = anchor_data_root(grid.loaded, started_from(grid.folder, grid.loaded.spec.tracking.dir))
         runs = loaded.runs()
-        index = {plan.name: i for i, plan in enumerate(grid.runs)}
         fitted = set()
         for plan, _ in todo:  # the statistics of each data set once, here, not once per run
-            data = runs[index[plan.name]].spec.data
-            key = json.dumps(data.model_dump(mode="json", exclude=_LOADER_ONLY))
+            data = runs[self.index[plan.name]].spec.data
+            key = json.dumps(data.model_dump(mode="json", exclude=set(LOADER_KEYS)))
             if key not in fitted:
                 fitted.add(key)
                 try:
@@ -247,8 +248,7 @@ class _Driver:
         task = ray.remote(_run_task)
         resources = dict(num_cpus=self.executor.cpus_per_run, num_gpus=self.executor.gpus_per_run,
                          max_retries=RETRIES, retry_exceptions=False)
-        index = {plan.name: i for i, plan in enumerate(self.grid.runs)}
-        pending = {task.options(name=f"modelspec {plan.name}", **resources).remote(job, index[plan.name]):
+        pending = {task.options(name=f"modelspec {plan.name}", **resources).remote(job, self.index[plan.name]):
                    (plan, run_dir) for plan, run_dir in todo}
         watcher = _EpochWatcher(self.grid)
         try:
@@ -306,8 +306,8 @@ class _Driver:
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            grid.result.disk_full = f"no space left on the disk writing {getattr(exc, 'filename', None) or grid.folder}"
-            with contextlib.suppress(OSError):
+            grid._disk_full(plan, exc)  # as the sequential grid says it
+            with contextlib.suppress(OSError):  # the stop file may not fit either: the tasks meet the disk
                 self._request_stop()
             return
         if outcome.status == "failed":
@@ -322,7 +322,7 @@ class _Driver:
         from .grid import _stored_outcome
 
         if not report.wrote_state:  # stopped before it started, cancelled, disk full, its worker lost
-            rows = _read_rows(run_dir)
+            rows = read_rows(run_dir)
             return RunOutcome(report.status, rows, report.reason, len(rows))
         state = read_run_state(run_dir, self.grid.log)
         if state is None:
@@ -334,23 +334,6 @@ class _Driver:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """A run's rows.jsonl; a line cut short by a killed worker is left out."""
-    try:
-        lines = (run_dir / ROWS_FILE).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
-            rows.append(row)
-    return rows
 
 
 class _EpochWatcher:
@@ -373,7 +356,7 @@ class _EpochWatcher:
             running.append(plan.name)
             if size != self.sizes.get(plan.name):
                 self.sizes[plan.name] = size
-                self._print_new(plan.name, _read_rows(run_dir))
+                self._print_new(plan.name, read_rows(run_dir))
         self.grid.progress.running(running, len(pending) - len(running))
 
     def _print_new(self, run: str, rows: list[dict[str, Any]]) -> None:

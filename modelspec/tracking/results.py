@@ -109,3 +109,21 @@ class ResultsTracker(Tracker):
 
 def _line(row: dict[str, Any]) -> str:
     return json.dumps(row, default=str) + "\n"
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's rows.jsonl as `ResultsTracker` appends it; a line cut short by a killed process is
+    left out."""
+    try:
+        lines = (run_dir / ROWS_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            rows.append(row)
+    return rows
