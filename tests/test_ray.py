@@ -172,6 +172,23 @@ def test_ctrl_c_stops_every_task_at_a_checkpoint_and_resume_finishes_the_grid(tm
     assert same(outcome(folder), sequential)
 
 
+@pytest.mark.slow
+@needs_ray
+def test_fail_fast_on_ray_ends_as_a_failed_grid_not_a_stopped_one(tmp_path):
+    # The first run diverges at once; --fail-fast stops the others (at a checkpoint, or before they
+    # start) and the grid ends as the sequential one does: exit 1, the failure named, no Ctrl-C exit.
+    cwd = tmp_path
+    (cwd / "spec.yaml").write_text(RAY_SPEC.replace("lr: [0.05, 0.02, 0.01, 0.005]", "lr: [1.0e+30, 0.05, 0.02, 0.01]"))
+    done = finish(["run", "spec.yaml", *RAY, "--fail-fast"], cwd)
+    assert done.returncode == 1, done.stderr
+    assert "1 run(s) failed" in done.stderr and "continue with" not in done.stderr
+    statuses = {run.name[:2]: json.loads(_read(run / "run.json"))["status"]
+                for run in _runs(cwd) if (run / "run.json").exists()}
+    assert statuses["00"] == "failed"
+    assert all(statuses.get(i) != "finished" for i in ("02", "03"))  # stopped before they finished
+    assert not (grid_folder(cwd / "runs") / ".stop").exists()
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text()
@@ -295,7 +312,8 @@ def test_a_task_given_after_the_stop_request_returns_without_starting(tmp_path):
     job, folder = _job(tmp_path)
     (folder / ray_grid.STOP_FILE).write_text("stop\n")
     report = ray_grid._run_task(job, 0)
-    assert report.interrupted and not report.trained and not report.wrote_state
+    assert report.status == "stopped" and report.reason == "stopped before it started"
+    assert not report.trained and not report.wrote_state
     assert not (_task_runs(folder)[0] / "checkpoint.pt").exists()
 
 

@@ -112,7 +112,6 @@ class _Report:
     status: str = "stopped"
     reason: str | None = None
     trained: bool = False
-    interrupted: bool = False
     disk_full: str | None = None
     export: str | None = None
     spec_issues: list[SpecIssue] = field(default_factory=list)
@@ -162,7 +161,7 @@ def _run_task(job: _Job, index: int) -> _Report:
         if grid._done_before(plan, run_dir):  # run again by Ray after it had finished
             return _Report(host, wrote_state=True, status=grid.result.outcomes[plan.name].status)
         if grid.stop.requested:
-            return _Report(host, interrupted=True, reason="stopped before it started")
+            return _Report(host, reason="stopped before it started")
         try:
             grid.devices = _check_devices(job.loaded, [plan])
             outcome = grid._run_one(plan, run_dir, resuming=True)
@@ -170,8 +169,7 @@ def _run_task(job: _Job, index: int) -> _Report:
             return _Report(host, trained=grid.trained, spec_issues=exc.issues)
     return _Report(host, wrote_state=outcome is not None, status=outcome.status if outcome else "stopped",
                    reason=outcome.reason if outcome else "disk full", trained=grid.trained,
-                   interrupted=grid.result.interrupted, disk_full=grid.result.disk_full,
-                   export=grid.exports.get(plan.name))
+                   disk_full=grid.result.disk_full, export=grid.exports.get(plan.name))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,7 +252,8 @@ class _Driver:
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                if self.grid.stop.requested:
+                if self.grid.stop.requested:  # Ctrl-C or SIGTERM: the grid ends as a stopped one
+                    self.grid.result.interrupted = True
                     self._request_stop()
                 watcher.poll(list(pending.values()))
                 for ref in ready:
@@ -271,20 +270,22 @@ class _Driver:
         try:
             return ray.get(ref)
         except ray.exceptions.TaskCancelledError:
-            return _Report(interrupted=True, reason="cancelled")
+            return _Report(reason="cancelled")
         except ray.exceptions.RayTaskError as exc:  # an error the task itself raised (not retried)
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             return _Report(status="failed", reason=f"{type(cause).__name__}: {_first_line(cause)}"[:300])
         except ray.exceptions.RayError as exc:  # its worker or node died more often than Ray retries
             if self.stop_written:  # Ctrl-C reached Ray's own processes too: a stop, not a failure
-                return _Report(interrupted=True, reason="stopped")
+                return _Report(reason="stopped")
             return _Report(status="failed", reason=f"its Ray worker died {RETRIES + 1} times: {_first_line(exc)}"[:300])
 
     def _request_stop(self) -> None:
+        """Every task checkpoints and returns: on a signal, a full disk, or --fail-fast's failure.
+        Only a signal makes the grid a stopped one (exit 130/143); the others end as the sequential
+        grid does (exit 1, the failure or the full disk named)."""
         if not self.stop_written:
             atomic_write_text(self.grid.folder / STOP_FILE, "stop\n")
             self.stop_written = True
-            self.grid.result.interrupted = True
 
     def _finished(self, plan: RunPlan, run_dir: Path, report: _Report) -> None:
         grid = self.grid
@@ -298,8 +299,6 @@ class _Driver:
         if report.disk_full:
             grid.result.disk_full = report.disk_full
             self._request_stop()
-        if report.interrupted:
-            grid.result.interrupted = True
         outcome = self._outcome(plan, run_dir, report)
         try:
             grid.record(plan, run_dir, outcome, write_state=not (report.wrote_state or report.disk_full))
