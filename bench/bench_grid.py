@@ -34,7 +34,7 @@ data:
   input_shape: [32]
   num_classes: 10
   size: {size}
-  test_size: 1
+  test_size: 0
   transforms: []
   batch_size: 64
   val_split: 0.2

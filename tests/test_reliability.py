@@ -179,7 +179,7 @@ def _no_debris(folder: Path) -> None:
 
 
 def test_a_full_disk_stops_cleanly_and_resume_finishes_the_grid(finished, here, monkeypatch):
-    """Simulated: torch.save fails with ENOSPC from its 5th call on (mid-grid)."""
+    """Simulated: torch.save fails with ENOSPC from its 5th call on (mid-grid: a checkpoint each epoch)."""
     _, expected = finished
     real_save, calls = torch.save, [0]
 
@@ -191,7 +191,7 @@ def test_a_full_disk_stops_cleanly_and_resume_finishes_the_grid(finished, here, 
         return real_save(obj, handle, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full_disk_save)
-    result = _run("run", "tiny.yaml", "-q", "--set", "tracking.dir=full")
+    result = _run("run", "tiny.yaml", "-q", "--set", "tracking.dir=full", "--set", "train.checkpoint_every=1")
     folder = grid_folder(here / "full")
     assert result.exit_code == 1
     assert f"no space left on the disk" in result.stderr and f"modelspec resume {folder.relative_to(here)}" in result.stderr

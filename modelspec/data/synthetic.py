@@ -42,4 +42,4 @@ def _split(data, train: bool) -> Source:
 def open_synthetic(data, seed: int) -> Opened:
     train = _split(data, train=True)
     train_idx, val_idx = carve(len(train.targets), data.val_split, seed)
-    return Opened(train, _split(data, train=False), train_idx, val_idx)
+    return Opened(train, _split(data, train=False) if data.test_size else None, train_idx, val_idx)

@@ -22,7 +22,7 @@ RESUME_SECTIONS = ("seed", "data", "model", "networks", "train", "grid")
 # a grid resumed on another machine or from another folder may change them (`resume --set`).
 DATA_LOCATIONS = ("root", "path", "test_path", "tokenizer")  # the data kinds' file and folder keys
 RESUME_SAFE_KEYS = (*(("data", key) for key in DATA_LOCATIONS), ("data", "download"), ("data", "num_workers"),
-                    ("data", "pin_memory"))
+                    ("data", "pin_memory"), ("train", "checkpoint_every"))
 
 
 def _relevant(spec: dict[str, Any]) -> dict[str, Any]:

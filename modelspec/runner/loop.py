@@ -32,6 +32,7 @@ from ..spec.root import Spec
 from ..tracking import Tracker
 from ..tracking.base import BOOKKEEPING
 from ..tracking.confusion import write_confusion
+from .cadence import Cadence
 from .checkpoint import load_checkpoint, spec_hash
 from .device import make_generator, seed_everything
 from .distributed import SINGLE, Ranks
@@ -352,10 +353,26 @@ def _on_every_rank(ranks: Ranks, exc: Exception) -> Exception:
     return Interrupted(f"process {ranks.rank} of {ranks.world} stopped the run: {type(exc).__name__}: {reason}"[:300])
 
 
+@dataclass
+class _Extras:
+    """When this run checkpoints and logs its histograms and confusion images (runner/cadence.py)."""
+
+    checkpoints: Cadence
+    histograms: Cadence
+    images: Cadence
+
+    @classmethod
+    def of(cls, spec: Spec) -> "_Extras":
+        tracking = spec.tracking
+        return cls(Cadence(spec.train.checkpoint_every), Cadence(tracking.histogram_every),
+                   Cadence(tracking.image_every))
+
+
 def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan: RunPlan, ctx: RunContext) -> None:
     train_feed, val_feed, test_feed = feeds
     monitor, plateau = monitors
     train = parts.spec.train
+    extras = _Extras.of(parts.spec)
     while state.epoch <= train.epochs:
         epoch, epoch_start = state.epoch, time.perf_counter()
         train_epoch(state, parts, train_feed, ctx)
@@ -380,26 +397,36 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
         state.rows.append(row)
         stop_early = state.stopper is not None and state.stopper.should_stop(row)
         last = epoch == train.epochs or stop_early
-        _track(parts, state, epoch, row, split_metrics, last)
+        _track(parts, state, epoch, row, split_metrics, extras, last)
         ctx.on_epoch(row, list(values))
         state.end_epoch()
-        if train.checkpoint_every and (epoch % train.checkpoint_every == 0 or last):
+        # Every rank decides alike: the checkpoint gathers from all of them.
+        if parts.ranks.any(extras.checkpoints.due(epoch, last)):
             # Atomic always; synced to the disk at the run's end (a killed process loses nothing that
             # was renamed into place, and an epoch of a tiny model is shorter than an fsync).
             parts.ranks.save_checkpoint(parts.run_dir, state, durable=last)
+            extras.checkpoints.restart()
         if stop_early:
             ctx.log(f"early stopping after epoch {epoch}: {state.stopper.monitor.name} has not improved "
                     f"for {state.stopper.patience} epochs")
             break
 
 
-def _track(parts: Parts, state: RunState, epoch: int, row: dict[str, Any], split_metrics, last: bool) -> None:
+def _track(parts: Parts, state: RunState, epoch: int, row: dict[str, Any], split_metrics, extras: _Extras,
+           last: bool) -> None:
+    histograms = bool(parts.trackers) and extras.histograms.due(epoch, last)
+    images = bool(parts.trackers) and extras.images.due(epoch, last)
     for tracker in parts.trackers:
         tracker.log(epoch, row)
-        tracker.model_state(epoch, state.model, last)
+        if histograms:
+            tracker.model_state(epoch, state.model)
         for split, metrics in zip(("val", "test"), split_metrics):
-            if metrics is not None and metrics.confusion is not None:
-                tracker.confusion(epoch, split, metrics.confusion_counts(), parts.task.class_names, last)
+            if images and metrics is not None and metrics.confusion is not None:
+                tracker.confusion(epoch, split, metrics.confusion_counts(), parts.task.class_names)
+    if histograms:
+        extras.histograms.restart()
+    if images:
+        extras.images.restart()
 
 
 def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:

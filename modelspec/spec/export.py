@@ -38,30 +38,30 @@ class ExportSpec(SpecModel):
 
 
 class EverySpec(SpecModel):
-    every: PositiveInt = 5  # epochs between two (and the run's last epoch)
+    every: PositiveInt  # epochs between two (and the run's last epoch)
 
 
 class TrackingSpec(SpecModel):
     dir: str = "runs"  # runs land in <dir>/<spec name>/<timestamp>/
-    # Every parameter and its gradient: `true` (every 5 epochs and the last), `{every: N}`, or `false`.
-    # Each costs about 0.3 ms per tensor of a tiny model (64 even bins), 9 ms per million values.
+    # Every parameter and its gradient: `true` (after the first epoch that ends 10 s or more after the
+    # last ones, and after the last epoch: runner/cadence.py), `{every: N}` (and the last), or `false`.
     histograms: Union[bool, EverySpec] = True
-    # The first batch as an image grid (image data) and the confusion matrices: `true` (every 5
-    # epochs and the last), `{every: N}` (1: each epoch), or `false`. A matrix image costs about 1 ms.
+    # The first batch as an image grid (image data), and the confusion matrices as often as `true`
+    # or `{every: N}` say (as for histograms; `{every: 1}`: each epoch), or `false`.
     images: Union[bool, EverySpec] = True
     graph: bool = True  # the model graph, traced once per run
 
     @property
-    def histogram_every(self) -> int | None:
+    def histogram_every(self) -> int | Literal["auto"] | None:
         return _every(self.histograms)
 
     @property
-    def image_every(self) -> int | None:
+    def image_every(self) -> int | Literal["auto"] | None:
         return _every(self.images)
 
 
-def _every(setting: bool | EverySpec) -> int | None:
-    """Epochs between two: None for `false`, the default for `true`."""
+def _every(setting: bool | EverySpec) -> int | Literal["auto"] | None:
+    """Epochs between two; None for `false`, `auto` for `true` (the runner's time-based default)."""
     if setting is False:
         return None
-    return setting.every if isinstance(setting, EverySpec) else EverySpec().every
+    return setting.every if isinstance(setting, EverySpec) else "auto"

@@ -30,8 +30,10 @@ class Tracker:
     def first_batch(self, model: nn.Module, x: torch.Tensor) -> None:
         """The first training batch of the run (an image grid, the model graph)."""
 
-    def model_state(self, step: int, model: nn.Module, last: bool = False) -> None:
-        """The model after an epoch (parameter and gradient histograms); `last`: the run's last epoch."""
+    def model_state(self, step: int, model: nn.Module) -> None:
+        """The model after an epoch (parameter and gradient histograms), as often as
+        `tracking.histograms` says (the runner decides: runner/cadence.py)."""
 
-    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str], last: bool = False) -> None:
-        """A split's confusion matrix after an epoch (rows true, columns predicted)."""
+    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str]) -> None:
+        """A split's confusion matrix after an epoch (rows true, columns predicted), as often as
+        `tracking.images` says."""

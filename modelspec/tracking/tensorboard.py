@@ -24,6 +24,29 @@ SPLITS = ("val", "test")
 HISTOGRAM_BINS = 64
 
 
+def _masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC-32C of `data`, computed in C by google-crc32c."""
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def use_fast_checksums() -> None:
+    """Event records checksummed in C. TensorBoard without TensorFlow computes each record's CRC-32C
+    in pure Python, on the writer's thread but holding the GIL: 0.2 ms of the training thread's time
+    per histogram and several ms per image. Same checksum (TensorBoard's reader verifies it); kept as
+    it is where google-crc32c has no compiled module."""
+    from tensorboard.summary.writer import record_writer
+
+    try:
+        import google_crc32c
+    except ImportError:
+        return
+    if google_crc32c.implementation == "c":
+        record_writer.masked_crc32c = _masked_crc32c
+
+
 def scalar_tag(key: str) -> str:
     """`val_accuracy` -> `accuracy/val`, `loss` -> `loss/train`, `current_lr` -> `lr`."""
     if key == "current_lr":
@@ -46,6 +69,7 @@ class TensorBoardTracker(Tracker):
     def start(self, resume_step: int | None, rows: list[dict[str, Any]]) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        use_fast_checksums()
         # Events are written by the writer's thread and flushed every few seconds and at the end, not
         # after every epoch: a tiny model's epoch is shorter than a flush.
         self.writer = SummaryWriter(str(self.log_dir), purge_step=resume_step, flush_secs=5)
@@ -76,29 +100,37 @@ class TensorBoardTracker(Tracker):
             except Exception as exc:  # tracing is best effort: some modules do not trace
                 self.writer.add_text("graph", f"the graph could not be traced: {exc}")
 
-    def model_state(self, step: int, model: nn.Module, last: bool = False) -> None:
-        every = self.settings.histogram_every
-        if every is None or (step % every and not last):
-            return
+    def model_state(self, step: int, model: nn.Module) -> None:
         for name, param in model.named_parameters():
             self._histogram(f"params/{name}", param, step)
             if param.grad is not None:
                 self._histogram(f"grads/{name}", param.grad, step)
 
     def _histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
-        # 64 even bins: TensorBoard re-bins for display anyway, and its default ("tensorflow", about
-        # 1,500 exponential edges) took 1.5 ms per tensor of a tiny model and 5x longer on large ones.
-        values = values.detach().float().cpu()
+        # 64 even bins, counted where the tensor lives and read in one transfer: TensorBoard re-bins
+        # for display anyway, and its own add_histogram (NumPy, on the CPU) took 0.5 ms per tensor
+        # of a tiny model with these bins, and 1.5 ms with its default ~1,500 exponential edges.
+        values = values.detach().flatten().float()
         finite = torch.isfinite(values)
         if not bool(finite.all()):  # a diverging run: show what is finite (the NaN check stops it)
             values = values[finite]
-        if values.numel():
-            self.writer.add_histogram(tag, values, step, bins=HISTOGRAM_BINS)
-
-    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str], last: bool = False) -> None:
-        every = self.settings.image_every
-        if every is None or (step % every and not last):
+        if not values.numel():
             return
+        low, high = values.aminmax()
+        # One value throughout (a bias at zero): a bin of width 1 around it, as NumPy's histogram does.
+        pad = (high == low).float() * 0.5
+        left, width = low - pad, (high - low) + 2 * pad
+        index = ((values - left) * (HISTOGRAM_BINS / width)).long().clamp_(0, HISTOGRAM_BINS - 1)
+        counts = torch.bincount(index, minlength=HISTOGRAM_BINS).float()
+        edges = torch.linspace(0, 1, HISTOGRAM_BINS + 1, device=values.device) * width + left
+        head = torch.stack([low, high, values.sum(), values.dot(values)])
+        numbers = torch.cat([head, edges, counts]).tolist()
+        low, high, total, squares = numbers[:4]
+        # TensorBoard's buckets are given by their right edges: an empty first one marks the left edge.
+        self.writer.add_histogram_raw(tag, low, high, values.numel(), total, squares,
+                                      numbers[4:5 + HISTOGRAM_BINS], [0.0, *numbers[5 + HISTOGRAM_BINS:]], step)
+
+    def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str]) -> None:
         if self._painter is None:
             from .confusion import HeatmapPainter
 

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from .._forms import spec_error
-from ..base import PositiveInt, Seed
+from ..base import NonNegativeInt, PositiveInt, Seed
 from ..transforms import Transform
 from ._base import DataBase
 
@@ -15,6 +15,7 @@ from ._base import DataBase
 class SyntheticData(DataBase):
     """`size` train and `test_size` test samples of shape `input_shape`, labelled by a fixed random
     teacher so that they can be learnt; integer tokens in [0, vocab_size) when `vocab_size` is given.
+    `test_size: 0` makes no test split.
 
     The teacher makes one class of `num_classes` (`target_kind: classes`), `num_classes` 0/1 values
     (`binary`: one is a binary task, several a multi-label one), or `num_targets` real values (`real`)."""
@@ -25,7 +26,7 @@ class SyntheticData(DataBase):
     target_kind: Literal["classes", "binary", "real"] = "classes"
     num_targets: PositiveInt = 1  # real values per sample (target_kind: real)
     size: PositiveInt = 1024
-    test_size: PositiveInt = 256
+    test_size: NonNegativeInt = 256  # 0: no test split
     vocab_size: Optional[PositiveInt] = None
     seed: Seed = 0  # the same data for every run, whatever the run's seed
     transforms: list[Transform] = Field(default_factory=list)  # on float tensors (normalize)

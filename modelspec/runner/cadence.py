@@ -1,0 +1,39 @@
+"""When a run's periodic extras happen: checkpoints, parameter histograms, confusion images.
+
+Each is due after the run's last epoch, and before that either every N epochs (`{every: N}` in the
+spec, or `checkpoint_every: N`) or, by default (`auto`), after the first epoch that ends AUTO_SECONDS
+or more after the last time. A model whose epoch takes a minute then gets them after every epoch; a
+tiny one, whose epoch is shorter than writing a checkpoint, gets them at its end instead of paying
+for them every few milliseconds. The numbers a run computes do not depend on it: a run resumes
+exactly from whichever checkpoint it has.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal, Union
+
+AUTO_SECONDS = 10.0  # the most training an `auto` extra lets pass without it (a kill loses at most this)
+
+Setting = Union[int, Literal["auto"], None]  # epochs between two, `auto`, or None: never
+
+
+class Cadence:
+    def __init__(self, setting: Setting, seconds: float | None = None):
+        self.every = None if setting in (None, 0) else setting
+        self.seconds = AUTO_SECONDS if seconds is None else seconds
+        self._since = time.monotonic()
+
+    def due(self, epoch: int, last: bool) -> bool:
+        """Whether it is due after `epoch` (`last`: the run's last epoch, early stopping's included)."""
+        if self.every is None:
+            return False
+        if last:
+            return True
+        if self.every == "auto":
+            return time.monotonic() - self._since >= self.seconds
+        return epoch % self.every == 0
+
+    def restart(self) -> None:
+        """It was done: `auto` counts its seconds from now."""
+        self._since = time.monotonic()
