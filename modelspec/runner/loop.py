@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,24 +322,37 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         tracker.start(state.epoch if resume else None, state.rows)  # rows a resumed run has
 
     outcome = RunOutcome("stopped", state.rows, monitor=monitor)
+    confusion: Future | None = None  # the final confusion matrix's files, written while the run closes
+    closed = False
     try:
-        _epochs(state, parts, (train_feed, val_feed, test_feed), (val_metrics, test_metrics),
-                (monitor, plateau), plan, ctx)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise _on_every_rank(ranks, RunFailed(f"out of memory: {str(exc).splitlines()[0]}")) from None
-    finally:
-        outcome.rows = state.rows
-        outcome.epochs = len(state.rows)
-        for tracker in trackers:  # closes every backend, with the HParams summary once there are rows
-            tracker.finish(ctx.hparams, outcome.summary() if state.rows else {})
+        try:
+            _epochs(state, parts, (train_feed, val_feed, test_feed), (val_metrics, test_metrics),
+                    (monitor, plateau), plan, ctx)
+            confusion = _final_confusion(parts, state, prepared, (val_metrics, test_metrics), monitor, ctx)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise _on_every_rank(ranks, RunFailed(f"out of memory: {str(exc).splitlines()[0]}")) from None
+        finally:
+            outcome.rows = state.rows
+            outcome.epochs = len(state.rows)
+            for tracker in trackers:  # closes every backend, with the HParams summary once there are rows
+                tracker.finish(ctx.hparams, outcome.summary() if state.rows else {})
 
-    # ---- the run's result: final weights with the resolved spec, the confusion matrix, the export
-    info = _model_info(prepared, task)
-    if ranks.main:
-        save_weights(run_dir / "weights.pt", state.model, spec, info)
-    _final_confusion(parts, state, prepared, (val_metrics, test_metrics), monitor, ctx)
-    if ctx.export is not None and ranks.main:
-        ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
+        # ---- the run's result: final weights with the resolved spec, the confusion matrix, the export
+        info = _model_info(prepared, task)
+        if ranks.main:
+            save_weights(run_dir / "weights.pt", state.model, spec, info)
+        if ctx.export is not None and ranks.main:
+            ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
+        closed = True
+    finally:
+        # Written before the run counts as finished; its error (a full disk) is the run's unless the
+        # run already failed for another reason.
+        if confusion is not None:
+            try:
+                confusion.result()
+            except Exception:
+                if closed:
+                    raise
     outcome.status = "finished"
     return outcome
 
@@ -402,9 +416,10 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
         state.end_epoch()
         # Every rank decides alike: the checkpoint gathers from all of them.
         if parts.ranks.any(extras.checkpoints.due(epoch, last)):
-            # Atomic always; synced to the disk at the run's end (a killed process loses nothing that
-            # was renamed into place, and an epoch of a tiny model is shorter than an fsync).
-            parts.ranks.save_checkpoint(parts.run_dir, state, durable=last)
+            # Atomic, not synced to the disk: a killed process loses nothing that was renamed into
+            # place, and the run's end syncs its weights and run.json, after which a checkpoint is
+            # not read (a crash of the machine before that retrains from an earlier checkpoint).
+            parts.ranks.save_checkpoint(parts.run_dir, state, durable=False)
             extras.checkpoints.restart()
         if stop_early:
             ctx.log(f"early stopping after epoch {epoch}: {state.stopper.monitor.name} has not improved "
@@ -440,17 +455,31 @@ def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:
     )
 
 
+_FILES: ThreadPoolExecutor | None = None
+
+
+def _in_background(write: Callable[..., Any], *args) -> Future:
+    """`write(*args)` on the thread that writes runs' closing files: PNG encoding and file writes
+    release the GIL, so they overlap with what the training thread does meanwhile (work that holds
+    the GIL would slow the training thread instead: keep it out)."""
+    global _FILES
+    if _FILES is None:
+        _FILES = ThreadPoolExecutor(1, thread_name_prefix="modelspec-files")
+    return _FILES.submit(write, *args)
+
+
 def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_metrics, monitor: Monitor,
-                     ctx: RunContext) -> None:
-    """confusion_matrix.csv/.png of the final model on the monitor's split (val, else test, else train)."""
+                     ctx: RunContext) -> Future | None:
+    """confusion_matrix.csv/.png of the final model on the monitor's split (val, else test, else train),
+    written in the background (the Future says when, or why not)."""
     if not parts.task.confusion:
-        return
+        return None
     val_metrics, test_metrics = split_metrics
     metrics = val_metrics if monitor.name.startswith("val_") else test_metrics if monitor.name.startswith("test_") else None
     if metrics is None:  # the training split, in eval mode, in order
         if prepared.train is None:
             ctx.log("confusion matrix: the training split is fed by a DataLoader here; none written")
-            return
+            return None
         from ..data import TensorFeed
 
         metrics = MetricSet(parts.task, parts.device, confusion=True)
@@ -459,4 +488,5 @@ def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, spli
         evaluate(parts, state.model, feed.sharded(parts.ranks.shard) if parts.ranks.active else feed, metrics)
     counts = metrics.confusion_counts()  # every rank's, reduced: a collective under torchrun
     if parts.ranks.main and counts.sum() > 0:
-        write_confusion(parts.run_dir, counts, parts.task.class_names)
+        return write_confusion(parts.run_dir, counts, parts.task.class_names, background=_in_background)
+    return None

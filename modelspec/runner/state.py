@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..compile.task import Monitor
-from .device import rng_states, set_rng_states
+from .device import capture_rng, rng_data, rng_states, set_rng_states
 from .metrics import MetricSet
 
 
@@ -58,12 +58,12 @@ class RunState:
     batch: int = 0  # batches of `epoch` done
     rows: list[dict[str, Any]] = field(default_factory=list)
     run_seconds: float = 0.0
-    epoch_rng: dict | None = None  # the random states at the start of `epoch`
+    epoch_rng: dict | None = None  # the random states at the start of `epoch` (as captured, or loaded)
 
     def begin_epoch(self) -> None:
         """Remember the random states that draw this epoch's order (a resumed epoch has them)."""
         if self.batch == 0:
-            self.epoch_rng = rng_states(self.generator)
+            self.epoch_rng = capture_rng(self.generator)
             self.train_metrics.reset()
 
     def end_epoch(self) -> None:
@@ -77,7 +77,7 @@ class RunState:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "early_stopping": self.stopper.state_dict() if self.stopper is not None else None,
-            "rng": self.epoch_rng if mid_epoch else rng_states(self.generator),
+            "rng": rng_data(self.epoch_rng) if mid_epoch else rng_states(self.generator),
             "rng_now": rng_states(None) if mid_epoch else None,
             "metrics": self.train_metrics.state_dict() if mid_epoch else None,
             "rows": self.rows, "run_seconds": self.run_seconds,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import functools
 import io
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -127,13 +129,26 @@ class HeatmapPainter:
         return image
 
 
-def write_confusion(folder: Path, counts: torch.Tensor, names: list[str]) -> list[Path]:
-    """confusion_matrix.csv (counts), confusion_matrix_normalized.csv and confusion_matrix.png."""
+def write_confusion(folder: Path, counts: torch.Tensor, names: list[str],
+                    background: Callable[..., Future] | None = None) -> Future | None:
+    """confusion_matrix.csv (counts), confusion_matrix_normalized.csv and confusion_matrix.png.
+
+    With `background`, the tables and the picture are made here and handed to it to encode and write
+    (PNG encoding and file writes release the GIL; drawing does not), and its Future is returned."""
+    tables = {"confusion_matrix.csv": _csv(counts, names, lambda v: str(int(v))),
+              "confusion_matrix_normalized.csv": _csv(normalized(counts), names, lambda v: f"{v:.6f}")}
+    picture = confusion_picture(counts, names)
+    if background is not None:
+        return background(_write_files, folder, tables, picture)
+    _write_files(folder, tables, picture)
+    return None
+
+
+def _write_files(folder: Path, tables: dict[str, str], picture) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "confusion_matrix.csv", _csv(counts, names, lambda v: str(int(v))))
-    atomic_write_text(folder / "confusion_matrix_normalized.csv", _csv(normalized(counts), names, lambda v: f"{v:.6f}"))
+    for name, text in tables.items():
+        atomic_write_text(folder / name, text)
     png = folder / "confusion_matrix.png"
     tmp = png.with_name(".confusion_matrix.png.tmp")
-    confusion_picture(counts, names).save(tmp, format="PNG", compress_level=1)  # encodes in 60 % of the time
+    picture.save(tmp, format="PNG", compress_level=1)  # encodes in 60 % of the time
     tmp.replace(png)
-    return [folder / "confusion_matrix.csv", folder / "confusion_matrix_normalized.csv", png]

@@ -91,8 +91,9 @@ class ResultsTracker(Tracker):
         # appended past the checkpoint is dropped with it.
         self.rows = list(rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, "".join(_line(row) for row in self.rows))
-        self.handle = open(self.path, "a", encoding="utf-8")
+        if self.rows or self.path.exists():
+            atomic_write_text(self.path, "".join(_line(row) for row in self.rows))
+        self.handle = open(self.path, "a", encoding="utf-8")  # a new run's file starts empty
 
     def log(self, step: int, row: dict[str, Any]) -> None:
         self.rows.append(row)
