@@ -322,13 +322,16 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         tracker.start(state.epoch if resume else None, state.rows)  # rows a resumed run has
 
     outcome = RunOutcome("stopped", state.rows, monitor=monitor)
-    confusion: Future | None = None  # the final confusion matrix's files, written while the run closes
+    closing: list[Future] = []  # the final confusion matrix's files, written while the run closes
+
+    def start_closing() -> None:
+        closing.append(_final_confusion(parts, state, prepared, (val_metrics, test_metrics), monitor, ctx))
+
     closed = False
     try:
         try:
             _epochs(state, parts, (train_feed, val_feed, test_feed), (val_metrics, test_metrics),
-                    (monitor, plateau), plan, ctx)
-            confusion = _final_confusion(parts, state, prepared, (val_metrics, test_metrics), monitor, ctx)
+                    (monitor, plateau), plan, ctx, start_closing)
         except torch.cuda.OutOfMemoryError as exc:
             raise _on_every_rank(ranks, RunFailed(f"out of memory: {str(exc).splitlines()[0]}")) from None
         finally:
@@ -347,9 +350,9 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
     finally:
         # Written before the run counts as finished; its error (a full disk) is the run's unless the
         # run already failed for another reason.
-        if confusion is not None:
+        for future in closing:
             try:
-                confusion.result()
+                future.result()
             except Exception:
                 if closed:
                     raise
@@ -382,7 +385,10 @@ class _Extras:
                    Cadence(tracking.image_every))
 
 
-def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan: RunPlan, ctx: RunContext) -> None:
+def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan: RunPlan, ctx: RunContext,
+            at_last: Callable[[], Any]) -> None:
+    """The epochs still to train; `at_last` once the last one is evaluated (its files are then written
+    while the epoch is logged and checkpointed)."""
     train_feed, val_feed, test_feed = feeds
     monitor, plateau = monitors
     train = parts.spec.train
@@ -411,6 +417,8 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
         state.rows.append(row)
         stop_early = state.stopper is not None and state.stopper.should_stop(row)
         last = epoch == train.epochs or stop_early
+        if last:
+            at_last()
         _track(parts, state, epoch, row, split_metrics, extras, last)
         ctx.on_epoch(row, list(values))
         state.end_epoch()
@@ -456,6 +464,8 @@ def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:
 
 
 _FILES: ThreadPoolExecutor | None = None
+_DONE: Future = Future()  # nothing to write
+_DONE.set_result(None)
 
 
 def _in_background(write: Callable[..., Any], *args) -> Future:
@@ -469,17 +479,17 @@ def _in_background(write: Callable[..., Any], *args) -> Future:
 
 
 def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_metrics, monitor: Monitor,
-                     ctx: RunContext) -> Future | None:
+                     ctx: RunContext) -> Future:
     """confusion_matrix.csv/.png of the final model on the monitor's split (val, else test, else train),
     written in the background (the Future says when, or why not)."""
     if not parts.task.confusion:
-        return None
+        return _DONE
     val_metrics, test_metrics = split_metrics
     metrics = val_metrics if monitor.name.startswith("val_") else test_metrics if monitor.name.startswith("test_") else None
     if metrics is None:  # the training split, in eval mode, in order
         if prepared.train is None:
             ctx.log("confusion matrix: the training split is fed by a DataLoader here; none written")
-            return None
+            return _DONE
         from ..data import TensorFeed
 
         metrics = MetricSet(parts.task, parts.device, confusion=True)
@@ -489,4 +499,4 @@ def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, spli
     counts = metrics.confusion_counts()  # every rank's, reduced: a collective under torchrun
     if parts.ranks.main and counts.sum() > 0:
         return write_confusion(parts.run_dir, counts, parts.task.class_names, background=_in_background)
-    return None
+    return _DONE

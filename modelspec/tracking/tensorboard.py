@@ -145,5 +145,13 @@ class TensorBoardTracker(Tracker):
                   if (k.startswith("best_") or k.startswith("final_")) and isinstance(v, (int, float))
                   and not isinstance(v, bool)}
         if values:
-            self.writer.add_hparams(clean, values, run_name=".")
+            # What SummaryWriter.add_hparams writes, into this run's own event file: add_hparams opens
+            # a second writer (a thread and a file) per run for it.
+            from torch.utils.tensorboard.summary import hparams
+
+            file_writer = self.writer._get_file_writer()
+            for summary in hparams(clean, values):
+                file_writer.add_summary(summary)
+            for key, value in values.items():
+                self.writer.add_scalar(key, value)
         self.writer.close()

@@ -1,4 +1,4 @@
-"""Parameter and gradient histograms in TensorBoard: what they count (how often: test_cadence.py)."""
+"""What a run writes to TensorBoard: histograms (how often: test_cadence.py), HParams, checksums."""
 
 from __future__ import annotations
 
@@ -71,3 +71,20 @@ def test_event_records_carry_tensorboards_own_checksum():
     for size in (0, 1, 8, 12, 1500, 20_000):
         data = bytes(torch.randint(0, 256, (size,), generator=generator, dtype=torch.uint8).tolist())
         assert _masked_crc32c(data) == masked_crc32c(data), size
+
+
+def test_hparams_go_into_the_runs_own_event_file(tmp_path):
+    """The HParams tab's data (each run's grid values and best/final metrics) in the run's one event
+    file: SummaryWriter.add_hparams would open a second writer and file per run for it."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    tracker = TensorBoardTracker(tmp_path, TrackingSpec(), {"lr": 0.1})
+    tracker.start(None, [])
+    tracker.log(1, {"epoch": 1, "loss": 0.5, "lr": 0.1})
+    tracker.finish({"lr": 0.1, "network": "bn"}, {"best_val_accuracy": 0.9, "final_loss": 0.2, "best_epoch": 1})
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    events = _histograms(tmp_path)
+    assert events.Scalars("hparam/best_val_accuracy")[0].value == pytest.approx(0.9)
+    start = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    values = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
+    assert values["lr"].number_value == 0.1 and values["network"].string_value == "bn"
