@@ -63,6 +63,7 @@ train:
   deterministic: true
   sync_batchnorm: true
   metrics: [accuracy, f1, auroc]
+  checkpoint_every: 1  # the signal tests wait for a run's first checkpoint
 grid:
   train.network: [mlp, bn]
 export:

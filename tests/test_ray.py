@@ -22,9 +22,10 @@ from modelspec.cli.main import app
 
 from _reliability import TINY, child, finish, grid_folder, outcome, same
 
-# Four runs, long enough (10 epochs of 750 small steps) to be caught mid-run.
+# Four runs, long enough (10 epochs of 750 small steps) to be caught mid-run, checkpointed after every
+# epoch (the tests wait for a run's first checkpoint; `auto` may write none before a run ends).
 RAY_SPEC = (TINY.replace("size: 240", "size: 4000").replace("batch_size: 8", "batch_size: 4")
-            .replace("epochs: 2", "epochs: 10")
+            .replace("epochs: 2", "epochs: 10\n  checkpoint_every: 1")
             .replace("lr: [0.05, 0.02]", "lr: [0.05, 0.02, 0.01, 0.005]"))
 # Threads change float sums: the sequential reference uses one, as each Ray task of 1 CPU does.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}

@@ -281,7 +281,7 @@ def test_sigterm_checkpoints_mid_epoch_exits_143_and_resumes_exactly(tmp_path):
     (tmp_path / "tiny.yaml").write_text(slow)
     assert finish(["run", "tiny.yaml", "-q", "--set", "tracking.dir=ref"], tmp_path).returncode == 0
     expected = outcome(grid_folder(tmp_path / "ref"))
-    process = child(["run", "tiny.yaml", "--set", "tracking.dir=out"], tmp_path)
+    process = child(["run", "tiny.yaml", "--set", "tracking.dir=out", "--set", "train.checkpoint_every=1"], tmp_path)
     deadline = time.time() + 120
     while not list((tmp_path / "out").glob("tiny/*/00_*/checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.02)  # the first epoch is done: SIGTERM lands mid-run

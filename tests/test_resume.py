@@ -24,7 +24,10 @@ from modelspec.cli.main import app
 from _specs import SYNTHETIC, write_spec
 
 TRIALS = int(os.environ.get("MODELSPEC_KILL_TRIALS", "3"))
-GRID = SYNTHETIC.replace("size: 1200", "size: 600") + "grid:\n  train.optimizer.lr: [0.01, 0.003]\n"
+# Checkpointed after every epoch: the signals land once a run's first checkpoint is there, and a
+# kill mid-grid must find one to resume from (`auto` writes one only at the end of runs this short).
+GRID = (SYNTHETIC.replace("size: 1200", "size: 600").replace("  deterministic: true\n", "  deterministic: true\n  checkpoint_every: 1\n")
+        + "grid:\n  train.optimizer.lr: [0.01, 0.003]\n")
 runner = CliRunner()
 
 # The child process: the CLI, optionally with torch.save made to die halfway through its Nth call,
@@ -129,9 +132,8 @@ def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(reference, tmp_path, die_at_save):
     expected, _ = reference
     spec = write_spec(tmp_path, GRID)
-    # A checkpoint after every epoch (not only at the end, as `auto` does for epochs this short), so
-    # that the 2nd and 5th saves are checkpoints that replace an earlier one.
-    args = ["run", str(spec), "-q", "--set", "tracking.dir=out", "--set", "train.checkpoint_every=1"]
+    # GRID checkpoints after every epoch: the 2nd and 5th saves are checkpoints replacing an earlier one.
+    args = ["run", str(spec), "-q", "--set", "tracking.dir=out"]
     process = _child(args, tmp_path, DIE_IN_SAVE=str(die_at_save))
     process.communicate(timeout=300)
     assert process.returncode == -signal.SIGKILL
