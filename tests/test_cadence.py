@@ -35,7 +35,7 @@ class Clock:
 
 
 def test_every_n_epochs_and_always_the_last():
-    every = Cadence(4)
+    every = Cadence(4, last_under_auto=False)  # (only `auto` leaves the last out)
     assert [epoch for epoch in range(1, 11) if every.due(epoch, last=epoch == 10)] == [4, 8, 10]
     assert not Cadence(0).due(10, last=True) and not Cadence(None).due(10, last=True)  # off: not even the last
 
@@ -51,6 +51,10 @@ def test_auto_is_due_once_its_seconds_have_passed_since_it_was_last_done(monkeyp
     auto.restart()
     clock.now += 5
     assert not auto.due(3, last=False)
+    checkpoints = Cadence("auto", seconds=10, last_under_auto=False)
+    assert not checkpoints.due(3, last=True)  # a run that ends before its seconds: no checkpoint
+    clock.now += 10
+    assert checkpoints.due(4, last=True)
 
 
 def _run(tmp_path, *overrides: str):
@@ -75,7 +79,7 @@ def checkpointed(monkeypatch) -> list[int]:
 
 
 @pytest.mark.parametrize("setting, expected", [
-    (None, [6]),  # the default, auto: epochs far shorter than its 10 s get one at the end
+    (None, []),  # the default, auto: a run far shorter than its 10 s gets none (a kill loses < 10 s)
     ("2", [2, 4, 6]),
     ("4", [4, 6]),
     ("0", []),

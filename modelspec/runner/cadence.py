@@ -1,11 +1,14 @@
 """When a run's periodic extras happen: checkpoints, parameter histograms, confusion images.
 
-Each is due after the run's last epoch, and before that either every N epochs (`{every: N}` in the
-spec, or `checkpoint_every: N`) or, by default (`auto`), after the first epoch that ends AUTO_SECONDS
-or more after the last time. A model whose epoch takes a minute then gets them after every epoch; a
-tiny one, whose epoch is shorter than writing a checkpoint, gets them at its end instead of paying
-for them every few milliseconds. The numbers a run computes do not depend on it: a run resumes
-exactly from whichever checkpoint it has.
+Each is due every N epochs (`{every: N}` in the spec, or `checkpoint_every: N`) or, by default
+(`auto`), after the first epoch that ends AUTO_SECONDS or more after the last time (or the run's
+start). A model whose epoch takes a minute then gets them after every epoch; a tiny one, whose epoch
+is shorter than writing a checkpoint, does not pay for them every few milliseconds. Histograms and
+images also come after the run's last epoch, always (the final state is worth seeing); checkpoints
+do too when they come every N epochs, but not under `auto`: a finished run's checkpoint is never read
+(its weights and run.json are what it leaves), and one killed before it counts as finished loses
+AUTO_SECONDS of training at most. The numbers a run computes do not depend on any of it: a run
+resumes exactly from whichever checkpoint it has.
 """
 
 from __future__ import annotations
@@ -19,20 +22,19 @@ Setting = Union[int, Literal["auto"], None]  # epochs between two, `auto`, or No
 
 
 class Cadence:
-    def __init__(self, setting: Setting, seconds: float | None = None):
+    def __init__(self, setting: Setting, seconds: float | None = None, last_under_auto: bool = True):
         self.every = None if setting in (None, 0) else setting
         self.seconds = AUTO_SECONDS if seconds is None else seconds
+        self.last_under_auto = last_under_auto
         self._since = time.monotonic()
 
     def due(self, epoch: int, last: bool) -> bool:
         """Whether it is due after `epoch` (`last`: the run's last epoch, early stopping's included)."""
         if self.every is None:
             return False
-        if last:
-            return True
         if self.every == "auto":
-            return time.monotonic() - self._since >= self.seconds
-        return epoch % self.every == 0
+            return (last and self.last_under_auto) or time.monotonic() - self._since >= self.seconds
+        return last or epoch % self.every == 0
 
     def restart(self) -> None:
         """It was done: `auto` counts its seconds from now."""

@@ -381,7 +381,7 @@ class _Extras:
     @classmethod
     def of(cls, spec: Spec) -> "_Extras":
         tracking = spec.tracking
-        return cls(Cadence(spec.train.checkpoint_every), Cadence(tracking.histogram_every),
+        return cls(Cadence(spec.train.checkpoint_every, last_under_auto=False), Cadence(tracking.histogram_every),
                    Cadence(tracking.image_every))
 
 

@@ -211,8 +211,8 @@ class TrainSpec(SpecModel):
     grad_clip: Optional[float] = Field(None, gt=0)  # max total gradient norm
     scheduler: Optional[Annotated[SchedulerSpec, _named(SCHEDULERS, "scheduler", SchedulerSpec)]] = None
     early_stopping: Optional[EarlyStoppingSpec] = None
-    # Epochs between checkpoints (0 turns them off), or `auto`: after the first epoch that ends 10 s
-    # or more after the last checkpoint. Always after the run's last epoch, and on Ctrl-C or SIGTERM.
+    # Epochs between checkpoints and after the last (0 turns them off), or `auto`: after each epoch
+    # that ends 10 s or more after the last checkpoint (runner/cadence.py). Always on Ctrl-C or SIGTERM.
     checkpoint_every: Union[Literal["auto"], NonNegativeInt] = "auto"
     deterministic: bool = False  # torch.use_deterministic_algorithms, for exact reproducibility
     # Fine-tuning: start from a run folder's (or a weights file's) weights, shapes checked layer by
