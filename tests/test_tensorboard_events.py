@@ -8,7 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from modelspec.spec.export import TrackingSpec
-from modelspec.tracking.tensorboard import HISTOGRAM_BINS, TensorBoardTracker
+from modelspec.tracking.histograms import BINS as HISTOGRAM_BINS
+from modelspec.tracking.tensorboard import TensorBoardTracker
 
 
 def _histograms(folder) -> EventAccumulator:
@@ -88,3 +89,19 @@ def test_hparams_go_into_the_runs_own_event_file(tmp_path):
     start = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
     values = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
     assert values["lr"].number_value == 0.1 and values["network"].string_value == "bn"
+
+
+def test_tensors_counted_together_give_each_its_own_histogram(monkeypatch):
+    from modelspec.tracking import histograms as module
+
+    generator = torch.Generator().manual_seed(1)
+    tensors = [torch.randn(64, 32, generator=generator), torch.zeros(10), torch.full((3,), float("nan")),
+               torch.randn(5, generator=generator) * 100, torch.empty(0)]
+    together = module.histograms(tensors)
+    monkeypatch.setattr(module, "CHUNK", 16)  # every tensor counted alone
+    assert module.histograms(tensors) == together
+    weights, zeros, nan, scaled, empty = together
+    assert nan is None and empty is None
+    assert weights.count == 2048 and weights.counts == torch.histc(tensors[0], 64, weights.low, weights.high).tolist()
+    assert (zeros.low, zeros.high, zeros.count, zeros.edges[0], zeros.edges[-1]) == (0, 0, 10, -0.5, 0.5)
+    assert scaled.total == pytest.approx(tensors[3].sum().item(), rel=1e-5)

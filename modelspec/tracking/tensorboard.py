@@ -21,7 +21,6 @@ from ..spec.export import TrackingSpec
 from .base import BOOKKEEPING, Tracker
 
 SPLITS = ("val", "test")
-HISTOGRAM_BINS = 64
 
 
 def _masked_crc32c(data: bytes) -> int:
@@ -101,34 +100,19 @@ class TensorBoardTracker(Tracker):
                 self.writer.add_text("graph", f"the graph could not be traced: {exc}")
 
     def model_state(self, step: int, model: nn.Module) -> None:
-        for name, param in model.named_parameters():
-            self._histogram(f"params/{name}", param, step)
-            if param.grad is not None:
-                self._histogram(f"grads/{name}", param.grad, step)
+        from .histograms import histograms
 
-    def _histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
-        # 64 even bins, counted where the tensor lives and read in one transfer: TensorBoard re-bins
-        # for display anyway, and its own add_histogram (NumPy, on the CPU) took 0.5 ms per tensor
-        # of a tiny model with these bins, and 1.5 ms with its default ~1,500 exponential edges.
-        values = values.detach().flatten().float()
-        finite = torch.isfinite(values)
-        if not bool(finite.all()):  # a diverging run: show what is finite (the NaN check stops it)
-            values = values[finite]
-        if not values.numel():
-            return
-        low, high = values.aminmax()
-        # One value throughout (a bias at zero): a bin of width 1 around it, as NumPy's histogram does.
-        pad = (high == low).float() * 0.5
-        left, width = low - pad, (high - low) + 2 * pad
-        index = ((values - left) * (HISTOGRAM_BINS / width)).long().clamp_(0, HISTOGRAM_BINS - 1)
-        counts = torch.bincount(index, minlength=HISTOGRAM_BINS).float()
-        edges = torch.linspace(0, 1, HISTOGRAM_BINS + 1, device=values.device) * width + left
-        head = torch.stack([low, high, values.sum(), values.dot(values)])
-        numbers = torch.cat([head, edges, counts]).tolist()
-        low, high, total, squares = numbers[:4]
-        # TensorBoard's buckets are given by their right edges: an empty first one marks the left edge.
-        self.writer.add_histogram_raw(tag, low, high, values.numel(), total, squares,
-                                      numbers[4:5 + HISTOGRAM_BINS], [0.0, *numbers[5 + HISTOGRAM_BINS:]], step)
+        tagged = []
+        for name, param in model.named_parameters():
+            tagged.append((f"params/{name}", param))
+            if param.grad is not None:
+                tagged.append((f"grads/{name}", param.grad))
+        for (tag, _), histogram in zip(tagged, histograms([values for _, values in tagged])):
+            if histogram is not None:
+                # TensorBoard's buckets are given by their right edges: an empty first one marks the
+                # left edge.
+                self.writer.add_histogram_raw(tag, histogram.low, histogram.high, histogram.count, histogram.total,
+                                              histogram.squares, histogram.edges, [0.0, *histogram.counts], step)
 
     def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str]) -> None:
         if self._painter is None:
