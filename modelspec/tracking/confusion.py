@@ -169,3 +169,9 @@ def _write_files(folder: Path, tables: dict[str, str], picture) -> None:
     tmp = png.with_name(".confusion_matrix.png.tmp")
     picture.save(tmp, format="PNG", compress_level=1)  # encodes in 60 % of the time
     tmp.replace(png)
+
+
+@functools.lru_cache(maxsize=16)
+def heatmap_painter(names: tuple[str, ...]) -> HeatmapPainter:
+    """One painter per list of class names: the runs of a grid share theirs."""
+    return HeatmapPainter(list(names))

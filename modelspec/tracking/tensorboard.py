@@ -116,9 +116,9 @@ class TensorBoardTracker(Tracker):
 
     def confusion(self, step: int, split: str, counts: torch.Tensor, names: list[str]) -> None:
         if self._painter is None:
-            from .confusion import HeatmapPainter
+            from .confusion import heatmap_painter
 
-            self._painter = HeatmapPainter(names)
+            self._painter = heatmap_painter(tuple(names))
         self.writer.add_image(f"confusion_matrix/{split}", self._painter(counts), step, dataformats="HWC")
 
     def finish(self, hparams: dict[str, Any], summary: dict[str, Any]) -> None:
