@@ -4,8 +4,9 @@ A tiny MLP (32 features -> 64 -> 10 classes) on 1,024 synthetic samples (20 % va
 size 64, Adam, 10 epochs per run, R runs (a grid over the seed). The hand-written loop does what a
 careful person writes around it: re-seed, build, train, evaluate the validation split, and log the
 same scalars to TensorBoard (loss and accuracy on both splits, the learning rate) through one
-SummaryWriter per run. modelspec runs the same grid with `run_grid` (its defaults: checkpoints every
-epoch, the results table, TensorBoard with its default histograms and graph).
+SummaryWriter per run. modelspec runs the same grid with `run_grid` at its defaults (the results
+table, TensorBoard with histograms, images and graph, checkpoints at their `auto` cadence, each run's
+weights, run.json and confusion matrix files).
 
     python bench/bench_grid.py                  # R = 1, 16, 64
     python bench/bench_grid.py --runs 1 16 64 256
