@@ -333,6 +333,32 @@ def test_an_empty_training_split_says_so(here):
     assert not (here / "runs").exists()
 
 
+def test_a_full_disk_while_the_confusion_files_are_written_in_the_background_stops_the_grid(here, monkeypatch):
+    """The final confusion matrix files are written by a background thread; the run waits for them
+    before it counts as finished, and their error is the run's: a full disk, resumable."""
+    from modelspec.tracking import confusion
+
+    real_write, calls = confusion._write_files, [0]
+
+    def full_disk_write(folder, tables, picture):
+        calls[0] += 1
+        if calls[0] == 2:  # the second run's
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / "confusion_matrix.csv"))
+        real_write(folder, tables, picture)
+
+    monkeypatch.setattr(confusion, "_write_files", full_disk_write)
+    result = _run("run", "tiny.yaml", "-q")
+    folder = grid_folder(here / "runs")
+    assert result.exit_code == 1 and "no space left on the disk writing" in result.stderr
+    first, second = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert json.loads((first / "run.json").read_text())["status"] == "finished"
+    assert not (second / "run.json").exists()  # not finished: resume trains it again
+    monkeypatch.setattr(confusion, "_write_files", real_write)
+    assert _run("resume", str(folder), "-q").exit_code == 0
+    assert (second / "confusion_matrix.png").is_file()
+    assert json.loads((second / "run.json").read_text())["status"] == "finished"
+
+
 def test_a_truncated_checkpoint_says_how_to_start_the_run_over(finished):
     folder, before = finished
     run_dir = next(folder.glob("00_*"))

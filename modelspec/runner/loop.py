@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -303,18 +303,11 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
     val_metrics = MetricSet(task, device, confusion=True) if val_feed else None
     test_metrics = MetricSet(task, device, confusion=True) if test_feed else None
 
-    # ---- resume: every state as it was at the checkpoint
-    checkpoint = ranks.local_checkpoint(load_checkpoint(run_dir)) if resume else None
-    if checkpoint is not None:
-        if checkpoint["spec_hash"] != state.spec_hash:
-            raise RunFailed("the checkpoint was written by a different spec")
-        state.load_state_dict(checkpoint)
-        ctx.log(f"resuming at epoch {state.epoch}" + (f", batch {state.batch}" if state.batch else ""))
+    restored = _restore(state, run_dir, ctx) if resume else False
     from ..tracking import TensorBoardTracker
 
     # On resume TensorBoard drops what the stopped process logged from the checkpoint's epoch on.
-    trackers = [TensorBoardTracker(run_dir, spec.tracking, ctx.hparams, resumed=checkpoint is not None,
-                                   graph=ctx.log_graph),
+    trackers = [TensorBoardTracker(run_dir, spec.tracking, ctx.hparams, resumed=restored, graph=ctx.log_graph),
                 *ctx.trackers] if ranks.main else []
     parts = Parts(spec, task, *_models(state.model, train, ranks, device), train.loss.build().to(device), device,
                   run_dir, trackers, ranks)
@@ -322,16 +315,12 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         tracker.start(state.epoch if resume else None, state.rows)  # rows a resumed run has
 
     outcome = RunOutcome("stopped", state.rows, monitor=monitor)
-    closing: list[Future] = []  # the final confusion matrix's files, written while the run closes
-
-    def start_closing() -> None:
-        closing.append(_final_confusion(parts, state, prepared, (val_metrics, test_metrics), monitor, ctx))
-
-    closed = False
-    try:
+    with _closing_files() as closing:  # the final confusion matrix's, written while the run closes
         try:
             _epochs(state, parts, (train_feed, val_feed, test_feed), (val_metrics, test_metrics),
-                    (monitor, plateau), plan, ctx, start_closing)
+                    (monitor, plateau), plan, ctx,
+                    lambda: closing.append(_final_confusion(parts, state, prepared, (val_metrics, test_metrics),
+                                                            monitor, ctx)))
         except torch.cuda.OutOfMemoryError as exc:
             raise _on_every_rank(ranks, RunFailed(f"out of memory: {str(exc).splitlines()[0]}")) from None
         finally:
@@ -346,18 +335,34 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
             save_weights(run_dir / "weights.pt", state.model, spec, info)
         if ctx.export is not None and ranks.main:
             ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
-        closed = True
-    finally:
-        # Written before the run counts as finished; its error (a full disk) is the run's unless the
-        # run already failed for another reason.
-        for future in closing:
-            try:
-                future.result()
-            except Exception:
-                if closed:
-                    raise
     outcome.status = "finished"
     return outcome
+
+
+def _restore(state: RunState, run_dir: Path, ctx: RunContext) -> bool:
+    """Every state as it was at the run's checkpoint; False when it has none (it starts afresh)."""
+    checkpoint = ctx.ranks.local_checkpoint(load_checkpoint(run_dir))
+    if checkpoint is None:
+        return False
+    if checkpoint["spec_hash"] != state.spec_hash:
+        raise RunFailed("the checkpoint was written by a different spec")
+    state.load_state_dict(checkpoint)
+    ctx.log(f"resuming at epoch {state.epoch}" + (f", batch {state.batch}" if state.batch else ""))
+    return True
+
+
+@contextlib.contextmanager
+def _closing_files():
+    """The Futures of files a run writes in the background, waited for before it counts as finished.
+    Their error (a full disk) is the run's, unless the run already failed for another reason."""
+    futures: list[Future] = []
+    try:
+        yield futures
+    except BaseException:
+        wait(futures)  # written or failed; the run's own error is the one to report
+        raise
+    for future in futures:
+        future.result()
 
 
 def _on_every_rank(ranks: Ranks, exc: Exception) -> Exception:
