@@ -9,6 +9,7 @@ Files are written atomically (temporary file, fsync, rename) and read with `weig
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pickle
 import tempfile
@@ -138,6 +139,11 @@ def atomic_save(obj: Any, path: str | Path, durable: bool = True) -> None:
     _write_atomically(Path(path), lambda handle: torch.save(obj, handle), durable)
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Bytes (a serialised model), atomically and durably (see `_write_atomically`)."""
+    _write_atomically(Path(path), lambda handle: handle.write(data))
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Text files that others read back (results, run states): never seen half-written."""
     _write_atomically(Path(path), lambda handle: handle.write(text.encode("utf-8")))
@@ -161,8 +167,10 @@ def safe_load(path: str | Path, what: str = "file",
         ) from None
 
 
-def save_weights(path: str | Path, model: nn.Module, spec: Spec, info: ModelInfo) -> None:
-    atomic_save(
+def weights_bytes(model: nn.Module, spec: Spec, info: ModelInfo) -> bytes:
+    """weights.pt's content: the state dict with the resolved spec and what the model reads and gives."""
+    buffer = io.BytesIO()
+    torch.save(
         {
             "format": FORMAT_VERSION,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -171,8 +179,13 @@ def save_weights(path: str | Path, model: nn.Module, spec: Spec, info: ModelInfo
             "spec": spec.resolved(),
             "info": info.to_dict(),
         },
-        path,
+        buffer,
     )
+    return buffer.getvalue()
+
+
+def save_weights(path: str | Path, model: nn.Module, spec: Spec, info: ModelInfo) -> None:
+    atomic_write_bytes(path, weights_bytes(model, spec, info))
 
 
 @dataclass

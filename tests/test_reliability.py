@@ -359,6 +359,22 @@ def test_a_full_disk_while_the_confusion_files_are_written_in_the_background_sto
     assert json.loads((second / "run.json").read_text())["status"] == "finished"
 
 
+def test_a_run_killed_after_its_last_checkpoint_writes_its_results_on_resume(here):
+    """Killed between the checkpoint after the last epoch and run.json: the resume has no epoch left
+    to train and must still write the weights and the confusion matrix before the run counts as done."""
+    assert _run("run", "tiny.yaml", "-q", "--set", "train.checkpoint_every=1").exit_code == 0
+    folder = grid_folder(here / "runs")
+    run_dir = next(folder.glob("00_*"))
+    weights = torch.load(run_dir / "weights.pt", weights_only=True)["state_dict"]
+    for name in ("run.json", "weights.pt", "confusion_matrix.csv", "confusion_matrix.png"):
+        (run_dir / name).unlink()
+    assert _run("resume", str(folder), "-q").exit_code == 0
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    again = torch.load(run_dir / "weights.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(weights[key], again[key]) for key in weights)
+    assert (run_dir / "confusion_matrix.csv").is_file() and (run_dir / "confusion_matrix.png").is_file()
+
+
 def test_a_truncated_checkpoint_says_how_to_start_the_run_over(finished):
     folder, before = finished
     run_dir = next(folder.glob("00_*"))

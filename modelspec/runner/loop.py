@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..artifacts import ModelInfo, save_weights
+from ..artifacts import ModelInfo, atomic_write_bytes, weights_bytes
 from ..compile import build_from_shapes
 from ..compile.finetune import prepare_finetuning, trainable_parameters
 from ..compile.shapes import infer_shapes
@@ -315,12 +315,23 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         tracker.start(state.epoch if resume else None, state.rows)  # rows a resumed run has
 
     outcome = RunOutcome("stopped", state.rows, monitor=monitor)
-    with _closing_files() as closing:  # the final confusion matrix's, written while the run closes
+    info = _model_info(prepared, task)
+    with _closing_files() as closing:
+
+        def write_results() -> None:
+            """The run's final weights and confusion matrix, as soon as its last epoch is evaluated:
+            serialised here, written in the background while the epoch is logged and checkpointed."""
+            if ranks.main:
+                closing.append(_in_background(atomic_write_bytes, run_dir / "weights.pt",
+                                              weights_bytes(state.model, spec, info)))
+            closing.append(_final_confusion(parts, state, prepared, (val_feed, test_feed), (val_metrics, test_metrics),
+                                            monitor, ctx))
+
         try:
             _epochs(state, parts, (train_feed, val_feed, test_feed), (val_metrics, test_metrics),
-                    (monitor, plateau), plan, ctx,
-                    lambda: closing.append(_final_confusion(parts, state, prepared, (val_metrics, test_metrics),
-                                                            monitor, ctx)))
+                    (monitor, plateau), plan, ctx, write_results)
+            if not closing:  # resumed from a checkpoint after its last epoch: nothing was left to train
+                write_results()
         except torch.cuda.OutOfMemoryError as exc:
             raise _on_every_rank(ranks, RunFailed(f"out of memory: {str(exc).splitlines()[0]}")) from None
         finally:
@@ -329,10 +340,7 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
             for tracker in trackers:  # closes every backend, with the HParams summary once there are rows
                 tracker.finish(ctx.hparams, outcome.summary() if state.rows else {})
 
-        # ---- the run's result: final weights with the resolved spec, the confusion matrix, the export
-        info = _model_info(prepared, task)
-        if ranks.main:
-            save_weights(run_dir / "weights.pt", state.model, spec, info)
+        # ---- the export asked for after the run (of the model in memory)
         if ctx.export is not None and ranks.main:
             ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
     outcome.status = "finished"
@@ -483,14 +491,17 @@ def _in_background(write: Callable[..., Any], *args) -> Future:
     return _FILES.submit(write, *args)
 
 
-def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_metrics, monitor: Monitor,
-                     ctx: RunContext) -> Future:
+def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_feeds, split_metrics,
+                     monitor: Monitor, ctx: RunContext) -> Future:
     """confusion_matrix.csv/.png of the final model on the monitor's split (val, else test, else train),
     written in the background (the Future says when, or why not)."""
     if not parts.task.confusion:
         return _DONE
-    val_metrics, test_metrics = split_metrics
-    metrics = val_metrics if monitor.name.startswith("val_") else test_metrics if monitor.name.startswith("test_") else None
+    (val_feed, test_feed), (val_metrics, test_metrics) = split_feeds, split_metrics
+    feed, metrics = ((val_feed, val_metrics) if monitor.name.startswith("val_") else
+                     (test_feed, test_metrics) if monitor.name.startswith("test_") else (None, None))
+    if metrics is not None and metrics.count == 0:  # resumed after the last epoch: not evaluated here yet
+        evaluate(parts, state.model, feed, metrics)
     if metrics is None:  # the training split, in eval mode, in order
         if prepared.train is None:
             ctx.log("confusion matrix: the training split is fed by a DataLoader here; none written")
