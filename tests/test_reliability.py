@@ -375,6 +375,24 @@ def test_a_run_killed_after_its_last_checkpoint_writes_its_results_on_resume(her
     assert (run_dir / "confusion_matrix.csv").is_file() and (run_dir / "confusion_matrix.png").is_file()
 
 
+def test_a_run_that_stopped_early_resumes_to_no_more_epochs(here):
+    """Killed after the checkpoint of the epoch that stopped it early, before run.json: the resume
+    must not train one more epoch (the run left alone had stopped)."""
+    stop = ["--set", "train.checkpoint_every=1", "--set", "train.early_stopping={monitor: val_loss, patience: 1, "
+            "min_delta: 10}", "--set", "train.epochs=5", "--set", "grid.train.optimizer.lr=[0.05]"]
+    assert _run("run", "tiny.yaml", "-q", *stop).exit_code == 0
+    folder = grid_folder(here / "runs")
+    run_dir = next(folder.glob("00_*"))
+    before = json.loads((run_dir / "run.json").read_text())["rows"]
+    weights = torch.load(run_dir / "weights.pt", weights_only=True)["state_dict"]
+    assert len(before) == 2  # no gain of 10: stopped after its second epoch
+    (run_dir / "run.json").unlink()
+    assert _run("resume", str(folder), "-q").exit_code == 0
+    assert json.loads((run_dir / "run.json").read_text())["rows"] == before
+    again = torch.load(run_dir / "weights.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(weights[key], again[key]) for key in weights)
+
+
 def test_a_truncated_checkpoint_says_how_to_start_the_run_over(finished):
     folder, before = finished
     run_dir = next(folder.glob("00_*"))

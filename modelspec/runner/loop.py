@@ -406,6 +406,8 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
     monitor, plateau = monitors
     train = parts.spec.train
     extras = _Extras.of(parts.spec)
+    if state.stopper is not None and state.stopper.stopped:
+        return  # resumed from the checkpoint after the epoch that stopped the run early
     while state.epoch <= train.epochs:
         epoch, epoch_start = state.epoch, time.perf_counter()
         train_epoch(state, parts, train_feed, ctx)

@@ -35,6 +35,11 @@ class EarlyStopping:
             self.best, self.bad_epochs = value, 0
         else:
             self.bad_epochs += 1
+        return self.stopped
+
+    @property
+    def stopped(self) -> bool:
+        """The run has stopped early (a checkpoint taken after that epoch resumes to no more epochs)."""
         return self.bad_epochs >= self.patience
 
     def state_dict(self) -> dict:
