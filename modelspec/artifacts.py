@@ -105,12 +105,15 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "No space left on device" in str(exc)
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None], durable: bool = True,
+                      sync_folder: bool = True) -> None:
     """`write` into a temporary file in the same folder, then rename over `path`; with `durable`,
-    fsync the file and the folder first, so that it also survives a crash of the machine.
+    fsync the file first and the folder after, so that it also survives a crash of the machine.
 
     A kill of the process at any instant leaves the old file or the new one, never a torn one; a
-    failed write (a full disk) leaves the old file and no temporary behind.
+    failed write (a full disk) leaves the old file and no temporary behind. `sync_folder=False` leaves
+    the rename to a later durable write into the same folder (one folder sync commits every rename
+    before it: a run's files, then its run.json).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -122,7 +125,7 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], None], durable: bo
             if durable:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-        if durable:
+        if durable and sync_folder:
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)  # the rename itself must reach the disk too
@@ -139,14 +142,14 @@ def atomic_save(obj: Any, path: str | Path, durable: bool = True) -> None:
     _write_atomically(Path(path), lambda handle: torch.save(obj, handle), durable)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, sync_folder: bool = True) -> None:
     """Bytes (a serialised model), atomically and durably (see `_write_atomically`)."""
-    _write_atomically(Path(path), lambda handle: handle.write(data))
+    _write_atomically(Path(path), lambda handle: handle.write(data), sync_folder=sync_folder)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, sync_folder: bool = True) -> None:
     """Text files that others read back (results, run states): never seen half-written."""
-    _write_atomically(Path(path), lambda handle: handle.write(text.encode("utf-8")))
+    _write_atomically(Path(path), lambda handle: handle.write(text.encode("utf-8")), sync_folder=sync_folder)
 
 
 def safe_load(path: str | Path, what: str = "file",

@@ -47,38 +47,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def capture_rng(data_generator: torch.Generator | None) -> dict:
-    """Every random state a run draws from, as the libraries hand them out: cheap enough for the
-    start of every epoch (`rng_data` turns them into what a checkpoint holds, when one is written)."""
+def rng_states(data_generator: torch.Generator | None) -> dict:
+    """Every random state a run draws from, as plain data `torch.load(weights_only=True)` accepts
+    (what a checkpoint holds). Python's and NumPy's 624-word states are kept as tensors: pickled as
+    ints, they made a tiny model's checkpoint several times slower to write."""
+    version, internal, python_gauss = random.getstate()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
     states = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [version, torch.tensor(internal, dtype=torch.int64), python_gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
         "data": data_generator.get_state() if data_generator is not None else None,
     }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
-
-
-def rng_data(states: dict) -> dict:
-    """Captured states as plain data `torch.load(weights_only=True)` accepts (states loaded from a
-    checkpoint pass through). Python's and NumPy's 624-word states are kept as tensors: pickled as
-    ints, they made a tiny model's checkpoint several times slower to write."""
-    version, internal, python_gauss = states["python"]
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    return {
-        **states,
-        "python": [version, internal if isinstance(internal, torch.Tensor) else torch.tensor(internal, dtype=torch.int64),
-                   python_gauss],
-        "numpy": [kind, keys if isinstance(keys, torch.Tensor) else torch.from_numpy(keys.astype(np.int64)), pos,
-                  has_gauss, gauss],
-    }
-
-
-def rng_states(data_generator: torch.Generator | None) -> dict:
-    """Every random state a run draws from, as plain data (what a checkpoint holds)."""
-    return rng_data(capture_rng(data_generator))
 
 
 def _ints(values) -> list[int]:

@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 # Checkpoint keys that differ between ranks (each rank's random states and its metric sums); the
 # rest (model, optimizer, scheduler, rows) is the same on every rank and stored once.
-PER_RANK = ("rng", "rng_now", "metrics")
+PER_RANK = ("rng", "metrics")
 # How long a rank waits in a collective for the others before it gives up (a stuck, not dead, peer).
 TIMEOUT = timedelta(minutes=10)
 

@@ -371,6 +371,8 @@ class _Grid:
             self.table.save(force=False)
         if write_state and self.ranks.main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            # Durable, and its folder's sync also commits the weights and confusion files the run
+            # wrote before it without one: a finished run.json never outlives them in a crash.
             atomic_write_text(run_dir / RUN_FILE, json.dumps(
                 {"run": plan.name, "status": outcome.status, "reason": outcome.reason,
                  "export": self.exports.get(plan.name), "monitor": _monitor_json(outcome.monitor),

@@ -321,9 +321,9 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         def write_results() -> None:
             """The run's final weights and confusion matrix, as soon as its last epoch is evaluated:
             serialised here, written in the background while the epoch is logged and checkpointed."""
-            if ranks.main:
+            if ranks.main:  # durable once run.json's write syncs the folder (grid.py: record)
                 closing.append(_in_background(atomic_write_bytes, run_dir / "weights.pt",
-                                              weights_bytes(state.model, spec, info)))
+                                              weights_bytes(state.model, spec, info), False))
             closing.append(_final_confusion(parts, state, prepared, (val_feed, test_feed), (val_metrics, test_metrics),
                                             monitor, ctx))
 
@@ -516,5 +516,6 @@ def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, spli
         evaluate(parts, state.model, feed.sharded(parts.ranks.shard) if parts.ranks.active else feed, metrics)
     counts = metrics.confusion_counts()  # every rank's, reduced: a collective under torchrun
     if parts.ranks.main and counts.sum() > 0:
-        return write_confusion(parts.run_dir, counts, parts.task.class_names, background=_in_background)
+        return write_confusion(parts.run_dir, counts, parts.task.class_names, background=_in_background,
+                               sync_folder=False)
     return _DONE

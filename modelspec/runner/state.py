@@ -2,8 +2,9 @@
 
 `RunState.state_dict()` *is* the checkpoint (as nanoGPT's checkpoint is a dict of model, optimizer,
 iter_num, best_val_loss and config), so saving and resuming cannot drift apart. A checkpoint taken
-between epochs has `batch == 0`; one taken mid-epoch (Ctrl-C) records the batches done, the random
-states at the epoch's start (which redraw its data order) and now, and the epoch's metric sums so far.
+between epochs has `batch == 0`; one taken mid-epoch (Ctrl-C) records the batches done, the data-order
+generator's state at the epoch's start (which redraws its order and augmentation), the other random
+states as they are now, and the epoch's metric sums so far.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from ..compile.task import Monitor
-from .device import capture_rng, rng_data, rng_states, set_rng_states
+from .device import rng_states, set_rng_states
 from .metrics import MetricSet
 
 
@@ -63,16 +64,18 @@ class RunState:
     batch: int = 0  # batches of `epoch` done
     rows: list[dict[str, Any]] = field(default_factory=list)
     run_seconds: float = 0.0
-    epoch_rng: dict | None = None  # the random states at the start of `epoch` (as captured, or loaded)
+    epoch_order: torch.Tensor | None = None  # the data generator's state at the start of `epoch`
 
     def begin_epoch(self) -> None:
-        """Remember the random states that draw this epoch's order (a resumed epoch has them)."""
+        """Remember the data generator's state, which draws this epoch's order (a resumed epoch has it).
+        Only it: a resumed epoch continues the other random states (dropout) from the checkpoint's
+        instant, so capturing them here would be wasted on every epoch that is not interrupted."""
         if self.batch == 0:
-            self.epoch_rng = capture_rng(self.generator)
+            self.epoch_order = self.generator.get_state() if self.generator is not None else None
             self.train_metrics.reset()
 
     def end_epoch(self) -> None:
-        self.epoch, self.batch, self.epoch_rng = self.epoch + 1, 0, None
+        self.epoch, self.batch, self.epoch_order = self.epoch + 1, 0, None
 
     def state_dict(self) -> dict[str, Any]:
         mid_epoch = self.batch > 0
@@ -82,8 +85,8 @@ class RunState:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "early_stopping": self.stopper.state_dict() if self.stopper is not None else None,
-            "rng": rng_data(self.epoch_rng) if mid_epoch else rng_states(self.generator),
-            "rng_now": rng_states(None) if mid_epoch else None,
+            # Mid-epoch: every state as it is now, but the data order's as the epoch began.
+            "rng": {**rng_states(self.generator), "data": self.epoch_order} if mid_epoch else rng_states(self.generator),
             "metrics": self.train_metrics.state_dict() if mid_epoch else None,
             "rows": self.rows, "run_seconds": self.run_seconds,
         }
@@ -102,7 +105,8 @@ class RunState:
         # The generator back at the epoch's start redraws the same order; the other random states
         # (dropout masks) continue from where the stopped process was.
         set_rng_states(state["rng"], self.generator)
-        if self.batch > 0:
-            self.epoch_rng = state["rng"]
+        if state.get("rng_now") is not None:  # a mid-epoch checkpoint of modelspec before 2026-11
             set_rng_states(state["rng_now"], None)
+        if self.batch > 0:
+            self.epoch_order = state["rng"]["data"]
             self.train_metrics.load_state_dict(state["metrics"])

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..artifacts import atomic_write_text
+from ..artifacts import atomic_write_bytes, atomic_write_text
 
 CELL = 34  # pixels per matrix cell
 
@@ -147,8 +147,9 @@ class HeatmapPainter:
 
 
 def write_confusion(folder: Path, counts: torch.Tensor, names: list[str],
-                    background: Callable[..., Future] | None = None) -> Future | None:
-    """confusion_matrix.csv (counts), confusion_matrix_normalized.csv and confusion_matrix.png.
+                    background: Callable[..., Future] | None = None, sync_folder: bool = True) -> Future | None:
+    """confusion_matrix.csv (counts), confusion_matrix_normalized.csv and confusion_matrix.png, each
+    atomically and durably (`sync_folder=False`: a later durable write into `folder` commits them).
 
     With `background`, the tables and the picture are made here and handed to it to encode and write
     (PNG encoding and file writes release the GIL; drawing does not), and its Future is returned."""
@@ -156,19 +157,17 @@ def write_confusion(folder: Path, counts: torch.Tensor, names: list[str],
               "confusion_matrix_normalized.csv": _csv(normalized(counts), names, lambda v: f"{v:.6f}")}
     picture = confusion_picture(counts, names)
     if background is not None:
-        return background(_write_files, folder, tables, picture)
-    _write_files(folder, tables, picture)
+        return background(_write_files, folder, tables, picture, sync_folder)
+    _write_files(folder, tables, picture, sync_folder)
     return None
 
 
-def _write_files(folder: Path, tables: dict[str, str], picture) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def _write_files(folder: Path, tables: dict[str, str], picture, sync_folder: bool) -> None:
     for name, text in tables.items():
-        atomic_write_text(folder / name, text)
-    png = folder / "confusion_matrix.png"
-    tmp = png.with_name(".confusion_matrix.png.tmp")
-    picture.save(tmp, format="PNG", compress_level=1)  # encodes in 60 % of the time
-    tmp.replace(png)
+        atomic_write_text(folder / name, text, sync_folder=sync_folder)
+    png = io.BytesIO()
+    picture.save(png, format="PNG", compress_level=1)  # encodes in 60 % of the time
+    atomic_write_bytes(folder / "confusion_matrix.png", png.getvalue(), sync_folder=sync_folder)
 
 
 @functools.lru_cache(maxsize=16)

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -102,8 +101,9 @@ class ResultsTracker(Tracker):
         self.handle.flush()
 
     def finish(self, hparams: dict[str, Any], summary: dict[str, Any]) -> None:
+        # Not synced to the disk: the run's run.json, written durably next, holds the same rows (a
+        # stopped run's checkpoint holds them too, and rewrites this file when it resumes).
         if self.handle is not None:
-            os.fsync(self.handle.fileno())
             self.handle.close()
             self.handle = None
 
