@@ -45,12 +45,14 @@ def test_auto_is_due_once_its_seconds_have_passed_since_it_was_last_done(monkeyp
     monkeypatch.setattr(cadence.time, "monotonic", clock)
     auto = Cadence("auto", seconds=10)
     clock.now += 9.9
-    assert not auto.due(1, last=False) and auto.due(1, last=True)
+    assert not auto.due(1, last=False)
+    assert not auto.due(1, last=True)  # a run shorter than the seconds: not even after its last epoch
     clock.now += 0.1
     assert auto.due(2, last=False)
     auto.restart()
     clock.now += 5
     assert not auto.due(3, last=False)
+    assert auto.due(3, last=True)  # the last epoch of a run that has trained the seconds
     checkpoints = Cadence("auto", seconds=10, last_under_auto=False)
     assert not checkpoints.due(3, last=True)  # a run that ends before its seconds: no checkpoint
     clock.now += 10
@@ -105,7 +107,8 @@ def _steps(run_dir, kind: str, tag: str) -> list[int]:
 
 
 @pytest.mark.parametrize("setting, expected", [
-    ("true", [6]),  # the default, auto: at the end of a run this short
+    ("true", []),  # the default, auto: none in a run this short (seconds), not even at its end
+    ("{every: 1}", [1, 2, 3, 4, 5, 6]),
     ("{every: 4}", [4, 6]),
     ("false", []),
 ])

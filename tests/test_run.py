@@ -74,6 +74,8 @@ def test_real_fashion_run_learns_and_leaves_results_and_events(tmp_path):
         "run", str(spec), "--quiet", "--set", f"data.root={FASHION_ROOT}", "--set", "data.download=false",
         "--set", "train.epochs=4", "--set", "data.batch_size=128", "--set", "grid.data.batch_size=[128]",
         "--set", "grid.train.optimizer.lr=[0.01]",
+        # at the end of the run: by default (auto) a run of seconds logs none (test_cadence.py)
+        "--set", "tracking.histograms={every: 4}", "--set", "tracking.images={every: 4}",
     ])
     assert result.exit_code == 0, result.output
     folder = _grid_folder(tmp_path, "fashion_bn")

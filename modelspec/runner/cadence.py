@@ -3,12 +3,14 @@
 Each is due every N epochs (`{every: N}` in the spec, or `checkpoint_every: N`) or, by default
 (`auto`), after the first epoch that ends AUTO_SECONDS or more after the last time (or the run's
 start). A model whose epoch takes a minute then gets them after every epoch; a tiny one, whose epoch
-is shorter than writing a checkpoint, does not pay for them every few milliseconds. Histograms and
-images also come after the run's last epoch, always (the final state is worth seeing); checkpoints
-do too when they come every N epochs, but not under `auto`: a finished run's checkpoint is never read
-(its weights and run.json are what it leaves), and one killed before it counts as finished loses
-AUTO_SECONDS of training at most. The numbers a run computes do not depend on any of it: a run
-resumes exactly from whichever checkpoint it has.
+is shorter than writing a checkpoint, does not pay for them every few milliseconds. Every N epochs
+also means after the run's last epoch. Under `auto`, histograms and images come after the last epoch
+of a run that has trained AUTO_SECONDS or more (its final state is worth seeing, and costs little
+next to its training; a run of a few seconds, one of a grid of hundreds, would spend a tenth of its
+time on them), and checkpoints never do: a finished run's checkpoint is never read (its weights and
+run.json are what it leaves), and one killed before it counts as finished loses AUTO_SECONDS of
+training at most. The numbers a run computes do not depend on any of it: a run resumes exactly from
+whichever checkpoint it has.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ class Cadence:
         self.every = None if setting in (None, 0) else setting
         self.seconds = AUTO_SECONDS if seconds is None else seconds
         self.last_under_auto = last_under_auto
-        self._since = time.monotonic()
+        self._start = self._since = time.monotonic()
 
     def due(self, epoch: int, last: bool) -> bool:
         """Whether it is due after `epoch` (`last`: the run's last epoch, early stopping's included)."""
         if self.every is None:
             return False
         if self.every == "auto":
-            return (last and self.last_under_auto) or time.monotonic() - self._since >= self.seconds
+            now = time.monotonic()
+            long_run = now - self._start >= self.seconds
+            return (last and self.last_under_auto and long_run) or now - self._since >= self.seconds
         return last or epoch % self.every == 0
 
     def restart(self) -> None:

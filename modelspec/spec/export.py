@@ -44,7 +44,8 @@ class EverySpec(SpecModel):
 class TrackingSpec(SpecModel):
     dir: str = "runs"  # runs land in <dir>/<spec name>/<timestamp>/
     # Every parameter and its gradient: `true` (after the first epoch that ends 10 s or more after the
-    # last ones, and after the last epoch: runner/cadence.py), `{every: N}` (and the last), or `false`.
+    # last ones, and after the last epoch of a run that trained 10 s or more: runner/cadence.py),
+    # `{every: N}` (and the last), or `false`.
     histograms: Union[bool, EverySpec] = True
     # The first batch as an image grid (image data), and the confusion matrices as often as `true`
     # or `{every: N}` say (as for histograms; `{every: 1}`: each epoch), or `false`.
