@@ -359,6 +359,69 @@ def test_a_full_disk_while_the_confusion_files_are_written_in_the_background_sto
     assert json.loads((second / "run.json").read_text())["status"] == "finished"
 
 
+def test_the_next_run_trains_while_a_runs_files_are_written_and_its_run_json_follows_them(here, monkeypatch):
+    """The grid does not wait for a run's closing files: the next run starts while they are written,
+    and the run's run.json is written once they are."""
+    import threading
+
+    from modelspec import artifacts
+    from modelspec.runner import loop
+
+    second_run_trains, seen = threading.Event(), {}
+    real_write, real_epoch = artifacts.atomic_write_bytes, loop.train_epoch
+
+    def slow_weights(path, data, sync_folder=True):
+        if Path(path).name == "weights.pt" and not seen:  # the first run's: held until the next one trains
+            seen["next run trained first"] = second_run_trains.wait(timeout=30)
+            seen["run.json before its weights"] = (Path(path).parent / "run.json").exists()
+        real_write(path, data, sync_folder)
+
+    def epoch(state, parts, feed, ctx):
+        if parts.run_dir.name.startswith("01_"):
+            second_run_trains.set()
+        return real_epoch(state, parts, feed, ctx)
+
+    monkeypatch.setattr(loop, "atomic_write_bytes", slow_weights)
+    monkeypatch.setattr(loop, "train_epoch", epoch)
+    assert _run("run", "tiny.yaml", "-q").exit_code == 0
+    assert seen == {"next run trained first": True, "run.json before its weights": False}
+    for run_dir in (p for p in grid_folder(here / "runs").iterdir() if p.is_dir()):
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+        assert (run_dir / "weights.pt").is_file()
+
+
+def test_a_full_disk_met_by_a_runs_files_while_the_next_run_trains_stops_the_grid_there(here, monkeypatch):
+    """The second run's weights meet a full disk in the background while the third run trains: the
+    grid stops after the third with the second resumable (no run.json, not finished in the table),
+    and a resume finishes it with the numbers of a grid that never stopped."""
+    from modelspec import artifacts
+    from modelspec.runner import loop
+
+    (here / "tiny.yaml").write_text(TINY.replace("lr: [0.05, 0.02]", "lr: [0.05, 0.02, 0.01, 0.03]"))
+    real_write, calls = artifacts.atomic_write_bytes, [0]
+
+    def full_disk_once(path, data, sync_folder=True):
+        if Path(path).name == "weights.pt":
+            calls[0] += 1
+            if calls[0] == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data, sync_folder)
+
+    monkeypatch.setattr(loop, "atomic_write_bytes", full_disk_once)
+    result = _run("run", "tiny.yaml", "-q")
+    assert result.exit_code == 1 and "no space left on the disk writing" in result.stderr
+    folder = grid_folder(here / "runs")
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert [(run / "run.json").exists() for run in runs] == [True, False, True]  # the fourth never started
+    assert json.loads((folder / "results.json").read_text())["runs"][1]["status"] != "finished"
+    monkeypatch.setattr(loop, "atomic_write_bytes", real_write)
+    assert _run("resume", str(folder), "-q").exit_code == 0
+    assert all(json.loads((run / "run.json").read_text())["status"] == "finished"
+               for run in sorted(p for p in folder.iterdir() if p.is_dir()))
+    assert _run("run", "tiny.yaml", "-q", "--set", "tracking.dir=again").exit_code == 0
+    assert same(outcome(folder), outcome(grid_folder(here / "again")))
+
+
 def test_a_finished_runs_files_reach_the_disk_before_its_run_json_says_so(here, monkeypatch):
     """Each of a run's closing files is synced, and its folder is synced once, by run.json's write,
     after every one of them is renamed into place: a crash of the machine never leaves a finished

@@ -24,6 +24,7 @@ from ..spec.data import LOADER_KEYS
 from ..spec.grid import RunPlan, _short_names, grid_location
 from ..compile.task import Monitor
 from ..tracking import ResultsTable, ResultsTracker
+from .background import after
 from .device import resolve_device
 from .folder import RUN_FILE, check_unchanged, create_grid_folder, previous_results, read_run_state
 from .distributed import SINGLE, Ranks
@@ -99,6 +100,12 @@ def _check_training_split(prepared, plan: RunPlan) -> None:
         raise SpecError(f"drop_last with batch_size={data.batch_size} drops every batch: the training split "
                         f"has {n_train:,} samples", path=("data", "batch_size"),
                         hint=f"use a batch_size of at most {n_train:,}, or drop_last: false")
+
+
+def _run_state_text(plan: RunPlan, outcome: RunOutcome, export: str | None) -> str:
+    """run.json: how the run ended, and its rows."""
+    return json.dumps({"run": plan.name, "status": outcome.status, "reason": outcome.reason, "export": export,
+                       "monitor": _monitor_json(outcome.monitor), "rows": outcome.rows}, indent=1, default=str)
 
 
 def _summary(plan: RunPlan, folder_name: str, outcome: RunOutcome, export: str | None) -> dict[str, Any]:
@@ -258,6 +265,11 @@ class _Grid:
         self.prepared_cache: dict[str, Any] = {} if prepared_cache is None else prepared_cache
         self.trained = False  # whether any run got as far as training
         self.exports: dict[str, str] = {}
+        # Runs run here one after another return before their closing files are written, and their
+        # run.json follows those files on the files thread while the next run trains (a Ray task's
+        # one run has nothing to overlap with, and its driver reads the run.json as soon as it ends).
+        self.overlap_files = executor is None and self.writes_table
+        self.unsettled: list[tuple[RunPlan, Path, Any]] = []  # (plan, run_dir, its run.json's Future)
 
     # ---- the loop
 
@@ -274,6 +286,7 @@ class _Grid:
                 elif todo:
                     self.executor.run(self, todo)
             finally:
+                self.settle()
                 self._save_table()
         self.result.stop_signal = stop.signum if self.result.interrupted else None
 
@@ -352,13 +365,14 @@ class _Grid:
             self.progress.log(f"run {plan.name} failed: {outcome.reason}")
         finally:
             self.stop.graceful = False
+        self.settle()  # the run before, whose files were written while this one trained
         try:
             self.record(plan, run_dir, outcome, write_state=True)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
             return self._disk_full(plan, exc)
-        return outcome
+        return None if self.result.disk_full else outcome  # met by the run before's files: stop here
 
     def record(self, plan: RunPlan, run_dir: Path, outcome: RunOutcome, write_state: bool) -> None:
         """A run's outcome: into the grid's table (saved at most every few seconds, always at the end
@@ -371,13 +385,34 @@ class _Grid:
             self.table.save(force=False)
         if write_state and self.ranks.main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            text = _run_state_text(plan, outcome, self.exports.get(plan.name))
             # Durable, and its folder's sync also commits the weights and confusion files the run
             # wrote before it without one: a finished run.json never outlives them in a crash.
-            atomic_write_text(run_dir / RUN_FILE, json.dumps(
-                {"run": plan.name, "status": outcome.status, "reason": outcome.reason,
-                 "export": self.exports.get(plan.name), "monitor": _monitor_json(outcome.monitor),
-                 "rows": outcome.rows}, indent=1, default=str))
+            if outcome.files:  # written after them, or not at all if one failed (see settle)
+                self.unsettled.append((plan, run_dir, after(outcome.files, atomic_write_text, run_dir / RUN_FILE, text)))
+            else:
+                atomic_write_text(run_dir / RUN_FILE, text)
         self.progress.advance_run(plan.name)
+
+    def settle(self) -> None:
+        """Wait for the run.json files still being written (each after its run's closing files, a few
+        milliseconds after the run ended). A full disk met by one stops the grid with that run
+        resumable, as one met during a run does; another error fails the run, as it would have."""
+        unsettled, self.unsettled = self.unsettled, []
+        for plan, run_dir, written in unsettled:
+            try:
+                written.result()
+            except Exception as exc:
+                outcome = self.result.outcomes[plan.name]
+                if is_disk_full(exc):
+                    self._disk_full(plan, exc)
+                    outcome = self.result.outcomes[plan.name]
+                else:
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    outcome.status, outcome.reason, outcome.files = "failed", f"{type(exc).__name__}: {reason}"[:300], []
+                    self.progress.log(f"run {plan.name} failed: {outcome.reason}")
+                    atomic_write_text(run_dir / RUN_FILE, _run_state_text(plan, outcome, self.exports.get(plan.name)))
+                self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, self.exports.get(plan.name)))
 
     # ---- helpers
 
@@ -405,6 +440,7 @@ class _Grid:
             export = lambda model, info: self._export(plan, run_dir, model, info)  # noqa: E731
 
         return RunContext(
+            leave_files_writing=self.overlap_files,
             device=self.ranks.place(self.devices[plan.name]),
             log=self.progress.log if not self.quiet else self.log,
             stop_requested=lambda: self.stop.requested,

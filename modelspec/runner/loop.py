@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +33,7 @@ from ..spec.root import Spec
 from ..tracking import Tracker
 from ..tracking.base import BOOKKEEPING
 from ..tracking.confusion import write_confusion
+from .background import DONE, in_background
 from .cadence import Cadence
 from .checkpoint import load_checkpoint, spec_hash
 from .device import make_generator, seed_everything
@@ -64,6 +65,9 @@ class RunContext:
     monitor: Monitor | None = None  # set by the run once its task is known (a failed run's summary uses it)
     log_graph: bool = True  # trace the model graph for TensorBoard (the grid does it once per network)
     ranks: Ranks = SINGLE  # the processes training this run together (torchrun)
+    # Return before the run's closing files are written (RunOutcome.files says when): the grid writes
+    # the run's run.json after them while the next run trains. Otherwise the run waits for them.
+    leave_files_writing: bool = False
 
 
 @dataclass
@@ -73,6 +77,7 @@ class RunOutcome:
     reason: str | None = None
     epochs: int = 0
     monitor: Monitor | None = None  # what picks the best epoch (None: the run failed before knowing)
+    files: list[Future] = field(default_factory=list)  # its closing files, still being written
 
     def best_row(self) -> dict[str, Any] | None:
         """The row of the best epoch by the monitor (the first of equals), or None."""
@@ -316,13 +321,13 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
 
     outcome = RunOutcome("stopped", state.rows, monitor=monitor)
     info = _model_info(prepared, task)
-    with _closing_files() as closing:
+    with _closing_files(wait_on_success=not ctx.leave_files_writing) as closing:
 
         def write_results() -> None:
             """The run's final weights and confusion matrix, as soon as its last epoch is evaluated:
             serialised here, written in the background while the epoch is logged and checkpointed."""
             if ranks.main:  # durable once run.json's write syncs the folder (grid.py: record)
-                closing.append(_in_background(atomic_write_bytes, run_dir / "weights.pt",
+                closing.append(in_background(atomic_write_bytes, run_dir / "weights.pt",
                                               weights_bytes(state.model, spec, info), False))
             closing.append(_final_confusion(parts, state, prepared, (val_feed, test_feed), (val_metrics, test_metrics),
                                             monitor, ctx))
@@ -343,7 +348,7 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         # ---- the export asked for after the run (of the model in memory)
         if ctx.export is not None and ranks.main:
             ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
-    outcome.status = "finished"
+    outcome.status, outcome.files = "finished", closing
     return outcome
 
 
@@ -360,17 +365,20 @@ def _restore(state: RunState, run_dir: Path, ctx: RunContext) -> bool:
 
 
 @contextlib.contextmanager
-def _closing_files():
-    """The Futures of files a run writes in the background, waited for before it counts as finished.
-    Their error (a full disk) is the run's, unless the run already failed for another reason."""
+def _closing_files(wait_on_success: bool):
+    """The Futures of files a run writes in the background, waited for before it counts as finished
+    (here, or by the caller once the run returns). Their error (a full disk) is the run's, unless the
+    run already failed for another reason."""
     futures: list[Future] = []
     try:
         yield futures
     except BaseException:
         wait(futures)  # written or failed; the run's own error is the one to report
         raise
-    for future in futures:
-        future.result()
+    if wait_on_success:
+        for future in futures:
+            future.result()
+        futures.clear()
 
 
 def _on_every_rank(ranks: Ranks, exc: Exception) -> Exception:
@@ -478,27 +486,12 @@ def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:
     )
 
 
-_FILES: ThreadPoolExecutor | None = None
-_DONE: Future = Future()  # nothing to write
-_DONE.set_result(None)
-
-
-def _in_background(write: Callable[..., Any], *args) -> Future:
-    """`write(*args)` on the thread that writes runs' closing files: PNG encoding and file writes
-    release the GIL, so they overlap with what the training thread does meanwhile (work that holds
-    the GIL would slow the training thread instead: keep it out)."""
-    global _FILES
-    if _FILES is None:
-        _FILES = ThreadPoolExecutor(1, thread_name_prefix="modelspec-files")
-    return _FILES.submit(write, *args)
-
-
 def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_feeds, split_metrics,
                      monitor: Monitor, ctx: RunContext) -> Future:
     """confusion_matrix.csv/.png of the final model on the monitor's split (val, else test, else train),
     written in the background (the Future says when, or why not)."""
     if not parts.task.confusion:
-        return _DONE
+        return DONE
     (val_feed, test_feed), (val_metrics, test_metrics) = split_feeds, split_metrics
     feed, metrics = ((val_feed, val_metrics) if monitor.name.startswith("val_") else
                      (test_feed, test_metrics) if monitor.name.startswith("test_") else (None, None))
@@ -507,7 +500,7 @@ def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, spli
     if metrics is None:  # the training split, in eval mode, in order
         if prepared.train is None:
             ctx.log("confusion matrix: the training split is fed by a DataLoader here; none written")
-            return _DONE
+            return DONE
         from ..data import TensorFeed
 
         metrics = MetricSet(parts.task, parts.device, confusion=True)
@@ -516,6 +509,6 @@ def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, spli
         evaluate(parts, state.model, feed.sharded(parts.ranks.shard) if parts.ranks.active else feed, metrics)
     counts = metrics.confusion_counts()  # every rank's, reduced: a collective under torchrun
     if parts.ranks.main and counts.sum() > 0:
-        return write_confusion(parts.run_dir, counts, parts.task.class_names, background=_in_background,
+        return write_confusion(parts.run_dir, counts, parts.task.class_names, background=in_background,
                                sync_folder=False)
-    return _DONE
+    return DONE
