@@ -30,6 +30,7 @@ from .folder import RUN_FILE, check_unchanged, create_grid_folder, previous_resu
 from .distributed import SINGLE, Ranks
 from .lock import GridLock
 from .loop import Interrupted, RunContext, RunFailed, RunOutcome, train_run
+from .metrics import MetricPool
 from .progress import Progress
 from .stops import QuietDiskFullThreads, StopFlag
 
@@ -270,6 +271,7 @@ class _Grid:
         # one run has nothing to overlap with, and its driver reads the run.json as soon as it ends).
         self.overlap_files = executor is None and self.writes_table
         self.unsettled: list[tuple[RunPlan, Path, Any]] = []  # (plan, run_dir, its run.json's Future)
+        self.metric_pool = MetricPool()  # the runs' metric sets, taken up again by the next run
 
     # ---- the loop
 
@@ -441,6 +443,7 @@ class _Grid:
 
         return RunContext(
             leave_files_writing=self.overlap_files,
+            metric_pool=self.metric_pool,
             device=self.ranks.place(self.devices[plan.name]),
             log=self.progress.log if not self.quiet else self.log,
             stop_requested=lambda: self.stop.requested,

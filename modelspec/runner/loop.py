@@ -38,7 +38,7 @@ from .cadence import Cadence
 from .checkpoint import load_checkpoint, spec_hash
 from .device import make_generator, seed_everything
 from .distributed import SINGLE, Ranks
-from .metrics import MetricSet
+from .metrics import MetricPool, MetricSet
 from .state import EarlyStopping, RunState
 
 
@@ -68,6 +68,7 @@ class RunContext:
     # Return before the run's closing files are written (RunOutcome.files says when): the grid writes
     # the run's run.json after them while the next run trains. Otherwise the run waits for them.
     leave_files_writing: bool = False
+    metric_pool: MetricPool = field(default_factory=MetricPool)  # a grid's runs share one
 
 
 @dataclass
@@ -230,7 +231,7 @@ def _monitors(task: Task, spec: Spec, available: set[str], log) -> tuple[Monitor
 
 
 def _new_state(plan: RunPlan, shapes, task: Task, device, generator, stop: Monitor | None,
-               plateau: Monitor | None, steps_per_epoch: int, ranks: Ranks) -> RunState:
+               plateau: Monitor | None, steps_per_epoch: int, ranks: Ranks, pool: MetricPool) -> RunState:
     train = plan.spec.train
     model = build_from_shapes(shapes).to(device)
     prepare_finetuning(model, train.init_from, train.freeze)  # start from other weights, freeze layers
@@ -251,7 +252,7 @@ def _new_state(plan: RunPlan, shapes, task: Task, device, generator, stop: Monit
         scaler=torch.amp.GradScaler(device.type, enabled=train.amp == "fp16"),
         stopper=EarlyStopping(stop, train.early_stopping.patience, train.early_stopping.min_delta) if stop else None,
         generator=generator,
-        train_metrics=MetricSet(task, device), spec_hash=spec_hash(plan.spec.resolved()),
+        train_metrics=pool.take(task, device), spec_hash=spec_hash(plan.spec.resolved()),
     )
 
 
@@ -303,10 +304,11 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
     available = {"train"} | ({"val"} if val_feed else set()) | ({"test"} if test_feed else set())
     monitor, stop, plateau = _monitors(task, spec, available, ctx.log)
     ctx.monitor = monitor
-    state = _new_state(plan, shapes, task, device, generator, stop, plateau, len(train_feed), ranks)
+    pool = ctx.metric_pool
+    state = _new_state(plan, shapes, task, device, generator, stop, plateau, len(train_feed), ranks, pool)
     ranks.diverge_rng(spec.seed)
-    val_metrics = MetricSet(task, device, confusion=True) if val_feed else None
-    test_metrics = MetricSet(task, device, confusion=True) if test_feed else None
+    val_metrics = pool.take(task, device, confusion=True) if val_feed else None
+    test_metrics = pool.take(task, device, confusion=True) if test_feed else None
 
     restored = _restore(state, run_dir, ctx) if resume else False
     from ..tracking import TensorBoardTracker
@@ -340,6 +342,7 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         except torch.cuda.OutOfMemoryError as exc:
             raise _on_every_rank(ranks, RunFailed(f"out of memory: {str(exc).splitlines()[0]}")) from None
         finally:
+            pool.give_back(state.train_metrics, val_metrics, test_metrics)
             outcome.rows = state.rows
             outcome.epochs = len(state.rows)
             for tracker in trackers:  # closes every backend, with the HParams summary once there are rows

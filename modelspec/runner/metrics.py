@@ -40,6 +40,7 @@ class MetricSet:
         from torchmetrics.classification import MulticlassConfusionMatrix
 
         self.task, self.device = task, device
+        self.kind = MetricSet.kind_of(task, device, confusion)
         self.metrics = {}
         for spec in task.metrics:
             metric = spec.build(task.kind, task.size, task.threshold).to(device)
@@ -53,6 +54,12 @@ class MetricSet:
         self.count = 0
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (outputs, targets) not yet counted
         self.pending_count = 0
+
+    @staticmethod
+    def kind_of(task: Task, device: torch.device, confusion: bool) -> tuple:
+        """What makes two sets interchangeable: the same metrics, built alike, on the same device."""
+        return (task.kind, task.size, task.threshold, tuple(m.model_dump_json() for m in task.metrics),
+                str(device), confusion and task.confusion)
 
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         self.loss_sum += loss.detach() * len(y)  # weighted by the real batch size: a short batch counts less
@@ -134,3 +141,27 @@ class MetricSet:
         if self.confusion is not None and state.get("confusion") is not None:
             self.confusion.load_state_dict(state["confusion"])
             self.confusion.to(self.device)
+
+
+class MetricPool:
+    """The metric sets of a grid's finished runs, taken up again (reset) by its next runs of the same
+    task: a torchmetrics object costs more to build (0.1-0.2 ms) than a tiny model's epoch spends
+    updating it, and a run builds two or three sets."""
+
+    def __init__(self):
+        self._free: dict[tuple, list[MetricSet]] = {}
+
+    def take(self, task: Task, device: torch.device, confusion: bool = False) -> MetricSet:
+        free = self._free.get(MetricSet.kind_of(task, device, confusion))
+        if not free:
+            return MetricSet(task, device, confusion)
+        metrics = free.pop()
+        metrics.task = task  # an equal one: its class names, for the per-label columns
+        metrics.reset()
+        return metrics
+
+    def give_back(self, *sets: MetricSet | None) -> None:
+        """Sets no longer used by their run (at its end, whatever the end)."""
+        for metrics in sets:
+            if metrics is not None:
+                self._free.setdefault(metrics.kind, []).append(metrics)
