@@ -350,3 +350,18 @@ def test_a_spec_stored_before_the_data_kinds_still_loads():
     assert data_spec(**flat) == data_spec(dataset="fashion_mnist")
     with pytest.raises(ValueError, match="fashion_mnist.train_dir"):
         data_spec(**{**flat, "train_dir": "elsewhere"})
+
+
+@pytest.mark.parametrize("setting, expected", [(None, 16), (5, 5)])
+def test_validation_and_test_batches_are_twice_the_training_batch_unless_set(setting, expected):
+    from modelspec.data import make_feeds
+
+    text = dedent("""\
+        name: t
+        data: {dataset: synthetic, input_shape: [4], num_classes: 2, size: 64, test_size: 40, batch_size: 8, val_split: 0.25}
+        model: [{linear: {out_features: num_classes}}]
+        """)
+    spec = loads_spec(text, "t.yaml", [f"data.eval_batch_size={setting}"] if setting else []).spec
+    train, val, test = make_feeds(prepare_data(spec.data, 0, torch.device("cpu"), log=lambda _: None), spec.data, None)
+    assert train.batch_size == 8 and val.batch_size == test.batch_size == expected
+    assert [len(y) for _, y in val.batches()] == ([16] if setting is None else [5, 5, 5, 1])  # 16 samples

@@ -245,7 +245,7 @@ def _augment(data: DataBase, stats, input_shape):
 
 def make_feeds(prepared: PreparedData, data: DataBase, generator: torch.Generator | None, seed: int = 0):
     """(train, val, test) feeds for one run: cheap, built from the shared prepared data."""
-    eval_bs = data.eval_batch_size or data.batch_size
+    eval_bs = data.evaluation_batch_size
     if prepared.train is not None:
         train = TensorFeed(prepared.train.x, prepared.train.y, data.batch_size, data.shuffle, data.drop_last,
                            generator, augment=_augment(data, prepared.stats, prepared.input_shape))

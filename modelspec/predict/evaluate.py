@@ -64,7 +64,7 @@ def measure(trained: TrainedModel, x: torch.Tensor, y: torch.Tensor, split: str,
     task = _task(trained, targets)
     metrics = MetricSet(task, device, confusion=True)
     parts = Parts(spec, task, trained.model, trained.model, spec.train.loss.build(), device, Path("."), [])
-    batch_size = spec.data.eval_batch_size or spec.data.batch_size
+    batch_size = spec.data.evaluation_batch_size
     values = evaluate(parts, trained.model, TensorFeed(x, y, batch_size, False, False, None), metrics)
     trained.model.eval()
     return Evaluation(split, len(y), values, task.class_names, metrics.confusion_counts())

@@ -507,7 +507,7 @@ def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, spli
         from ..data import TensorFeed
 
         metrics = MetricSet(parts.task, parts.device, confusion=True)
-        bs = parts.spec.data.eval_batch_size or parts.spec.data.batch_size
+        bs = parts.spec.data.evaluation_batch_size
         feed = TensorFeed(prepared.train.x, prepared.train.y, bs, False, False, None)
         evaluate(parts, state.model, feed.sharded(parts.ranks.shard) if parts.ranks.active else feed, metrics)
     counts = metrics.confusion_counts()  # every rank's, reduced: a collective under torchrun

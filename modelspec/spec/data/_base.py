@@ -25,7 +25,7 @@ LOADER_KEYS = frozenset({"batch_size", "eval_batch_size", "shuffle", "num_worker
 
 class DataBase(SpecModel):
     batch_size: PositiveInt = 64
-    eval_batch_size: Optional[PositiveInt] = None  # validation/test batches; default: batch_size
+    eval_batch_size: Optional[PositiveInt] = None  # validation/test batches; default: twice batch_size
     shuffle: bool = True
     num_workers: NonNegativeInt = 0  # DataLoader workers, when the DataLoader path runs
     pin_memory: bool = False
@@ -35,6 +35,13 @@ class DataBase(SpecModel):
     # `dataloader` is torch's DataLoader; `auto` picks `device` when the data fits and the transforms
     # are deterministic.
     loader: Literal["auto", "device", "dataloader"] = "auto"
+
+    @property
+    def evaluation_batch_size(self) -> int:
+        """Validation, test and `modelspec evaluate` batches: by default twice the training batch, as
+        PyTorch's own tutorial has it ("What is torch.nn really?"): without gradients a batch takes
+        less memory, and fewer batches cost less time."""
+        return self.eval_batch_size or 2 * self.batch_size
 
     # The note validate prints when `static_shape` cannot know the input shape.
     unknown_shape_note: ClassVar[str] = "the input shape is known only from the data, so shapes are checked at run time"
