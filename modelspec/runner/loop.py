@@ -11,6 +11,7 @@ stopping and gather checkpoints; with one process they pass everything through.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from concurrent.futures import Future, wait
@@ -203,14 +204,28 @@ def _resolve(plan: RunPlan, prepared: PreparedData):
     """The network's shapes and the run's task, from the data's real shape and targets."""
     spec = plan.spec
     network_path = spec.network_path(spec.network_name)
-    # The shape pass again, now with the data's real shape and class count (validate may not have
-    # known them); its errors are spec errors, located at the layer.
-    shapes = infer_shapes(spec.layers, prepared.input_shape, prepared.num_classes, tokens=prepared.tokens,
-                          path=network_path)
+    shapes = _network_shapes(spec, prepared, network_path)
     last = shapes.layers[-1]
     task = resolve_task(spec.train, shapes.output_shape, data_targets(spec, prepared),
                         network_path + (last.index, last.layer.type))
     return shapes, task
+
+
+_SHAPES: dict[str, Any] = {}  # the last networks' shape passes, by what they were run over
+
+
+def _network_shapes(spec: Spec, prepared: PreparedData, network_path: tuple[str, ...]):
+    """The shape pass again, now with the data's real shape and class count (validate may not have
+    known them); its errors are spec errors, located at the layer. A grid's runs mostly train the
+    same network on the same data: they share one pass (it builds every layer to count parameters)."""
+    key = json.dumps([spec.model_dump(mode="json", include={"model", "networks", "blocks"}), spec.network_name,
+                      prepared.input_shape, prepared.num_classes, prepared.tokens], default=str)
+    if key not in _SHAPES:
+        if len(_SHAPES) >= 8:
+            _SHAPES.clear()
+        _SHAPES[key] = infer_shapes(spec.layers, prepared.input_shape, prepared.num_classes, tokens=prepared.tokens,
+                                    path=network_path)
+    return _SHAPES[key]
 
 
 def _monitors(task: Task, spec: Spec, available: set[str], log) -> tuple[Monitor, Monitor | None, Monitor | None]:

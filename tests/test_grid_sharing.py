@@ -1,11 +1,14 @@
-"""A grid's runs take up the metric sets of the runs before them (runner/metrics.py: MetricPool)."""
+"""What a grid's runs share with the runs before them: metric sets (runner/metrics.py: MetricPool) and
+the network's shape pass (runner/loop.py: _network_shapes)."""
 
 from __future__ import annotations
 
 import json
 
 from modelspec.load import loads_spec
-from modelspec.runner import metrics, run_grid
+import torch
+
+from modelspec.runner import loop, metrics, run_grid
 
 from _reliability import TINY
 
@@ -37,3 +40,25 @@ def test_runs_reuse_metric_sets_and_report_what_fresh_ones_would(tmp_path, monke
     assert built_fresh == 3 * 3  # train, val and test sets for each of the three runs
     assert built_pooled == 3  # the first run's, taken up by the next two
     assert len(pooled) == 9 and pooled == fresh  # every loss and accuracy of every epoch, exactly
+
+
+def test_runs_of_one_network_share_its_shape_pass_and_others_get_their_own(tmp_path, monkeypatch):
+    passes, real = [], loop.infer_shapes
+
+    def spy(layers, input_shape, *args, **kwargs):
+        passes.append(layers[0].out_features)
+        return real(layers, input_shape, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "infer_shapes", spy)
+    monkeypatch.setattr(loop, "_SHAPES", {})
+    text = (SPEC.replace("model:\n  - linear: {out_features: 16}\n  - relu\n  - linear: {out_features: num_classes}\n",
+                         "networks:\n  wide: [{linear: {out_features: 16}}, relu, {linear: {out_features: num_classes}}]\n"
+                         "  narrow: [{linear: {out_features: 12}}, relu, {linear: {out_features: num_classes}}]\n")
+            .replace("train.optimizer.lr: [0.05, 0.02, 0.01]", "train.optimizer.lr: [0.05, 0.02]\n  train.network: [wide, narrow]"))
+    result = run_grid(loads_spec(text, "tiny.yaml", [f"tracking.dir={tmp_path}"]), quiet=True, log=lambda _: None)
+    assert sorted(passes) == [12, 16]  # four runs, two networks
+    sizes = {}
+    for run_dir in sorted(p for p in result.folder.iterdir() if p.is_dir()):
+        weights = torch.load(run_dir / "weights.pt", weights_only=True)["state_dict"]
+        sizes[run_dir.name] = weights["0.weight"].shape[0]
+    assert sorted(sizes.values()) == [12, 12, 16, 16]
