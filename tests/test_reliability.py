@@ -422,6 +422,30 @@ def test_a_full_disk_met_by_a_runs_files_while_the_next_run_trains_stops_the_gri
     assert same(outcome(folder), outcome(grid_folder(here / "again")))
 
 
+def test_a_runs_files_that_cannot_be_written_fail_that_run_and_the_grid_goes_on(here, monkeypatch):
+    """Another error than a full disk, met by a run's files in the background, fails that run with
+    its reason, as it did when the run waited for them, and the next runs go on."""
+    from modelspec import artifacts
+    from modelspec.runner import loop
+
+    real_write = artifacts.atomic_write_bytes
+
+    def refused(path, data, sync_folder=True):
+        if Path(path).name == "weights.pt" and Path(path).parent.name.startswith("00_"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        real_write(path, data, sync_folder)
+
+    monkeypatch.setattr(loop, "atomic_write_bytes", refused)
+    result = _run("run", "tiny.yaml", "-q")
+    assert result.exit_code == 1
+    first, second = sorted(p for p in grid_folder(here / "runs").iterdir() if p.is_dir())
+    state = json.loads((first / "run.json").read_text())
+    assert state["status"] == "failed" and state["reason"].startswith("PermissionError:")
+    assert json.loads((second / "run.json").read_text())["status"] == "finished"
+    summaries = json.loads((first.parent / "results.json").read_text())["runs"]
+    assert [summary["status"] for summary in summaries] == ["failed", "finished"]
+
+
 def test_a_finished_runs_files_reach_the_disk_before_its_run_json_says_so(here, monkeypatch):
     """Each of a run's closing files is synced, and its folder is synced once, by run.json's write,
     after every one of them is renamed into place: a crash of the machine never leaves a finished

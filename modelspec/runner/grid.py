@@ -400,21 +400,22 @@ class _Grid:
         """Wait for the run.json files still being written (each after its run's closing files, a few
         milliseconds after the run ended). A full disk met by one stops the grid with that run
         resumable, as one met during a run does; another error fails the run, as it would have."""
-        unsettled, self.unsettled = self.unsettled, []
-        for plan, run_dir, written in unsettled:
-            try:
-                written.result()
-            except Exception as exc:
+        while self.unsettled:
+            plan, run_dir, written = self.unsettled[0]
+            exc = written.exception()  # waits; a Ctrl-C here leaves this one to the next call
+            self.unsettled.pop(0)
+            if exc is None:
+                continue
+            outcome = self.result.outcomes[plan.name]
+            if is_disk_full(exc):
+                self._disk_full(plan, exc)
                 outcome = self.result.outcomes[plan.name]
-                if is_disk_full(exc):
-                    self._disk_full(plan, exc)
-                    outcome = self.result.outcomes[plan.name]
-                else:
-                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    outcome.status, outcome.reason, outcome.files = "failed", f"{type(exc).__name__}: {reason}"[:300], []
-                    self.progress.log(f"run {plan.name} failed: {outcome.reason}")
-                    atomic_write_text(run_dir / RUN_FILE, _run_state_text(plan, outcome, self.exports.get(plan.name)))
-                self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, self.exports.get(plan.name)))
+            else:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                outcome.status, outcome.reason, outcome.files = "failed", f"{type(exc).__name__}: {reason}"[:300], []
+                self.progress.log(f"run {plan.name} failed: {outcome.reason}")
+                atomic_write_text(run_dir / RUN_FILE, _run_state_text(plan, outcome, self.exports.get(plan.name)))
+            self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, self.exports.get(plan.name)))
 
     # ---- helpers
 
