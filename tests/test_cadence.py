@@ -59,6 +59,12 @@ def test_auto_is_due_once_its_seconds_have_passed_since_it_was_last_done(monkeyp
     assert checkpoints.due(4, last=True)
 
 
+def test_due_at_the_end_of_a_run_resumed_after_its_last_epoch_is_what_due_said_there():
+    assert Cadence("auto", seconds=10).due_at_end(10.0) and not Cadence("auto", seconds=10).due_at_end(9.9)
+    assert not Cadence("auto", seconds=10, last_under_auto=False).due_at_end(60.0)
+    assert Cadence(4).due_at_end(0.1) and not Cadence(None).due_at_end(60.0)
+
+
 def _run(tmp_path, *overrides: str):
     loaded = loads_spec(SPEC, "cad.yaml", [f"tracking.dir={tmp_path}", *overrides])
     result = run_grid(loaded, quiet=True, log=lambda _: None)
@@ -122,6 +128,9 @@ def test_auto_histograms_follow_the_clock(tmp_path, monkeypatch):
     monkeypatch.setattr(cadence, "AUTO_SECONDS", 0.0)
     run_dir = _run(tmp_path)
     assert _steps(run_dir, "histograms", "params/0.weight") == [1, 2, 3, 4, 5, 6]
+    # A run that trained the seconds: the picture of its final confusion matrix comes with the images
+    # (test_tasks.py has the short run's, without).
+    assert (run_dir / "confusion_matrix.png").is_file()
 
 
 def test_a_run_resumes_with_another_checkpoint_cadence(tmp_path):

@@ -30,6 +30,10 @@ from modelspec.runner.lock import GridLock
 
 from _reliability import TINY, child, finish, grid_folder, outcome, same
 
+# A run of seconds draws no picture of its confusion matrix by default (tracking.images: auto); the
+# tests of the closing files want every file there is.
+PICTURES = "tracking.images={every: 10}"
+
 runner = CliRunner()
 
 
@@ -347,7 +351,7 @@ def test_a_full_disk_while_the_confusion_files_are_written_in_the_background_sto
         real_write(folder, tables, picture, sync_folder)
 
     monkeypatch.setattr(confusion, "_write_files", full_disk_write)
-    result = _run("run", "tiny.yaml", "-q")
+    result = _run("run", "tiny.yaml", "-q", "--set", PICTURES)
     folder = grid_folder(here / "runs")
     assert result.exit_code == 1 and "no space left on the disk writing" in result.stderr
     first, second = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -465,7 +469,7 @@ def test_a_finished_runs_files_reach_the_disk_before_its_run_json_says_so(here, 
 
     monkeypatch.setattr(artifacts.os, "fsync", fsync)
     monkeypatch.setattr(artifacts.os, "replace", replace)
-    assert _run("run", "tiny.yaml", "-q", "--set", "grid={}").exit_code == 0
+    assert _run("run", "tiny.yaml", "-q", "--set", "grid={}", "--set", PICTURES).exit_code == 0
     run_dir = Path(os.path.realpath(next(p for p in grid_folder(here / "runs").iterdir() if p.is_dir())))
     closing = ["weights.pt", "confusion_matrix.csv", "confusion_matrix_normalized.csv", "confusion_matrix.png"]
     renamed = {Path(path).name: i for i, (what, path) in enumerate(events) if what == "rename" and Path(path).parent == run_dir}
@@ -481,7 +485,7 @@ def test_a_finished_runs_files_reach_the_disk_before_its_run_json_says_so(here, 
 def test_a_run_killed_after_its_last_checkpoint_writes_its_results_on_resume(here):
     """Killed between the checkpoint after the last epoch and run.json: the resume has no epoch left
     to train and must still write the weights and the confusion matrix before the run counts as done."""
-    assert _run("run", "tiny.yaml", "-q", "--set", "train.checkpoint_every=1").exit_code == 0
+    assert _run("run", "tiny.yaml", "-q", "--set", "train.checkpoint_every=1", "--set", PICTURES).exit_code == 0
     folder = grid_folder(here / "runs")
     run_dir = next(folder.glob("00_*"))
     weights = torch.load(run_dir / "weights.pt", weights_only=True)["state_dict"]

@@ -176,6 +176,8 @@ def test_confusion_matrix_files_hold_the_counts_of_the_final_model(tmp_path):
     ("false", None),
 ])
 def test_confusion_images_go_to_tensorboard_as_often_as_tracking_images_says(tmp_path, images, steps):
+    """The picture of the final matrix in the run folder comes with the last epoch's image; the
+    tables always."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     text = spec_text("num_classes: 3", "- linear: {out_features: num_classes}", "loss: cross_entropy")
@@ -186,7 +188,9 @@ def test_confusion_images_go_to_tensorboard_as_often_as_tracking_images_says(tmp
         assert "confusion_matrix/val" not in events.Tags()["images"]
     else:
         assert [e.step for e in events.Images("confusion_matrix/val")] == steps
-    assert (result.folder / "00_run" / "confusion_matrix.png").is_file()  # the final matrix, always
+    run_dir = result.folder / "00_run"
+    assert (run_dir / "confusion_matrix.png").is_file() == (steps is not None)
+    assert (run_dir / "confusion_matrix.csv").is_file() and (run_dir / "confusion_matrix_normalized.csv").is_file()
 
 
 def test_without_a_validation_split_the_monitor_falls_back_to_test(tmp_path):

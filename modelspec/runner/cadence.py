@@ -7,7 +7,8 @@ is shorter than writing a checkpoint, does not pay for them every few millisecon
 also means after the run's last epoch. Under `auto`, histograms and images come after the last epoch
 of a run that has trained AUTO_SECONDS or more (its final state is worth seeing, and costs little
 next to its training; a run of a few seconds, one of a grid of hundreds, would spend a tenth of its
-time on them), and checkpoints never do: a finished run's checkpoint is never read (its weights and
+time on them; the picture of its final confusion matrix in the run folder follows the images), and
+checkpoints never do: a finished run's checkpoint is never read (its weights and
 run.json are what it leaves), and one killed before it counts as finished loses AUTO_SECONDS of
 training at most. The numbers a run computes do not depend on any of it: a run resumes exactly from
 whichever checkpoint it has.
@@ -39,6 +40,13 @@ class Cadence:
             long_run = now - self._start >= self.seconds
             return (last and self.last_under_auto and long_run) or now - self._since >= self.seconds
         return last or epoch % self.every == 0
+
+    def due_at_end(self, run_seconds: float) -> bool:
+        """Whether it is due after the last epoch of a run that trained `run_seconds` in all: what `due`
+        says at that epoch, for a run resumed after it (its clock started again with the process)."""
+        if self.every is None:
+            return False
+        return self.last_under_auto and run_seconds >= self.seconds if self.every == "auto" else True
 
     def restart(self) -> None:
         """It was done: `auto` counts its seconds from now."""

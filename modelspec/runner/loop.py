@@ -340,20 +340,21 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
     info = _model_info(prepared, task)
     with _closing_files(wait_on_success=not ctx.leave_files_writing) as closing:
 
-        def write_results() -> None:
-            """The run's final weights and confusion matrix, as soon as its last epoch is evaluated:
-            serialised here, written in the background while the epoch is logged and checkpointed."""
+        def write_results(picture: bool) -> None:
+            """The run's final weights and confusion matrix (with its picture when `picture`), as soon
+            as its last epoch is evaluated: serialised here, written in the background while the epoch
+            is logged and checkpointed."""
             if ranks.main:  # durable once run.json's write syncs the folder (grid.py: record)
                 closing.append(in_background(atomic_write_bytes, run_dir / "weights.pt",
                                               weights_bytes(state.model, spec, info), False))
             closing.append(_final_confusion(parts, state, prepared, (val_feed, test_feed), (val_metrics, test_metrics),
-                                            monitor, ctx))
+                                            monitor, ctx, picture))
 
         try:
             _epochs(state, parts, (train_feed, val_feed, test_feed), (val_metrics, test_metrics),
                     (monitor, plateau), plan, ctx, write_results)
             if not closing:  # resumed from a checkpoint after its last epoch: nothing was left to train
-                write_results()
+                write_results(Cadence(spec.tracking.image_every).due_at_end(state.run_seconds))
         except torch.cuda.OutOfMemoryError as exc:
             raise _on_every_rank(ranks, RunFailed(f"out of memory: {str(exc).splitlines()[0]}")) from None
         finally:
@@ -425,9 +426,9 @@ class _Extras:
 
 
 def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan: RunPlan, ctx: RunContext,
-            at_last: Callable[[], Any]) -> None:
-    """The epochs still to train; `at_last` once the last one is evaluated (its files are then written
-    while the epoch is logged and checkpointed)."""
+            at_last: Callable[[bool], Any]) -> None:
+    """The epochs still to train; `at_last` once the last one is evaluated, told whether the images are
+    due (its files are then written while the epoch is logged and checkpointed)."""
     train_feed, val_feed, test_feed = feeds
     monitor, plateau = monitors
     train = parts.spec.train
@@ -458,9 +459,10 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
         state.rows.append(row)
         stop_early = state.stopper is not None and state.stopper.should_stop(row)
         last = epoch == train.epochs or stop_early
+        images = extras.images.due(epoch, last)  # asked once: under `auto` the answer is the clock's
         if last:
-            at_last()
-        _track(parts, state, epoch, row, split_metrics, extras, last)
+            at_last(images)
+        _track(parts, state, epoch, row, split_metrics, extras, last, images)
         ctx.on_epoch(row, list(values))
         state.end_epoch()
         # Every rank decides alike: the checkpoint gathers from all of them.
@@ -477,9 +479,9 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
 
 
 def _track(parts: Parts, state: RunState, epoch: int, row: dict[str, Any], split_metrics, extras: _Extras,
-           last: bool) -> None:
+           last: bool, images_due: bool) -> None:
     histograms = bool(parts.trackers) and extras.histograms.due(epoch, last)
-    images = bool(parts.trackers) and extras.images.due(epoch, last)
+    images = bool(parts.trackers) and images_due
     for tracker in parts.trackers:
         tracker.log(epoch, row)
         if histograms:
@@ -505,9 +507,10 @@ def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:
 
 
 def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_feeds, split_metrics,
-                     monitor: Monitor, ctx: RunContext) -> Future:
-    """confusion_matrix.csv/.png of the final model on the monitor's split (val, else test, else train),
-    written in the background (the Future says when, or why not)."""
+                     monitor: Monitor, ctx: RunContext, picture: bool) -> Future:
+    """confusion_matrix.csv (and .png with `picture`: drawing and encoding it costs a tiny run a tenth
+    of its time) of the final model on the monitor's split (val, else test, else train), written in
+    the background (the Future says when, or why not)."""
     if not parts.task.confusion:
         return DONE
     (val_feed, test_feed), (val_metrics, test_metrics) = split_feeds, split_metrics
@@ -528,5 +531,5 @@ def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, spli
     counts = metrics.confusion_counts()  # every rank's, reduced: a collective under torchrun
     if parts.ranks.main and counts.sum() > 0:
         return write_confusion(parts.run_dir, counts, parts.task.class_names, background=in_background,
-                               sync_folder=False)
+                               sync_folder=False, picture=picture)
     return DONE

@@ -151,24 +151,28 @@ class HeatmapPainter:
 
 
 def write_confusion(folder: Path, counts: torch.Tensor, names: list[str],
-                    background: Callable[..., Future] | None = None, sync_folder: bool = True) -> Future | None:
-    """confusion_matrix.csv (counts), confusion_matrix_normalized.csv and confusion_matrix.png, each
-    atomically and durably (`sync_folder=False`: a later durable write into `folder` commits them).
+                    background: Callable[..., Future] | None = None, sync_folder: bool = True,
+                    picture: bool = True) -> Future | None:
+    """confusion_matrix.csv (counts), confusion_matrix_normalized.csv and, with `picture`,
+    confusion_matrix.png, each atomically and durably (`sync_folder=False`: a later durable write into
+    `folder` commits them).
 
     With `background`, the tables and the picture are made here and handed to it to encode and write
     (PNG encoding and file writes release the GIL; drawing does not), and its Future is returned."""
     tables = {"confusion_matrix.csv": _csv(counts, names, lambda v: str(int(v))),
               "confusion_matrix_normalized.csv": _csv(normalized(counts), names, lambda v: f"{v:.6f}")}
-    picture = confusion_picture(counts, names)
+    drawn = confusion_picture(counts, names) if picture else None
     if background is not None:
-        return background(_write_files, folder, tables, picture, sync_folder)
-    _write_files(folder, tables, picture, sync_folder)
+        return background(_write_files, folder, tables, drawn, sync_folder)
+    _write_files(folder, tables, drawn, sync_folder)
     return None
 
 
 def _write_files(folder: Path, tables: dict[str, str], picture, sync_folder: bool) -> None:
     for name, text in tables.items():
         atomic_write_text(folder / name, text, sync_folder=sync_folder)
+    if picture is None:
+        return
     png = io.BytesIO()
     picture.save(png, format="PNG", compress_level=1)  # encodes in 60 % of the time
     atomic_write_bytes(folder / "confusion_matrix.png", png.getvalue(), sync_folder=sync_folder)
