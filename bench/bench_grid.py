@@ -11,6 +11,7 @@ weights, run.json and confusion matrix files).
     python bench/bench_grid.py                  # R = 1, 16, 64
     python bench/bench_grid.py --runs 1 16 64 256
     python bench/bench_grid.py --smoke          # seconds: that it still runs
+    python bench/bench_grid.py --runs 1000 --per-run   # modelspec's time per run, by tenths of the grid
 
 Both sides run in this one process with one torch thread, alternately, each on fresh folders, as
 many rounds as `--repeat` says; the figures are the fastest round's wall seconds per grid of each
@@ -106,6 +107,34 @@ def modelspec_grid(runs: int, epochs: int, size: int, folder: Path, overrides: l
     assert not result.failed, [o.reason for o in result.outcomes.values()]
 
 
+def per_run(runs: int, epochs: int, size: int, overrides: list[str]) -> None:
+    """One modelspec grid with each run timed (from its start to its outcome recorded): the median
+    of each tenth of the grid, to see whether a run's cost grows with the runs before it."""
+    import statistics
+
+    from modelspec.runner import grid
+
+    times: list[float] = []
+    run_one = grid._Grid._run_one
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return run_one(self, *args, **kwargs)
+        finally:
+            times.append(time.perf_counter() - start)
+
+    grid._Grid._run_one = timed
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_grid_per_run_") as folder:
+            modelspec_grid(runs, epochs, size, Path(folder), overrides)
+    finally:
+        grid._Grid._run_one = run_one
+    step = max(runs // 10, 1)
+    print(f"modelspec, {runs} runs: median ms per run by tenth of the grid")
+    print("  " + " ".join(f"{1000 * statistics.median(times[i : i + step]):.1f}" for i in range(0, runs, step)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 16, 64])
@@ -114,6 +143,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="alternating rounds; the fastest of each side counts")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="spec overrides for modelspec")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that it runs")
+    parser.add_argument("--per-run", action="store_true", help="only modelspec, each run timed: the median of each tenth")
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.epochs, args.size, args.repeat = [2], 2, 128, 1
@@ -124,9 +154,13 @@ def main() -> None:
     data = loads_spec(SPEC.format(size=args.size, epochs=1, seeds=[0]), "tiny.yaml").spec.data
     source = synthetic_split(data, train=True)
     print(f"tiny MLP, {args.size} samples, batch 64, {args.epochs} epochs per run; torch {torch.__version__}, 1 thread")
-    print(f"{'runs':>5} {'hand s':>8} {'modelspec s':>12} {'ratio':>6} {'hand ms/ep':>11} {'ms ms/ep':>9}")
     with tempfile.TemporaryDirectory() as folder:  # imports and first-use costs, untimed
         modelspec_grid(1, 1, args.size, Path(folder), args.set)
+    if args.per_run:
+        for runs in args.runs:
+            per_run(runs, args.epochs, args.size, args.set)
+        return
+    print(f"{'runs':>5} {'hand s':>8} {'modelspec s':>12} {'ratio':>6} {'hand ms/ep':>11} {'ms ms/ep':>9}")
     for runs in args.runs:
         times = {"hand": math.inf, "modelspec": math.inf}
         for round_ in range(args.repeat):
