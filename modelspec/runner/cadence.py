@@ -8,9 +8,8 @@ also means after the run's last epoch. Under `auto`, histograms and images come 
 of a run that has trained AUTO_SECONDS or more (its final state is worth seeing, and costs little
 next to its training; a run of a few seconds, one of a grid of hundreds, would spend a tenth of its
 time on them; the picture of its final confusion matrix in the run folder follows the images), and
-checkpoints never do: a finished run's checkpoint is never read (its weights and
-run.json are what it leaves), and one killed before it counts as finished loses AUTO_SECONDS of
-training at most. The numbers a run computes do not depend on any of it: a run resumes exactly from
+checkpoints never do: a finished run's checkpoint is never read (its weights and run.json are what
+it leaves), and one killed before it counts as finished loses AUTO_SECONDS of training at most. The numbers a run computes do not depend on any of it: a run resumes exactly from
 whichever checkpoint it has.
 """
 

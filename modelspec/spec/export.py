@@ -48,7 +48,8 @@ class TrackingSpec(SpecModel):
     # `{every: N}` (and the last), or `false`.
     histograms: Union[bool, EverySpec] = True
     # The first batch as an image grid (image data), and the confusion matrices as often as `true`
-    # or `{every: N}` say (as for histograms; `{every: 1}`: each epoch), or `false`.
+    # or `{every: N}` say (as for histograms; `{every: 1}`: each epoch), or `false`; the run folder's
+    # confusion_matrix.png comes with the last epoch's.
     images: Union[bool, EverySpec] = True
     graph: bool = True  # the model graph, traced once per run
 
