@@ -12,10 +12,15 @@ weights, run.json and confusion matrix files).
     python bench/bench_grid.py --runs 1 16 64 256
     python bench/bench_grid.py --smoke          # seconds: that it still runs
     python bench/bench_grid.py --runs 1000 --per-run   # modelspec's time per run, by tenths of the grid
+    python bench/bench_grid.py --runs 64 --waits       # where each side's wall time goes: CPU, load, waits
+    python bench/bench_grid.py --runs 64 --interleave 8   # both sides as alternating grids of 8: the same load
 
 Both sides run in this one process with one torch thread, alternately, each on fresh folders, as
 many rounds as `--repeat` says; the figures are the fastest round's wall seconds per grid of each
-side (a shared machine's noise only ever adds time), their ratio, and the cost per run-epoch.
+side (a shared machine's noise only ever adds time), their ratio, and the cost per run-epoch; then
+the ratio of the process CPU seconds and the "own" ratio: the wall less the time the training thread
+was ready to run but had no core (Linux's schedstat). On a loaded machine the load moves between one
+side's round and the other's; the own ratio leaves it out and tracks the CPU ratio.
 """
 
 from __future__ import annotations
@@ -135,6 +140,132 @@ def per_run(runs: int, epochs: int, size: int, overrides: list[str]) -> None:
     print("  " + " ".join(f"{1000 * statistics.median(times[i : i + step]):.1f}" for i in range(0, runs, step)))
 
 
+class WaitClock:
+    """Seconds the training thread spends in each place it can wait (`--waits`): a Future of the
+    files thread, an fsync, a TensorBoard writer's close, a thread's join. The waits are found by
+    patching those calls, each wrapped in time.perf_counter, and summed per caller."""
+
+    def __init__(self):
+        import collections
+        import threading
+
+        self.main = threading.main_thread()
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.calls: dict[str, int] = collections.defaultdict(int)
+        self.undo: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        import sys
+        import threading
+
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            if threading.current_thread() is not self.main:
+                return original(*args, **kwargs)
+            caller = sys._getframe(1).f_code.co_name
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                key = f"{label} (in {caller})"
+                self.seconds[key] += time.perf_counter() - start
+                self.calls[key] += 1
+
+        setattr(owner, name, timed)
+        self.undo.append((owner, name, original))
+
+    def __enter__(self) -> "WaitClock":
+        import concurrent.futures
+        import os
+        import threading
+
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.wrap(concurrent.futures.Future, "result", "Future.result")
+        self.wrap(concurrent.futures.Future, "exception", "Future.exception")
+        self.wrap(os, "fsync", "os.fsync")
+        self.wrap(threading.Thread, "join", "Thread.join")
+        self.wrap(SummaryWriter, "close", "SummaryWriter.close")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, original in reversed(self.undo):
+            setattr(owner, name, original)
+
+
+def schedstat() -> tuple[float, float, int]:
+    """This thread's seconds on a CPU and waiting for one (ready, but the cores were busy: the load),
+    and how many times it was put on a core, from Linux's /proc/thread-self/schedstat; what is left
+    of the wall time it was blocked: a lock (the GIL), a Future, a disk."""
+    try:
+        with open("/proc/thread-self/schedstat") as handle:
+            on_cpu, runqueue, slices = handle.read().split()
+    except OSError:
+        return math.nan, math.nan, 0
+    return int(on_cpu) / 1e9, int(runqueue) / 1e9, int(slices)
+
+
+def switches() -> tuple[int, int]:
+    """This thread's voluntary context switches (it blocked: a lock, the GIL, a Future, a disk) and
+    involuntary ones (its time slice was up and another task took the core)."""
+    counts = {}
+    try:
+        with open("/proc/thread-self/status") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.endswith("ctxt_switches"):
+                    counts[key] = int(value)
+    except OSError:
+        return 0, 0
+    return counts.get("voluntary_ctxt_switches", 0), counts.get("nonvoluntary_ctxt_switches", 0)
+
+
+def waits(runs: int, epochs: int, size: int, overrides: list[str], x: torch.Tensor, y: torch.Tensor) -> None:
+    """Both sides once, each with its training thread's wall time split into CPU, waiting for a core
+    (the machine's load) and blocked (waiting on something of its own), and modelspec's waits timed
+    where it can wait."""
+    for name in ("hand", "modelspec"):
+        with tempfile.TemporaryDirectory(prefix="bench_grid_waits_") as folder, WaitClock() as clock:
+            wall, cpu, before, switched = time.perf_counter(), time.process_time(), schedstat(), switches()
+            if name == "hand":
+                hand_written(runs, epochs, size, Path(folder), x, y)
+            else:
+                modelspec_grid(runs, epochs, size, Path(folder), overrides)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            thread, ready, slices = (b - a for a, b in zip(before, schedstat()))
+            voluntary, involuntary = (b - a for a, b in zip(switched, switches()))
+        print(f"{name}, {runs} runs: wall {wall:.2f} s, process CPU {cpu:.2f} s; training thread: CPU {thread:.2f} s,"
+              f" waiting for a core {ready:.2f} s, blocked {wall - thread - ready:.2f} s; on a core {slices} times,"
+              f" after blocking {voluntary}, after preemption {involuntary}")
+        for key, seconds in sorted(clock.seconds.items(), key=lambda item: -item[1]):
+            print(f"  {1000 * seconds:9.1f} ms in {clock.calls[key]:5d} calls  {key}")
+
+
+def interleaved(runs: int, chunk: int, epochs: int, size: int, overrides: list[str], x: torch.Tensor,
+                y: torch.Tensor) -> None:
+    """Each side's `runs` as grids of `chunk` runs, the two sides alternating grid by grid, so that
+    both meet the same load on a busy machine; the ratios of the sums. (A grid of `chunk` runs pays
+    its per-grid costs runs/chunk times: the ratio is a little above a single grid's.)"""
+    sums = {name: {"wall": 0.0, "cpu": 0.0, "ready": 0.0} for name in ("hand", "modelspec")}
+    for index in range(math.ceil(runs / chunk)):
+        for name in ("hand", "modelspec") if index % 2 else ("modelspec", "hand"):
+            with tempfile.TemporaryDirectory(prefix=f"bench_grid_{name}_") as folder:
+                start, start_cpu, (_, start_ready, _) = time.perf_counter(), time.process_time(), schedstat()
+                if name == "hand":
+                    hand_written(chunk, epochs, size, Path(folder), x, y)
+                else:
+                    modelspec_grid(chunk, epochs, size, Path(folder), overrides)
+                figures = {"wall": time.perf_counter() - start, "cpu": time.process_time() - start_cpu,
+                           "ready": schedstat()[1] - start_ready}
+                sums[name] = {key: sums[name][key] + value for key, value in figures.items()}
+    hand, ms = sums["hand"], sums["modelspec"]
+    print(f"{runs} runs as alternating grids of {chunk}: wall {hand['wall']:.2f} / {ms['wall']:.2f} s "
+          f"= {ms['wall'] / hand['wall']:.2f}, CPU {hand['cpu']:.2f} / {ms['cpu']:.2f} s = {ms['cpu'] / hand['cpu']:.2f}, "
+          f"waiting for a core {hand['ready']:.2f} / {ms['ready']:.2f} s "
+          f"({hand['ready'] / hand['cpu']:.2f} / {ms['ready'] / ms['cpu']:.2f} s per CPU second)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 16, 64])
@@ -144,6 +275,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="spec overrides for modelspec")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that it runs")
     parser.add_argument("--per-run", action="store_true", help="only modelspec, each run timed: the median of each tenth")
+    parser.add_argument("--interleave", type=int, metavar="CHUNK", help="each side as grids of CHUNK runs, alternating")
+    parser.add_argument("--waits", action="store_true", help="each side once: its training thread's CPU, waits for a core, blocked time")
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.epochs, args.size, args.repeat = [2], 2, 128, 1
@@ -160,21 +293,36 @@ def main() -> None:
         for runs in args.runs:
             per_run(runs, args.epochs, args.size, args.set)
         return
-    print(f"{'runs':>5} {'hand s':>8} {'modelspec s':>12} {'ratio':>6} {'hand ms/ep':>11} {'ms ms/ep':>9}")
+    if args.interleave:
+        for runs in args.runs:
+            interleaved(runs, args.interleave, args.epochs, args.size, args.set, source.tensors, source.targets)
+        return
+    if args.waits:
+        for runs in args.runs:
+            waits(runs, args.epochs, args.size, args.set, source.tensors, source.targets)
+        return
+    print(f"{'runs':>5} {'hand s':>8} {'modelspec s':>12} {'ratio':>6} {'hand ms/ep':>11} {'ms ms/ep':>9}"
+          f" {'hand cpu s':>11} {'ms cpu s':>9} {'cpu ratio':>9} {'own ratio':>9}")
     for runs in args.runs:
-        times = {"hand": math.inf, "modelspec": math.inf}
+        # Each side's fastest round of: wall seconds, the process's CPU seconds (every thread's), and
+        # "own" seconds: the wall less the time the training thread was ready with no core free (the
+        # machine's load, which moves between the two sides' rounds; see --waits).
+        best = {name: {"wall": math.inf, "cpu": math.inf, "own": math.inf} for name in ("hand", "modelspec")}
         for round_ in range(args.repeat):
             for name in ("hand", "modelspec") if (runs + round_) % 2 else ("modelspec", "hand"):
                 with tempfile.TemporaryDirectory(prefix=f"bench_grid_{name}_") as folder:
-                    start = time.perf_counter()
+                    start, start_cpu, (_, start_ready, _) = time.perf_counter(), time.process_time(), schedstat()
                     if name == "hand":
                         hand_written(runs, args.epochs, args.size, Path(folder), source.tensors, source.targets)
                     else:
                         modelspec_grid(runs, args.epochs, args.size, Path(folder), args.set)
-                    times[name] = min(times[name], time.perf_counter() - start)
-        per = runs * args.epochs
-        print(f"{runs:>5} {times['hand']:>8.2f} {times['modelspec']:>12.2f} {times['modelspec'] / times['hand']:>6.2f} "
-              f"{1000 * times['hand'] / per:>11.1f} {1000 * times['modelspec'] / per:>9.1f}")
+                    wall, ready = time.perf_counter() - start, schedstat()[1] - start_ready
+                    figures = {"wall": wall, "cpu": time.process_time() - start_cpu, "own": wall - ready}
+                    best[name] = {key: min(best[name][key], value) for key, value in figures.items()}
+        hand, ms, per = best["hand"], best["modelspec"], runs * args.epochs
+        print(f"{runs:>5} {hand['wall']:>8.2f} {ms['wall']:>12.2f} {ms['wall'] / hand['wall']:>6.2f} "
+              f"{1000 * hand['wall'] / per:>11.1f} {1000 * ms['wall'] / per:>9.1f}"
+              f" {hand['cpu']:>11.2f} {ms['cpu']:>9.2f} {ms['cpu'] / hand['cpu']:>9.2f} {ms['own'] / hand['own']:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -11,18 +11,18 @@ from __future__ import annotations
 import errno
 import io
 import os
-import pickle
+import re
 import tempfile
-import zipfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from .compile import build_model
-from .errors import SpecError
+from .errors import RunError, SpecError
 from .spec.root import Spec
 from .spec.validate import validate_data
 from .spec.yaml_source import SourceMap
@@ -97,33 +97,54 @@ def shared_mode(directory: bool = False) -> int:
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
+def disk_full_error(exc: BaseException) -> OSError | None:
+    """The write's OSError that says no space is left (or over quota, or past the file-size limit),
+    wherever it is in the chain: torch's C++ writers raise their own RuntimeError ("unexpected pos
+    ...") with the OSError as its context. Told by the error number, never by the message."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    """No space left (or over quota, or past the file-size limit): freeing space lets the run go on."""
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        return True
-    # torch's C++ writers report a failed write as a RuntimeError that carries the OS's words.
-    return isinstance(exc, RuntimeError) and "No space left on device" in str(exc)
+    """No space left where something was written: freeing space lets the run go on."""
+    return disk_full_error(exc) is not None
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], None], durable: bool = True,
-                      sync_folder: bool = True) -> None:
-    """`write` into a temporary file in the same folder, then rename over `path`; with `durable`,
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    """os.write until every byte is written: a write that takes none means the disk is full."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        view = view[written:]
+
+
+def _write_atomically(path: Path, data: bytes, durable: bool = True, sync_folder: bool = True) -> None:
+    """`data` into a temporary file in the same folder, then rename over `path`; with `durable`,
     fsync the file first and the folder after, so that it also survives a crash of the machine.
 
     A kill of the process at any instant leaves the old file or the new one, never a torn one; a
-    failed write (a full disk) leaves the old file and no temporary behind. `sync_folder=False` leaves
-    the rename to a later durable write into the same folder (one folder sync commits every rename
-    before it: a run's files, then its run.json).
+    failed write (a full disk) leaves the old file and no temporary behind, and raises an OSError
+    with its error number (`is_disk_full` tells it). `sync_folder=False` leaves the rename to a later
+    durable write into the same folder (one folder sync commits every rename before it: a run's
+    files, then its run.json).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, shared_mode())
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
+        try:
+            os.fchmod(fd, shared_mode())
+            _write_all(fd, data, path)
             if durable:
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
         if durable and sync_folder:
             dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -137,43 +158,114 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], None], durable: bo
         raise
 
 
+def torch_bytes(obj: Any) -> bytes:
+    """torch.save into memory: its C++ zip writer never meets the disk, whose errors it would hide
+    behind its own ("unexpected pos ..."); the bytes are written by `_write_atomically`."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def atomic_save(obj: Any, path: str | Path, durable: bool = True) -> None:
     """torch.save, atomically (see `_write_atomically`)."""
-    _write_atomically(Path(path), lambda handle: torch.save(obj, handle), durable)
+    _write_atomically(Path(path), torch_bytes(obj), durable)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, sync_folder: bool = True) -> None:
     """Bytes (a serialised model), atomically and durably (see `_write_atomically`)."""
-    _write_atomically(Path(path), lambda handle: handle.write(data), sync_folder=sync_folder)
+    _write_atomically(Path(path), data, sync_folder=sync_folder)
 
 
 def atomic_write_text(path: str | Path, text: str, sync_folder: bool = True) -> None:
     """Text files that others read back (results, run states): never seen half-written."""
-    _write_atomically(Path(path), lambda handle: handle.write(text.encode("utf-8")), sync_folder=sync_folder)
+    _write_atomically(Path(path), text.encode("utf-8"), sync_folder=sync_folder)
 
 
-def safe_load(path: str | Path, what: str = "file",
-              hint: str = "train the run again to write it (modelspec run SPEC)") -> Any:
-    """torch.load with weights_only=True; a missing, corrupt or truncated file is a clear error.
+def output_error(exc: OSError, path: Path, option: str) -> Exception:
+    """What a failed write to a path the user gave ends as: a full disk is a command that failed
+    (RunError, exit 1); any other reason, a path that cannot be written (SpecError, exit 2)."""
+    if is_disk_full(exc):
+        return RunError(f"cannot write {path}: {exc.strerror or 'no space left on the disk'}; free some space "
+                        "and run the command again")
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and blocker is not None:
+        reason = f"the file {blocker} is in the way of a folder"
+    elif isinstance(exc, IsADirectoryError):
+        reason = "it is a folder"
+    else:
+        reason = exc.strerror or str(exc)
+    return SpecError(f"{option} {path}: cannot write there: {reason}", hint=f"give {option} a path you can write to")
 
-    `hint` says what the caller can do about it: a resume cannot "resume the run to write it again".
+
+def check_output(path: Path, option: str, folder: bool = False) -> None:
+    """Before the work that fills it: `path` (a file, or with `folder` a folder) can be written. Its
+    folder is made and must take a new file; see `output_error` for what a failure ends as."""
+    target = path if folder else path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if not folder and path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        raise output_error(exc, path, option) from None
+
+
+def restart_hint(run_dir: Path) -> str:
+    """How to start one run of a grid over: the command, or by hand."""
+    return (f"start this run over: `modelspec resume {run_dir.parent} --restart-run {run_dir.name}` "
+            f"(or delete {run_dir} and resume)")
+
+
+def _weights_hint(path: Path) -> str:
+    """What to do about an unreadable weights file: a grid's run is started over; any other file is
+    replaced by one torch wrote."""
+    from .runner.folder import GRID_FILE
+
+    if path.name == WEIGHTS_FILE and (path.parent.parent / GRID_FILE).is_file():
+        return restart_hint(path.parent)
+    return "give a file that torch.save wrote, such as a run's weights.pt (`modelspec run SPEC` writes one)"
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """What is wrong with a file torch.load refused, from its first bytes: torch's own words for a
+    foreign file ("pop from empty list", "101") say nothing to a user."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as error:
+        return error.strerror or str(error)
+    if not head:
+        return "the file is empty"
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # torch.save's zip, or its older pickle
+        return f"not a file torch.save wrote (it begins with {head!r})"
+    text = re.sub(r"^\[enforce fail at [^\]]*\][ .]*", "", " ".join(str(exc).split()))  # torch's C++ prefix
+    return text.split(". ")[0][:200] or type(exc).__name__
+
+
+def safe_load(path: str | Path, what: str = "file", hint: str | None = None) -> Any:
+    """torch.load with weights_only=True; a missing, foreign, corrupt or truncated file is a clear error.
+
+    `hint` says what the caller can do about it (a resume cannot "resume the run to write it again");
+    by default, how to write the weights again.
     """
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"no {what} at {path}", hint="check the path; runs keep weights in <run>/weights.pt")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as exc:
+        with warnings.catch_warnings():  # the unpickler's notes on a foreign file's pickle protocol
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - bytes that are not torch's fail with any type (IndexError, KeyError, ...)
         raise SpecError(
-            f"{path} is not a readable {what} (corrupt or truncated?): {str(exc).split('. ')[0][:200]}",
-            hint=hint,
+            f"{path} is not a readable {what} (corrupt or truncated?): {_why_unreadable(path, exc)}",
+            hint=hint or _weights_hint(path),
         ) from None
 
 
 def weights_bytes(model: nn.Module, spec: Spec, info: ModelInfo) -> bytes:
     """weights.pt's content: the state dict with the resolved spec and what the model reads and gives."""
-    buffer = io.BytesIO()
-    torch.save(
+    return torch_bytes(
         {
             "format": FORMAT_VERSION,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -181,10 +273,8 @@ def weights_bytes(model: nn.Module, spec: Spec, info: ModelInfo) -> bytes:
             # that validation refuses for other data sets, so it would not load back.
             "spec": spec.resolved(),
             "info": info.to_dict(),
-        },
-        buffer,
+        }
     )
-    return buffer.getvalue()
 
 
 def save_weights(path: str | Path, model: nn.Module, spec: Spec, info: ModelInfo) -> None:

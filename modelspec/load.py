@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Sequence
 
-from .compile.shapes import MAX_SAMPLE_ELEMENTS, NetworkShapes, infer_shapes
+from .compile.finetune import check_freeze
+from .compile.shapes import MAX_SAMPLE_ELEMENTS, NetworkShapes, check_padding, infer_shapes
 from .compile.task import resolve_task, targets_of
 from .errors import SpecError, SpecIssue
 from .spec.data import LOADER_KEYS, static_shape
-from .spec.grid import RunPlan, check_grid, expand_grid
+from .spec.grid import RunPlan, check_grid, expand_grid, grid_location
 from .spec.layers import Embedding, fmt_shape
-from .spec.paths import parse_path, set_path
+from .spec.paths import parse_path, set_path, unset_path
 from .spec.root import Spec
 from .spec.validate import relocate, validate_data
 from .spec.yaml_source import MAX_SPEC_BYTES, SourceMap, load_yaml
@@ -49,15 +50,26 @@ class LoadedSpec:
             raise relocate(exc, self.source) from None
 
 
-def apply_overrides(raw: Any, overrides: Sequence[str], source: SourceMap) -> Any:
-    """`PATH=VALUE` pairs, VALUE read as YAML (safely), each set into the raw data."""
+def apply_overrides(raw: Any, overrides: Sequence[str], source: SourceMap, unset: Sequence[str] = ()) -> Any:
+    """`--unset PATH` removes each key (first, so that `--unset a --set a.b=1` starts `a` afresh), then
+    each `--set PATH=VALUE` (VALUE read as YAML, safely) is set into the raw data. Either is located at
+    its own command-line text when it is wrong or what it leaves is."""
     if raw is not None and not isinstance(raw, dict):
         return raw  # validation says the spec is no mapping; an override cannot help
+    for item in unset:
+        origin = f"--unset {item}"
+        try:
+            path = parse_path(item)
+            raw = unset_path(raw, path)
+        except SpecError as exc:
+            raise SpecError([i.located(origin, None, None) for i in exc.issues]) from None
+        source.overrides[path] = origin
     for item in overrides:
         origin = f"--set {item}"
         path_text, sep, value_text = item.partition("=")
         if not sep:
-            raise SpecError([SpecIssue("expected PATH=VALUE", hint="e.g. --set train.epochs=2", file=origin)])
+            raise SpecError([SpecIssue("expected PATH=VALUE", hint="e.g. --set train.epochs=2; "
+                                       "to remove a key: --unset PATH", file=origin)])
         try:
             path = parse_path(path_text)
             value, _ = load_yaml(value_text, origin)
@@ -68,10 +80,33 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: SourceMap) -> An
     return raw
 
 
-def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes], list[str]]:
-    """Shape-check every network against the data's static shape; notes say what could not be."""
+def _data_shape(spec: Spec, check_data: bool, checked: dict[str, Any] | None) -> tuple[Any, int | None]:
+    """(input_shape, num_classes): static, or with what cheap reads of the data's files add. `checked`
+    keeps each data section's outcome, so that the runs of a grid read the same files once, and a
+    problem with them is said once (raised again with no issue)."""
+    if not check_data:
+        return static_shape(spec.data)
+    if checked is None:
+        return spec.data.check_files(spec.seed)
+    key = spec.data.model_dump_json(exclude=set(LOADER_KEYS)) + f" seed={spec.seed}"
+    if key not in checked:
+        try:
+            checked[key] = spec.data.check_files(spec.seed)
+        except SpecError as exc:
+            checked[key] = exc
+            raise
+    if isinstance(checked[key], SpecError):
+        raise SpecError([])  # said already
+    return checked[key]
+
+
+def check_shapes(spec: Spec, source: SourceMap, check_data: bool = False,
+                 checked: dict[str, Any] | None = None) -> tuple[dict[str, NetworkShapes], list[str]]:
+    """Shape-check every network against the data's static shape (`check_data`: and what cheap reads
+    of its files add: they exist, name the spec's columns, a table's width, the class folders);
+    notes say what could not be checked."""
     try:
-        input_shape, num_classes = static_shape(spec.data)
+        input_shape, num_classes = _data_shape(spec, check_data, checked)
     except SpecError as exc:
         raise relocate(exc, source) from None
     if input_shape is None:
@@ -102,15 +137,18 @@ def check_shapes(spec: Spec, source: SourceMap) -> tuple[dict[str, NetworkShapes
                     path=path + (0, "embedding", "num_embeddings"),
                     hint=f"use num_embeddings: {vocab_size} or more",
                 )
+            check_padding(shapes[name], spec.data.pad_id, path)  # an lstm must not read the padding
             # The task: the loss against the data's targets and the head, the metrics and the monitor.
             targets = targets_of(spec.data.target_kind, num_classes, spec.data.target_count)
             last = shapes[name].layers[-1]
             resolve_task(spec.train, shapes[name].output_shape, targets, path + (last.index, last.layer.type))
+            if spec.train.network == name or len(spec.all_networks) == 1:  # the network a run trains
+                check_freeze(spec.train.freeze, shapes[name])
         except SpecError as exc:
             issues += relocate(exc, source).issues
     if issues:
         raise SpecError(issues)
-    notes = [] if num_classes is not None else [
+    notes = [] if num_classes is not None or spec.data.target_kind == "real" else [
         f"num_classes is known only from the data: shapes are checked with {STAND_IN_CLASSES} classes "
         "and `num_classes` sizes are resolved at run time"
     ]
@@ -124,24 +162,32 @@ def _shape_key(spec: Spec) -> str:
     )
     networks = {name: [layer.model_dump(mode="json") for layer in layers] for name, layers in spec.all_networks.items()}
     networks["<blocks>"] = [block.model_dump(mode="json") for block in (spec.blocks or {}).values()]
-    train = spec.train.model_dump(mode="json", include={"loss", "metrics", "monitor", "early_stopping", "scheduler"})
+    train = spec.train.model_dump(mode="json", include={"loss", "metrics", "monitor", "early_stopping", "scheduler",
+                                                    "network", "freeze"})
     return json.dumps([data, networks, train])
 
 
-def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = ()) -> LoadedSpec:
+def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = (), *, unset: Sequence[str] = (),
+               check_data: bool = False) -> LoadedSpec:
+    """`check_data`: also read what is cheap to read of the data's files (validate and run do; a
+    stored spec read back by export or predict does not need its training data)."""
     raw, source = load_yaml(text, file)
-    raw = apply_overrides(raw, overrides, source)
+    raw = apply_overrides(raw, overrides, source, unset)
     spec = validate_data(raw, source)
     issues = check_grid(raw, source)
+    # Where a grid changes the data, its runs' data are read, not the spec's own (which none may run).
+    data_by_grid = check_data and any(key.startswith("data.") and key.split(".")[1] not in LOADER_KEYS
+                                      for key in spec.grid)
+    checked: dict[str, Any] = {}
     try:
-        _, notes = check_shapes(spec, source)
+        _, notes = check_shapes(spec, source, check_data and not data_by_grid, checked)
     except SpecError as exc:
         issues += exc.issues
         notes = []
     if not issues:
         # A grid may change the data, a layer or the loss: check each distinct combination once,
         # within a budget of layers built, so that a grid of many architectures stays quick.
-        seen, budget = {_shape_key(spec)}, MAX_GRID_LAYER_CHECKS
+        seen, budget = (set() if data_by_grid else {_shape_key(spec)}), MAX_GRID_LAYER_CHECKS
         for run in LoadedSpec(spec, raw, source).runs():
             key = _shape_key(run.spec)
             if key in seen:
@@ -152,9 +198,11 @@ def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = ()) -
                 break
             seen.add(key)
             try:
-                check_shapes(run.spec, source)
+                check_shapes(run.spec, SourceMap(source.file), check_data, checked)
             except SpecError as exc:
-                issues += [SpecIssue(f"run {run.name}: {i.message}", i.path, i.hint, i.file, i.line, i.column)
+                # Located where the run's value was written: its grid value, the spec or a --set.
+                issues += [source.issue(SpecIssue(f"run {run.name}: {i.message}",
+                                                  grid_location(spec, run.values, i.path), i.hint))
                            for i in exc.issues]
     if issues:
         raise SpecError(issues)
@@ -200,5 +248,6 @@ def _too_large(file: str, size: int) -> SpecError:
                                 hint="a spec is a page or two of YAML; is this the right file?")])
 
 
-def load_spec(path: str | FilePath, overrides: Sequence[str] = ()) -> LoadedSpec:
-    return loads_spec(read_spec_text(path), str(path), overrides)
+def load_spec(path: str | FilePath, overrides: Sequence[str] = (), *, unset: Sequence[str] = (),
+              check_data: bool = False) -> LoadedSpec:
+    return loads_spec(read_spec_text(path), str(path), overrides, unset=unset, check_data=check_data)

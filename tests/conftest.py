@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,13 @@ from modelspec.errors import SpecError, SpecIssue
 from modelspec.load import loads_spec
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Statistics caches (normalize: auto) go to a temporary folder, for this process and the
+    commands it starts: a test writes neither into the user's ~/.cache nor beside shared data."""
+    os.environ["MODELSPEC_CACHE"] = str(tmp_path_factory.mktemp("modelspec-cache"))
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ EXPECTED = {  # spec -> (input shape, outputs, y dtype, y shape per sample)
     "titanic.yaml": ((15,), 1, torch.float32, ()),
     "cifar2.yaml": ((3, 32, 32), 1, torch.float32, ()),
     "imdb_lstm.yaml": ((200,), 2, torch.int64, ()),
-    "covid_lstm.yaml": ((8, 3), None, torch.float32, (3,)),
+    "covid_lstm.yaml": ((8, 3), None, torch.float32, (6,)),  # 3 changes, then the 3 levels they start from
     "cifar10_cnn.yaml": ((3, 32, 32), 10, torch.int64, ()),
 }
 

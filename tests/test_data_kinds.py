@@ -121,7 +121,7 @@ def test_several_real_targets_are_float_columns(tmp_path):
 @pytest.mark.parametrize("keys, message", [
     ({"target": "nope"}, "has no column 'nope'"),
     ({"target": "y", "target_kind": "binary"}, "holds values other than 0 and 1: 2"),
-    ({"target": "y", "features": ["x"], "columns": {"x": "numeric"}, "test_path": "missing.csv"}, "no file at missing.csv"),
+    ({"target": "y", "features": ["x"], "columns": {"x": "numeric"}, "test_path": "missing.csv"}, "no file or folder at missing.csv"),
 ])
 def test_table_mistakes_are_spec_errors(tmp_path, keys, message):
     path = write_csv(tmp_path / "t.csv", "x,y", ["1,2", "2,1", "3,0"])
@@ -209,10 +209,12 @@ def test_time_series_differences_and_several_targets(tmp_path):
                     targets=["confirmed", "deaths", "recovered"], difference=True, window=8)
     import pandas as pd
 
-    new = pd.read_csv(path)[["confirmed", "deaths", "recovered"]].diff().to_numpy()[1:]
+    totals = pd.read_csv(path)[["confirmed", "deaths", "recovered"]].to_numpy()
+    new = totals[1:] - totals[:-1]
     assert torch.equal(data.train.x[0], torch.tensor(new[:8], dtype=torch.float32))
-    assert torch.equal(data.train.y[0], torch.tensor(new[8], dtype=torch.float32))
-    assert data.train.y.shape == (59 - 8, 3) and data.num_classes is None
+    # The change after the last known total (row 8), then that total: the base of the forecast.
+    assert torch.equal(data.train.y[0], torch.tensor([*new[8], *totals[8]], dtype=torch.float32))
+    assert data.train.y.shape == (59 - 8, 3 + 3) and data.num_classes is None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -213,14 +213,14 @@ def test_the_residual_example_trains_on_fashion_mnist(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELSPEC_CACHE", str(tmp_path / "cache"))
     result = CliRunner().invoke(app, [
         "run", str(REPO / "specs" / "resnet_fashion.yaml"), "--quiet", "--set", f"data.root={FASHION_ROOT}",
-        "--set", "data.download=false", "--set", "train.epochs=1", "--set", "data.batch_size=64",
+        "--set", "data.download=false", "--set", "train.epochs=2", "--set", "data.batch_size=64",
     ])
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "runs" / "resnet_fashion").iterdir()
     document = json.loads((folder / "results.json").read_text())
     assert document["runs"][0]["status"] == "finished"
     accuracy = [row["val_accuracy"] for row in document["rows"]]
-    assert accuracy[-1] > 0.3, accuracy  # chance is 0.1
+    assert accuracy[-1] > 0.3, accuracy  # chance is 0.1 (one epoch gave 0.28 with torch 2.14.1)
 
 
 def test_repeats_count_towards_the_layer_limit():

@@ -58,9 +58,9 @@ def test_a_table_predicts_its_rows_with_their_columns_kept(here):
     prepared = prepare_data(trained.spec.data, trained.spec.seed, torch.device("cpu"), log=lambda _: None)
     with torch.no_grad():
         expected = trained.model(prepared.test.x).view(-1)  # ends in sigmoid: probabilities
-    assert [float(r["probability"]) for r in out[:-1]] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert [float(r["p_Survived"]) for r in out[:-1]] == pytest.approx(expected.tolist(), abs=1e-6)
     assert [int(r["decision"]) for r in out[:-1]] == (expected >= 0.5).long().tolist()
-    assert out[-1]["error"] and not out[-1]["probability"]
+    assert out[-1]["error"] and not out[-1]["p_Survived"]
     # The same held-out rows as new labelled data: evaluate gives what the spec's test split gives.
     with open("labelled.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -91,7 +91,7 @@ def test_texts_predict_one_per_line_through_the_tokenizer(here):
     positions = [i for i, y in enumerate(prepared.test.y.tolist()) if y == pos][:5]
     with torch.no_grad():
         probabilities = trained.model(prepared.test.x[positions]).softmax(1)
-    assert [r["probability"] for r in eager[:5]] == pytest.approx(probabilities.max(1).values.tolist(), abs=1e-6)
+    assert [r["p_pos"] for r in eager[:5]] == pytest.approx(probabilities[:, pos].tolist(), abs=1e-6)
     assert runner.invoke(app, ["export", str(run), "--out", "exported", "-f", "onnx"]).exit_code == 0
     onnx = runner.invoke(app, ["predict", "exported", "reviews.txt", "--engine", "onnx", "--out", "onnx.json"])
     assert onnx.exit_code == 1  # the same empty line

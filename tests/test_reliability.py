@@ -155,7 +155,7 @@ def test_export_to_a_file_or_under_one_is_a_clear_error(finished, here):
     (here / "afile").write_text("")
     for out in ("afile", "afile/sub"):
         result = _run("export", str(next(folder.glob("00_*"))), "--format", "torchscript", "--out", out)
-        assert result.exit_code == 2 and f"cannot write the exported files to {out}" in result.stderr
+        assert result.exit_code == 2 and f"--out {out}: cannot write there: the file afile is in the way" in result.stderr
 
 
 @pytest.mark.parametrize("text", ["garbage{", "[]", "{}", '{"status": "finished", "rows": 3}'])

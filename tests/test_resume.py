@@ -30,21 +30,24 @@ GRID = (SYNTHETIC.replace("size: 1200", "size: 600").replace("  deterministic: t
         + "grid:\n  train.optimizer.lr: [0.01, 0.003]\n")
 runner = CliRunner()
 
-# The child process: the CLI, optionally with torch.save made to die halfway through its Nth call,
-# so that the kill lands inside a checkpoint write.
+# The child process: the CLI, optionally made to die halfway through writing the file of torch.save's
+# Nth call (serialised in memory, then written by os.write), so that the kill lands inside a
+# checkpoint write.
 CHILD = """
 import os, signal, sys, io, torch
 die_at = int(os.environ.get("DIE_IN_SAVE", "0"))
 if die_at:
-    real_save, calls = torch.save, [0]
-    def torn_save(obj, f, *a, **k):
+    real_save, real_write, calls = torch.save, os.write, [0]
+    def counted_save(obj, f, *a, **k):
         calls[0] += 1
-        if calls[0] < die_at:
-            return real_save(obj, f, *a, **k)
-        buffer = io.BytesIO(); real_save(obj, buffer, *a, **k)
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2]); f.flush(); os.fsync(f.fileno())
+        return real_save(obj, f, *a, **k)
+    def torn_write(fd, data):
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if calls[0] < die_at or not (name.startswith(".") and name.endswith(".tmp")):
+            return real_write(fd, data)
+        real_write(fd, bytes(data[: len(data) // 2])); os.fsync(fd)
         os.kill(os.getpid(), signal.SIGKILL)
-    torch.save = torn_save
+    torch.save, os.write = counted_save, torn_write
 from modelspec.cli.main import main
 sys.argv = ["modelspec"] + sys.argv[1:]
 main()
@@ -98,6 +101,7 @@ def reference(tmp_path_factory):
     return _outcome(folder / "ref"), time.perf_counter() - start
 
 
+@pytest.mark.slow  # over 10 s even on a quiet 2-core machine
 def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
     expected, seconds = reference
     rng = random.Random(1234)
@@ -128,6 +132,7 @@ def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
     assert matched >= 1, "every kill landed before the grid folder existed; the trials tested nothing"
 
 
+@pytest.mark.slow  # over 10 s even on a quiet 2-core machine
 @pytest.mark.parametrize("die_at_save", [2, 5])
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(reference, tmp_path, die_at_save):
     expected, _ = reference
@@ -146,6 +151,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(reference, tmp
         assert _train_loss_steps(run_dir) == [1, 2, 3], run_dir.name
 
 
+@pytest.mark.slow  # over 10 s even on a quiet 2-core machine
 @pytest.mark.parametrize("loader", ["device", "dataloader"])
 def test_ctrl_c_checkpoints_mid_epoch_and_resume_is_exact(reference, tmp_path, loader):
     # Both feeding paths draw the same batches, so both must end as the reference does; the

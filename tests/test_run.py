@@ -220,5 +220,5 @@ model: [flatten, {{linear: {{out_features: num_classes}}}}]
 train: {{epochs: 1}}
 """
     outcome = run_grid(loads_spec(text, "broken.yaml"), quiet=True).outcomes["run"]
-    assert outcome.status == "failed" and "UnidentifiedImageError" in outcome.reason, outcome.reason
+    assert outcome.status == "failed" and "cannot identify image file" in outcome.reason, outcome.reason
     assert str(tmp_path / "images" / "train" / "b" / "broken.png") in outcome.reason

@@ -28,6 +28,15 @@ SetOpt = Annotated[
         metavar="PATH=VALUE",
     ),
 ]
+UnsetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--unset",
+        help="Remove a key of the spec, so that its default applies, e.g. --unset data.download. "
+             "Applied before --set. Repeatable.",
+        metavar="PATH",
+    ),
+]
 
 
 def fail(message: str, code: int) -> typer.Exit:

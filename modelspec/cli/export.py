@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
 import torch
 import typer
 
-from ..artifacts import TrainedModel, load_trained
+from ..artifacts import TrainedModel, check_output, load_trained, output_error
 from ..errors import RunError, SpecError
 from ..export import FORMATS, check_formats, export_trained
 from ..export.inputs import verify_batch
 from ..export.locate import find_weights
 from ..load import load_spec
-from ._common import SetOpt, command
+from ._common import SetOpt, UnsetOpt, command
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
-def _trained(target: str, weights: Optional[str], best: bool, overrides: list[str]) -> tuple[TrainedModel, Path]:
+def _trained(target: str, weights: Optional[str], best: bool, overrides: list[str],
+             unset: list[str] = ()) -> tuple[TrainedModel, Path]:
     """The model to export, and the weights file it came from."""
-    if Path(target).suffix in SPEC_SUFFIXES:
+    if Path(target).suffix.lower() in SPEC_SUFFIXES:
         if weights is None:
             raise SpecError(f"{target} is a spec; give the weights to export with --weights PATH")
         if best:
             raise SpecError("--best picks a run of a grid folder; it does not go with a spec and --weights")
-        spec = load_spec(target, overrides).spec
+        spec = load_spec(target, overrides, unset=unset).spec
         return load_trained(weights, spec), Path(weights)
-    if weights is not None or overrides:
+    if weights is not None or overrides or unset:
         raise SpecError(
-            f"--weights and --set go with a spec file; {target} is a run, which carries its own",
+            f"--weights, --set and --unset go with a spec file; {target} is a run, which carries its own",
             hint=f"modelspec export SPEC.yaml --weights {weights or 'PATH'}",
         )
     path = find_weights(target, best)
@@ -56,19 +56,6 @@ def _real_inputs(trained: TrainedModel, log) -> Optional[torch.Tensor]:
     return inputs
 
 
-def _check_writable(folder: Path) -> None:
-    """The output folder exists (or is made) and takes files, before minutes of exporting."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        reason = "a file, not a folder, is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
-            else exc.strerror or str(exc)
-        raise SpecError(f"cannot write the exported files to {folder}: {reason}",
-                        hint="give --out a folder you can write to") from None
-
-
 @command
 def export(
     target: Annotated[str, typer.Argument(
@@ -84,20 +71,21 @@ def export(
     weights: Annotated[Optional[str], typer.Option(
         "--weights", "-w", help="The weights file, when RUN|SPEC is a spec file.")] = None,
     set_: SetOpt = None,
+    unset: UnsetOpt = None,
 ) -> None:
     """Export a trained run and verify each file numerically against the eager model."""
     formats = check_formats(format_) if format_ else None  # before anything slow
-    trained, weights_path = _trained(target, weights, best, set_ or [])
+    trained, weights_path = _trained(target, weights, best, set_ or [], unset or [])
     if formats is None:
         formats = check_formats(trained.spec.export.formats)
     out_dir = out if out is not None else weights_path.parent / "export"
-    _check_writable(out_dir)
+    check_output(out_dir, "--out", folder=True)
     typer.echo(f"model: {weights_path}")
     inputs = _real_inputs(trained, typer.echo)
     try:
         report = export_trained(trained, out_dir, formats, inputs, log=typer.echo)
     except OSError as exc:  # the disk filled up, or the folder went away, while writing
-        raise RunError(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}") from None
+        raise output_error(exc, out_dir, "--out") from None
     if not report.passed:
         raise RunError(
             "export failed verification; the files are kept and marked failed in "

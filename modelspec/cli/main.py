@@ -3,26 +3,50 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import signal
 import sys
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from ..errors import Terminated
-from ..runner.stops import QuietDiskFullThreads
 from ._common import EXIT_FAILED
-from .evaluate import evaluate
-from .export import export
-from .predict import predict
-from .run import resume, run
-from .schema import schema
-from .summary import summary
-from .validate import validate
+
+# Each command, by the module of this package that defines it. A module is imported only when its
+# command runs: most import torch (seconds), which `--version` and `schema` never need.
+COMMANDS = {"validate": "validate", "summary": "summary", "schema": "schema", "run": "run", "resume": "run",
+            "export": "export", "predict": "predict", "evaluate": "evaluate"}
+WITHOUT_TORCH = {"schema"}
+
+
+class _Commands(TyperGroup):
+    """The commands, each imported and built when asked for (to run it, or for --help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        if name not in self.commands:
+            module = importlib.import_module(f".{COMMANDS[name]}", __package__)
+            if name not in WITHOUT_TORCH:
+                from ..runner.stops import QuietDiskFullThreads
+
+                QuietDiskFullThreads().__enter__()  # for the whole process: TensorBoard's threads may flush late
+            one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+            one.command(name)(getattr(module, name))
+            self.commands[name] = typer.main.get_command(one)
+        return self.commands[name]
+
 
 app = typer.Typer(
     name="modelspec",
+    cls=_Commands,
     help="Declarative model specs for PyTorch: validate, summarise, train over grids, export, predict, evaluate.",
     no_args_is_help=True,
     add_completion=False,
@@ -51,16 +75,6 @@ def _options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Declarative model specs for PyTorch: validate, summarise, train over grids, export."""
-
-
-app.command()(validate)
-app.command()(summary)
-app.command()(schema)
-app.command()(run)
-app.command()(resume)
-app.command()(export)
-app.command()(predict)
-app.command()(evaluate)
 
 
 # Every command leaves without the interpreter's teardown, once its output is flushed: after
@@ -103,13 +117,21 @@ def _terminate(signum, frame) -> None:
 def _leave(code: int) -> None:
     """Exit without the interpreter's teardown (see above), its output flushed where it can be."""
     try:
-        sys.stdout.flush()
-    except (StdoutError, OSError, ValueError):
-        pass  # already said; exit with the code
-    try:
-        sys.stderr.flush()
+        _flush(sys.stdout)
+        _flush(sys.stderr)
     finally:
         os._exit(code)
+
+
+def _flush(stream) -> None:
+    """Flush a standard stream that may be gone: Python sets it to None when its descriptor was
+    closed at start (`>&-`), and a write error was already said (or cannot be)."""
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except (StdoutError, OSError, ValueError):
+        pass
 
 
 def main() -> None:
@@ -117,9 +139,9 @@ def main() -> None:
         print("error: standard output is closed; redirect it (e.g. > /dev/null) instead", file=sys.stderr)
         _leave(EXIT_FAILED)
     sys.stdout = _GuardedStdout(sys.stdout)
+    _import_command(sys.argv[1:])  # still under the start-up's signal handling (see __init__)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is KeyboardInterrupt again (see __init__)
-    QuietDiskFullThreads().__enter__()  # for the whole process: TensorBoard's threads may flush late
     try:
         try:
             app()
@@ -131,6 +153,14 @@ def main() -> None:
     except SystemExit as done:
         code = done.code
         _leave(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _import_command(args: list[str]) -> None:
+    """Import the module of the command named in `args` (its first word that is not an option), the
+    seconds of start-up that a signal should end with one line, not as a stop of a running command."""
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    if name in COMMANDS:
+        importlib.import_module(f".{COMMANDS[name]}", __package__)
 
 
 def _writable(fd: int) -> bool:

@@ -12,8 +12,9 @@ import torch
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from ..artifacts import atomic_write_text
+from ..artifacts import atomic_write_text, check_output, output_error
 from ..errors import RunError, SpecError
 from ..predict import open_model
 from ..predict.inputs import read_inputs
@@ -39,35 +40,51 @@ def _rows(predictor, items, top_k: int) -> list[dict]:
     return rows
 
 
-def _write(rows: list[dict], out: Path) -> None:
-    if out.suffix.lower() == ".json":
-        atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
-        return
-    if out.suffix.lower() != ".csv":
+def _check_out(out: Path) -> None:
+    """--out names a .csv or .json file that can be written: said before the model runs."""
+    if out.suffix.lower() not in (".csv", ".json"):
         raise SpecError(f"--out {out}: write .csv or .json", hint="e.g. --out predictions.csv")
+    check_output(out, "--out")
+
+
+def _text(rows: list[dict], out: Path) -> str:
+    if out.suffix.lower() == ".json":
+        return json.dumps(rows, indent=1) + "\n"
     columns = list(dict.fromkeys(key for row in rows for key in row))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(out, text.getvalue())
+    return text.getvalue()
 
 
-def _fmt(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def _write(rows: list[dict], out: Path) -> None:
+    try:
+        atomic_write_text(out, _text(rows, out))
+    except OSError as exc:  # the disk filled up, or the folder changed, since _check_out
+        raise output_error(exc, out, "--out") from None
 
 
-def _print(rows: list[dict]) -> None:
+def _fmt(value, echoed: bool) -> Text:
+    """A cell as plain text (never rich markup): the model's numbers to 4 places, the input's own
+    columns as the file has them."""
+    if value is None:
+        return Text("")
+    return Text(f"{value:.4f}" if isinstance(value, float) and not echoed else str(value))
+
+
+def _print(rows: list[dict], items) -> None:
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)
     table = Table(title=None)
     columns = [c for c in dict.fromkeys(key for row in rows for key in row) if c != "error"]
+    echoed = {key for item in items for key in (item.extra or {})}
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         if "error" not in row:
-            table.add_row(*(_fmt(row.get(c, "")) for c in columns))
+            table.add_row(*(_fmt(row.get(c, ""), c in echoed) for c in columns))
     console.print(table)
 
 
@@ -88,6 +105,8 @@ def predict(
     """Predict raw inputs with a trained model, through the preprocessing it was trained with."""
     if engine not in ("torch", "onnx"):
         raise SpecError(f"--engine {engine}: expected torch or onnx")
+    if out is not None:
+        _check_out(out)
     predictor = open_model(model, best, engine)  # type: ignore[arg-type]
     items = read_inputs(inputs, predictor.preprocessing, column=column, last=last, folder=predictor.source)
     rows = _rows(predictor, items, top_k)
@@ -95,7 +114,7 @@ def predict(
         _write(rows, out)
         typer.echo(f"{sum('error' not in r for r in rows)} prediction(s) -> {out}")
     else:
-        _print(rows)
+        _print(rows, items)
     failed = [r for r in rows if "error" in r]
     for row in failed:
         typer.echo(f"error: {row['input']}: {row['error']}", err=True)

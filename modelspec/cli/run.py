@@ -20,7 +20,7 @@ from ..runner.checkpoint import RESUME_SAFE_KEYS
 from ..runner.folder import anchor_data_root, load_stored_spec, started_from, stored_executor
 from ..runner import distributed
 from ..runner.memory import steady_allocator
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SPEC, EXIT_TERMINATED, SetOpt, SpecArg, command
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SPEC, EXIT_TERMINATED, SetOpt, SpecArg, UnsetOpt, command
 
 NprocOpt = Annotated[int, typer.Option(
     "--nproc", min=1, help="Train each run with DDP on N processes of this machine (starts torchrun).")]
@@ -98,6 +98,10 @@ def _executor(kind: Optional[str], address: Optional[str], cpus: Optional[float]
     from ..runner.ray_grid import RayExecutor, import_ray
 
     import_ray()  # a missing extra is said before anything starts
+    if address is not None:  # as is an address where nothing listens
+        from ..runner.ray_start import check_reachable
+
+        check_reachable(address)
     settings = RayExecutor.from_json(stored) if stored.get("kind") == "ray" else RayExecutor()
     return RayExecutor(address if address is not None else settings.address,
                        cpus if cpus is not None else settings.cpus_per_run,
@@ -144,12 +148,14 @@ def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_
         raise typer.Exit(EXIT_FAILED)
 
 
-def _under_torchrun(nproc: int, executor=None) -> None:
-    """`--nproc N` outside torchrun: start torchrun's launcher with this same command, and wait."""
+def _under_torchrun(loaded: LoadedSpec, nproc: int, executor=None) -> None:
+    """`--nproc N` outside torchrun: start torchrun's launcher with this same command, and wait.
+    What the spec can be refused for is refused here, once, before any process starts."""
     if executor is not None and (nproc > 1 or distributed.launched_by_torchrun()):
         raise SpecError("--executor ray runs each run as one Ray task; it does not go with torchrun or --nproc",
                         hint="train each run on several processes with --nproc N, or a grid on Ray, not both")
     if nproc > 1 and not distributed.launched_by_torchrun():
+        distributed.check_batch_sizes(loaded, distributed.Ranks(world=nproc))
         raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
 
 
@@ -169,6 +175,7 @@ def _without_nproc(args: list[str]) -> list[str]:
 def run(
     spec: SpecArg,
     set_: SetOpt = None,
+    unset: UnsetOpt = None,
     list_runs: Annotated[bool, typer.Option("--list", help="Print the runs of the grid and stop.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or epoch lines.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest interrupted grid of this spec.")] = False,
@@ -180,14 +187,15 @@ def run(
     gpus_per_run: GpusOpt = None,
 ) -> None:
     """Train every run of the spec's grid; log to TensorBoard; save the results table."""
-    loaded = load_spec(spec, set_ or [])
+    # The data's files are checked too (they exist, hold the named columns), before any folder exists.
+    loaded = load_spec(spec, set_ or [], unset=unset or [], check_data=True)
     if list_runs:
         for plan in loaded.runs():
             typer.echo(plan.name)
         return
     folder = latest_grid_folder(loaded) if resume else None
     chosen = _executor(executor, address, cpus_per_run, gpus_per_run, stored_executor(folder) if folder else None)
-    _under_torchrun(nproc, chosen)
+    _under_torchrun(loaded, nproc, chosen)
     _train(loaded, folder, quiet, fail_fast, executor=chosen)
 
 
@@ -197,7 +205,7 @@ _RESUME_SETTABLE = {".".join(key) for key in RESUME_SAFE_KEYS} | {
     "tracking.histograms", "tracking.images", "tracking.graph"}
 
 
-def _check_resume_overrides(overrides: Sequence[str]) -> None:
+def _check_resume_overrides(overrides: Sequence[str], option: str = "--set") -> None:
     for item in overrides:
         path_text = item.partition("=")[0].strip()
         if path_text in _RESUME_SETTABLE or path_text.startswith("export."):
@@ -206,7 +214,7 @@ def _check_resume_overrides(overrides: Sequence[str]) -> None:
                   "the grid's folder is named by it" if path_text == "name" else
                   "it would change what the runs compute, and a resumed run must be the same run")
         raise SpecError([SpecIssue(
-            f"{path_text} cannot change on resume: {reason}", file=f"--set {item}",
+            f"{path_text} cannot change on resume: {reason}", file=f"{option} {item}",
             hint=f"resume may set {', '.join(sorted(_RESUME_SETTABLE))} and export.*; "
                  "for anything else start a new grid: modelspec run SPEC --set ...")])
 
@@ -217,6 +225,8 @@ def resume(
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="PATH=VALUE",
         help="Change what does not change results: data.root, data.num_workers, tracking flags, export.")] = None,
+    unset: Annotated[Optional[list[str]], typer.Option(
+        "--unset", metavar="PATH", help="Remove such a key, so that its default applies. Applied before --set.")] = None,
     restart_run: Annotated[Optional[list[str]], typer.Option(
         "--restart-run", metavar="RUN",
         help="Start this run over (its name or folder name), e.g. when its checkpoint is damaged. Repeatable.")] = None,
@@ -233,9 +243,10 @@ def resume(
     if not ((path / "spec.yaml").is_file() or (path / "spec.json").is_file()):
         raise SpecError(f"{folder} is not a grid folder (no spec.yaml)", hint="give runs/<spec name>/<timestamp>")
     _check_resume_overrides(set_ or [])
-    loaded = load_stored_spec(path, set_ or [], log=typer.echo)
+    _check_resume_overrides(unset or [], "--unset")
+    loaded = load_stored_spec(path, set_ or [], log=typer.echo, unset=unset or [])
     # Relative paths in the stored spec mean the directory the grid was started from.
     loaded = anchor_data_root(loaded, started_from(path, loaded.spec.tracking.dir))
     chosen = _executor(executor, address, cpus_per_run, gpus_per_run, stored_executor(path))
-    _under_torchrun(nproc, chosen)
+    _under_torchrun(loaded, nproc, chosen)
     _train(loaded, path, quiet, fail_fast, restart_run or [], chosen)

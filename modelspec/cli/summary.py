@@ -17,7 +17,7 @@ from ..compile.shapes import INPUT_INDEX, LayerShape, NetworkShapes
 from ..errors import SpecError
 from ..load import check_shapes, load_spec
 from ..spec.layers import INPUT, fmt_shape
-from ._common import SetOpt, SpecArg, command
+from ._common import SetOpt, SpecArg, UnsetOpt, command
 
 
 def _source_names(row: LayerShape, network: NetworkShapes) -> str:
@@ -45,9 +45,9 @@ def _table(name: str, network: NetworkShapes) -> Table:
 
 
 @command
-def summary(spec: SpecArg, set_: SetOpt = None) -> None:
+def summary(spec: SpecArg, set_: SetOpt = None, unset: UnsetOpt = None) -> None:
     """Print each network's layers with their output shapes and parameter counts."""
-    loaded = load_spec(spec, set_ or [])
+    loaded = load_spec(spec, set_ or [], unset=unset or [])
     shapes, notes = check_shapes(loaded.spec, loaded.source)
     if not shapes:
         raise SpecError("; ".join(notes))

@@ -1,17 +1,23 @@
-"""`modelspec validate SPEC`: check a spec without data or a GPU."""
+"""`modelspec validate SPEC`: check a spec without a GPU, reading only what is cheap of its data."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 from ..load import load_spec
-from ._common import SetOpt, SpecArg, command
+from ._common import SetOpt, SpecArg, UnsetOpt, command
+
+NoDataOpt = Annotated[bool, typer.Option(
+    "--no-data", help="Do not look at the data's files (where they are not on this machine).")]
 
 
 @command
-def validate(spec: SpecArg, set_: SetOpt = None) -> None:
-    """Check a spec: YAML, keys, types, names, grid and every network's shapes."""
-    loaded = load_spec(spec, set_ or [])
+def validate(spec: SpecArg, set_: SetOpt = None, unset: UnsetOpt = None, no_data: NoDataOpt = False) -> None:
+    """Check a spec: YAML, keys, types, names, grid, every network's shapes, and what is cheap to read
+    of the data's files (that they exist, a table's header and width, the class folders)."""
+    loaded = load_spec(spec, set_ or [], unset=unset or [], check_data=not no_data)
     runs = loaded.runs()
     networks = ", ".join(loaded.spec.all_networks)
     typer.echo(f"{loaded.file}: valid — {len(runs)} run(s), network(s): {networks}")

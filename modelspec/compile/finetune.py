@@ -18,6 +18,7 @@ from torch import nn
 from ..artifacts import WEIGHTS_FILE, safe_load
 from ..errors import Path, SpecError, did_you_mean
 from ..spec.layers import fmt_shape
+from .shapes import NetworkShapes
 
 INIT_PATH: Path = ("train", "init_from")
 FREEZE_PATH: Path = ("train", "freeze")
@@ -92,7 +93,29 @@ def freeze(model: nn.Module, patterns: Sequence[str]) -> tuple[int, int]:
     for name, parameter in model.named_parameters():
         if any(_matches(name, pattern) for pattern in patterns):
             parameter.requires_grad_(False)
-    return parameter_counts(model)
+    trainable, frozen = parameter_counts(model)
+    if patterns and not trainable:  # a nested pattern that covers it all, which `check_freeze` cannot see
+        raise _all_frozen(frozen)
+    return trainable, frozen
+
+
+def check_freeze(patterns: Sequence[str], shapes: NetworkShapes) -> None:
+    """At validate time, from the shapes alone: each pattern's first part names a layer with
+    parameters, and some parameters stay trainable (else the optimizer gets none, and the run fails
+    after its data were prepared). A pattern into a layer (`resnet18.layer1`) is checked when built."""
+    counts = {row.key: row.parameters for row in shapes.layers}
+    holders = [key for key, count in counts.items() if count]
+    for index, pattern in enumerate(patterns):
+        if not counts.get(pattern.split(".", 1)[0]):
+            raise SpecError(f"'{pattern}' names no layer with parameters", path=FREEZE_PATH + (index,),
+                            hint=did_you_mean(pattern, holders) or "layers with parameters: " + ", ".join(holders))
+    if holders and all(key in patterns for key in holders):
+        raise _all_frozen(sum(counts.values()))
+
+
+def _all_frozen(count: int) -> SpecError:
+    return SpecError(f"freezes every parameter of the network ({count:,}): nothing would be left to train",
+                     path=FREEZE_PATH, hint="leave at least one layer (a head) out of train.freeze")
 
 
 def parameter_counts(model: nn.Module) -> tuple[int, int]:

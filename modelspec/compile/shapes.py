@@ -52,6 +52,7 @@ class LayerShape:
 class NetworkShapes:
     layers: list[LayerShape]
     input_shape: Shape
+    path: Path = ()  # where the network is written: what fails at build time is located there too
 
     @property
     def output_shape(self) -> Shape:
@@ -205,7 +206,7 @@ def _infer(layers: list[LayerSpec], input_shape: Shape, num_classes: int | None,
             raise _located(exc, where) from None
         if layer.name is not None:
             names[layer.name] = index
-    return NetworkShapes(rows, input_shape)
+    return NetworkShapes(rows, input_shape, path)
 
 
 class _InBlock(SpecError):
@@ -233,6 +234,73 @@ def _block_row(use: BlockUse, index: int, sources: tuple[int, ...], inputs: tupl
         shape = body.output_shape
     parameters = sum(r.parameters for r in repeats)
     return LayerShape(index, use, inputs[0], shape, parameters, sources, inputs, tuple(repeats))
+
+
+def _step_flow(shapes: NetworkShapes,
+               given: LayerShape | None = None) -> tuple[dict[int, LayerShape], dict[int, LayerShape]]:
+    """(readers, blocks): the layers that take sequence lengths (lstm, gru) and read a token
+    embedding's time steps unmixed, and the block uses that read those steps, each with that
+    embedding's row. Every layer in between keeps the steps (dropout, layernorm, an element-wise kind,
+    a linear on each step, a recurrent layer's `all` outputs). `given`: the embedding whose steps the
+    network's input holds (a block body's)."""
+    steps_of = {} if given is None else {INPUT_INDEX: given}  # index -> the embedding its output holds
+    readers, blocks = {}, {}
+    for row in shapes.layers:
+        if isinstance(row.layer, Embedding) and row.sources == (INPUT_INDEX,):
+            steps_of[row.index] = row
+            continue
+        embedding = steps_of.get(row.sources[0]) if len(row.sources) == 1 else None
+        if embedding is None:
+            continue
+        if row.repeats:
+            blocks[row.index] = embedding
+            continue
+        if row.layer.takes_lengths:
+            readers[row.index] = embedding
+        if row.layer.keeps_steps(row.input_shape):
+            steps_of[row.index] = embedding
+    return readers, blocks
+
+
+def length_readers(shapes: NetworkShapes) -> dict[int, LayerShape]:
+    """The layers of this network that get the lengths of the token steps they read, and the embedding."""
+    return _step_flow(shapes)[0]
+
+
+def _reads_steps(body: NetworkShapes, embedding: LayerShape) -> bool:
+    readers, blocks = _step_flow(body, embedding)
+    return bool(readers) or any(_reads_steps(body.layers[i].repeats[0], embedding) for i in blocks)
+
+
+def check_padding(shapes: NetworkShapes, pad_id: int | None, path: Path = ()) -> None:
+    """Data padded with `pad_id` at the end (texts): a recurrent layer reading the embedding's steps
+    must know which steps are padding, from the embedding's padding_idx; else it reads the padding."""
+    readers, blocks = _step_flow(shapes)
+    for index, embedding in readers.items():
+        if pad_id is None or embedding.layer.padding_idx == pad_id:
+            continue
+        reader = shapes.layers[index].layer.type
+        given = "has no padding_idx" if embedding.layer.padding_idx is None else \
+            f"has padding_idx={embedding.layer.padding_idx}"
+        raise SpecError(
+            f"the data's texts are padded at the end with <pad> = {pad_id}, but the embedding that {reader} "
+            f"{format_path(path + (index,))} reads {given}: {reader} would read the padding after each text "
+            "as words",
+            path=path + (embedding.index, embedding.layer.type, "padding_idx"),
+            hint=f"give the embedding padding_idx: {pad_id}; {reader} then reads only each text's real tokens",
+        )
+    for index, embedding in blocks.items():
+        padded = pad_id is not None or embedding.layer.padding_idx is not None
+        if padded and _reads_steps(shapes.layers[index].repeats[0], embedding):
+            use = shapes.layers[index].layer
+            raise SpecError(
+                f"block '{use.block}' has an lstm or gru that reads the padded token steps: only those "
+                "written in the network's own list are given each sequence's length, so it would read the "
+                "padding after each sequence",
+                path=path + (index,),
+                hint="write the lstm or gru (and the layers before it) in the network's list; the block can "
+                     "hold the layers after it",
+            )
 
 
 def activation_elements(shapes: NetworkShapes) -> int:

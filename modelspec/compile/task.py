@@ -29,18 +29,49 @@ SPLIT_PREFIXES = ("val_", "test_", "")
 
 
 @dataclass(frozen=True)
+class DataUnits:
+    """How real-valued targets, and the outputs that predict them, go back to the data's own units:
+    `value * scale + offset` per target, plus the sample's base level where the model learns a change
+    from a level known with the input (a series with `difference`). The base levels come with the
+    targets, as T more columns after the T that the loss reads. Fitted from the data (its
+    preprocessing's `units`), so that metrics mean what the data means."""
+
+    scale: tuple[float, ...]
+    offset: tuple[float, ...]
+    base: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.scale)
+
+    def __call__(self, values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """(N, T) values in model units -> data units; `known` holds the base levels (N, T) if any."""
+        scale, offset = (torch.tensor(v, dtype=values.dtype, device=values.device) for v in (self.scale, self.offset))
+        values = values * scale + offset
+        return values + known if self.base else values
+
+
+def units_of(preprocessing: dict | None) -> DataUnits | None:
+    """The data's fitted way back to its units (`preprocessing["units"]`), if it has one."""
+    units = (preprocessing or {}).get("units")
+    return DataUnits(tuple(units["scale"]), tuple(units["offset"]), bool(units["base"])) if units else None
+
+
+@dataclass(frozen=True)
 class Targets:
     """What the data's targets are: their kind, how many (classes, labels, values), and their names."""
 
     kind: TargetKind
     count: int | None  # None where only the data can tell (an image folder's classes)
     names: list[str] | None = None
+    units: DataUnits | None = None  # real values: the way back to the data's units, if they were transformed
 
 
 def targets_of(kind: str, num_classes: int | None, real_count: int | None, class_names: list[str] | None = None,
-               target_names: list[str] | None = None) -> Targets:
+               target_names: list[str] | None = None, units: DataUnits | None = None) -> Targets:
     """The data's `target_kind` in the task's terms: `binary` data are 0/1 values, one output each
-    (`num_classes` of them): two classes when there is one, multi-label when there are several."""
+    (`num_classes` of them): two classes when there is one, multi-label when there are several.
+    `real_count` counts the target columns; with `units` they include the base levels after them."""
     if kind == "binary":
         if num_classes in (None, 1):
             names = class_names if class_names and len(class_names) == 2 else None
@@ -48,7 +79,8 @@ def targets_of(kind: str, num_classes: int | None, real_count: int | None, class
         names = target_names if target_names and len(target_names) == num_classes else class_names
         return Targets("multi_label", num_classes, names)
     if kind == "real":
-        return Targets("real", real_count, target_names or class_names)
+        count = units.count if units is not None else real_count
+        return Targets("real", count, target_names or class_names, units)
     return Targets("classes", num_classes, class_names)
 
 
@@ -100,6 +132,7 @@ class Task:
     monitor: Monitor
     threshold: float = 0.5
     names: list[str] | None = None
+    units: DataUnits | None = None  # regression: how values go back to the data's units
     confusion: ClassVar[bool] = False  # a confusion matrix makes sense (one class per sample)
 
     @property
@@ -160,11 +193,22 @@ class MultiLabelTask(Task):
 
 
 class RegressionTask(Task):
+    """The loss reads values in the model's units; the metrics read them in the data's (`units`)."""
+
+    def _columns(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(targets (N, T), what else each sample carries: base levels (N, T) or nothing (N, 0))."""
+        y = y.to(torch.float32).view(len(y), -1)
+        return y[:, : self.size], y[:, self.size :]
+
     def loss_target(self, y):
-        return y.to(torch.float32).view(len(y), -1)
+        return self._columns(y)[0]
 
     def metric_inputs(self, out, y):
-        return out.float(), y.to(torch.float32).view(len(y), -1)
+        target, known = self._columns(y)
+        preds = out.float().view(len(out), -1)
+        if self.units is None:
+            return preds, target
+        return self.units(preds, known), self.units(target, known)
 
 
 TASKS: dict[TaskKind, type[Task]] = {
@@ -252,7 +296,7 @@ def resolve_task(train: TrainSpec, output: Shape, targets: Targets, head: Path) 
                        (("train", "scheduler", "monitor"), train.scheduler and train.scheduler.monitor)):
         if name:
             _monitor(name, metrics, path)
-    return TASKS[kind](kind, train.loss, size, outputs, metrics, monitor, train.threshold, targets.names)
+    return TASKS[kind](kind, train.loss, size, outputs, metrics, monitor, train.threshold, targets.names, targets.units)
 
 
 def watched(task: Task, name: str | None) -> Monitor:

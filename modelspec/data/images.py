@@ -39,9 +39,18 @@ def _torchvision_split(data, train: bool) -> Source:
     cls = getattr(torchvision.datasets, _TORCHVISION[data.dataset])
     folder = expected_folder(data, cls)
     existed = [p for p in (folder, *folder.parents) if p.exists()]
+    # torchvision fails with "Dataset not found", "Error downloading", a URLError, and, for a damaged
+    # file, with any type at all (an AssertionError on a bad MNIST header)
     try:
         dataset = _quietly(lambda: cls(root=data.root, train=train, download=data.download), data.download)
-    except (RuntimeError, OSError) as exc:  # torchvision: "Dataset not found", "Error downloading", URLError
+    except Exception as exc:  # noqa: BLE001
+        damaged = _damaged_file(cls, folder)
+        if damaged is not None:
+            raise SpecError(
+                f"{data.dataset} in {folder}/ is damaged: {damaged}",
+                path=("data", "root"),
+                hint=f"delete {folder} and download it again (data.download: true), or put an intact copy there",
+            ) from None
         _remove_empty_new_folders(folder, existed)
         if data.download:
             raise SpecError(
@@ -59,6 +68,33 @@ def _torchvision_split(data, train: bool) -> Source:
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
     targets = torch.as_tensor(dataset.targets, dtype=torch.long)
     return Source(dataset, targets, images.contiguous(), len(dataset.classes), True, list(dataset.classes))
+
+
+def _damaged_file(cls, folder: Path) -> str | None:
+    """The first file of a torchvision data set in `folder` that is there but not as torchvision
+    wrote it, with why: CIFAR-10 by each file's checksum (a missing one among the others counts), the
+    MNIST family by reading each file's header. None when the folder is not there at all."""
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+    from torchvision.datasets.utils import check_integrity
+
+    if not folder.is_dir():
+        return None
+    if hasattr(cls, "train_list"):  # CIFAR: a checksum per file
+        for name, md5 in [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]:
+            if not (folder / name).is_file():
+                return f"{folder / name} is missing"
+            if not check_integrity(str(folder / name), md5):
+                return f"{folder / name} does not have the checksum of the original"
+        return None
+    for url, _ in cls.resources:  # the MNIST family: the raw files, unpacked
+        path = folder / Path(url).name.removesuffix(".gz")
+        if not path.is_file():
+            return f"{path} is missing" if any(folder.iterdir()) else None
+        try:
+            read_sn3_pascalvincent_tensor(str(path), strict=False)
+        except Exception:  # noqa: BLE001 - a bad header fails with any type (an AssertionError)
+            return f"{path} cannot be read"
+    return None
 
 
 def _quietly(make, downloading: bool):
@@ -90,6 +126,22 @@ def open_torchvision(data, seed: int) -> Opened:
     return Opened(train, _torchvision_split(data, train=False), train_idx, val_idx)
 
 
+def image_errors() -> tuple[type[Exception], ...]:
+    """What Pillow raises for a file that is no readable image: not an image or truncated (OSError,
+    with UnidentifiedImageError; SyntaxError and ValueError from some decoders), or an image whose
+    header claims more pixels than Image.MAX_IMAGE_PIXELS (DecompressionBombError, not an OSError: a
+    few kilobytes of PNG that would decode into gigabytes). Each is that one file's problem."""
+    from PIL import Image
+
+    return OSError, ValueError, SyntaxError, Image.DecompressionBombError
+
+
+def image_problem(exc: Exception) -> str:
+    """Pillow's reason in one line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 class _NamedImageFolder:
     """torchvision's ImageFolder whose unreadable image names the file (the run fails with that reason)."""
 
@@ -102,9 +154,9 @@ class _NamedImageFolder:
     def __getitem__(self, index: int):
         try:
             return self.folder[index]
-        except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError, truncated files
+        except image_errors() as exc:
             path = self.folder.samples[index][0]
-            raise OSError(f"cannot read the image {path} ({type(exc).__name__})") from None
+            raise OSError(f"cannot read the image {path}: {image_problem(exc)}") from None
 
 
 def _read_folder(data, sub: str):

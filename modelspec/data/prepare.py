@@ -174,7 +174,7 @@ def _auto_stats(data: DataBase, train_source: Source, deterministic: list[Transf
         decoded = _decode(train_source, before, None, torch.device("cpu"))
         return channel_stats(lambda: [decoded[i : i + CHUNK] for i in range(0, len(decoded), CHUNK)])
 
-    return cached_stats(data.cache_root(), key, compute, log)
+    return cached_stats(key, compute, log)
 
 
 def fit_auto_stats(data: DataBase, seed: int, log: Callable[[str], None] = print) -> None:

@@ -1,9 +1,10 @@
 """`normalize: {mean: auto, std: auto}`: per-channel statistics of the training split, cached.
 
 Computed once over the training images after the transforms that come before `normalize`, and
-cached as JSON beside the data (<root>/.modelspec/stats-<key>.json, or under $MODELSPEC_CACHE when
-set, for read-only data folders), so every run of a grid and every later invocation reads them
-instead of recomputing.
+cached as JSON in the user's cache folder (`cache_folder()`: $MODELSPEC_CACHE when set, else the
+platform's convention), so every run of a grid and every later invocation reads them instead of
+recomputing. Not beside the data: a data folder may be shared with others or read-only. The key
+holds the data folder's absolute path, so one cache serves every data set.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from ..artifacts import atomic_write_text
 
 Stats = tuple[list[float], list[float]]
 
@@ -46,17 +50,15 @@ def remember_stats(stats: dict[str, Stats]) -> None:
     _KNOWN.update(stats)
 
 
-def cached_stats(root: str, key: dict, compute: Callable[[], Stats], log: Callable[[str], None]) -> Stats:
+def cached_stats(key: dict, compute: Callable[[], Stats], log: Callable[[str], None]) -> Stats:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     if digest not in _KNOWN:
-        _KNOWN[digest] = _disk_cached(root, digest, key, compute, log)
+        _KNOWN[digest] = _disk_cached(digest, key, compute, log)
     return _KNOWN[digest]
 
 
-def _disk_cached(root: str, digest: str, key: dict, compute: Callable[[], Stats],
-                 log: Callable[[str], None]) -> Stats:
-    folder = Path(os.environ["MODELSPEC_CACHE"]) if os.environ.get("MODELSPEC_CACHE") else Path(root) / ".modelspec"
-    path = folder / f"stats-{digest}.json"
+def _disk_cached(digest: str, key: dict, compute: Callable[[], Stats], log: Callable[[str], None]) -> Stats:
+    path = cache_folder() / f"stats-{digest}.json"
     if path.is_file():
         try:
             cached = json.loads(path.read_text())
@@ -66,11 +68,27 @@ def _disk_cached(root: str, digest: str, key: dict, compute: Callable[[], Stats]
     mean, std = compute()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "mean": mean, "std": std}, indent=1))
+        # atomically: the runs of a Ray or torchrun grid may compute and write the same file at once
+        atomic_write_text(path, json.dumps({"key": key, "mean": mean, "std": std}, indent=1), sync_folder=False)
         log(f"normalize: auto statistics mean={_fmt(mean)} std={_fmt(std)} (cached in {path})")
     except OSError as exc:
         log(f"normalize: auto statistics mean={_fmt(mean)} std={_fmt(std)} (not cached: {exc})")
     return mean, std
+
+
+def cache_folder() -> Path:
+    """$MODELSPEC_CACHE, else the user's cache folder as the platform names it: $XDG_CACHE_HOME or
+    ~/.cache on Linux, ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows."""
+    if os.environ.get("MODELSPEC_CACHE"):
+        return Path(os.environ["MODELSPEC_CACHE"]).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local"
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Caches"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or home / ".cache"
+    return Path(base) / "modelspec"
 
 
 def _fmt(values: list[float]) -> str:

@@ -8,22 +8,28 @@ encoded the same way without the training data (README: "Using a trained model o
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import SpecError
+from ..errors import Path, SpecError
 from ..spec.data import Categorical, Numeric
+from .columns import check_columns, read_header
+from .files import kind_problem
 from .sources import Opened, carve, encode_targets, fit_classes, label_key, optional_import, sorted_labels, tensor_source
 
 
 def read_table(path: str, separator: str, key: str = "path"):
-    """A CSV file as a pandas DataFrame; a missing or unreadable file is a SpecError naming it."""
+    """A CSV file as a pandas DataFrame; a missing or unreadable file is a SpecError naming it. Its
+    header is read first, by itself: a table past the column limit is refused before pandas parses
+    a row."""
     pd = optional_import("pandas")
-    if not Path(path).is_file():
-        raise SpecError(f"no file at {path}", path=("data", key), hint="check the path (relative to the working folder)")
+    problem = kind_problem(path)
+    if problem is not None:
+        raise SpecError(problem, path=("data", key), hint="check the path (relative to the working folder)")
+    read_header(path, separator, key)
     try:
         return pd.read_csv(path, sep=separator)
     except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
@@ -31,36 +37,62 @@ def read_table(path: str, separator: str, key: str = "path"):
 
 
 def require_columns(frame, names: list[str], path: str, key: str) -> None:
-    missing = [name for name in names if name not in frame.columns]
-    if missing:
-        from ..errors import did_you_mean
-
-        hint = did_you_mean(missing[0], [str(c) for c in frame.columns]) or "its columns: " + ", ".join(
-            map(str, frame.columns[:20]))
-        raise SpecError(f"{path} has no column {', '.join(repr(m) for m in missing)}", path=("data", key), hint=hint)
+    """The columns `names` are in `frame`, all located at `data.<key>`: for files read with what a
+    model fitted (predict, evaluate); the spec's own files are checked at the keys that name each
+    column (`columns.check_spec_columns`)."""
+    check_columns([str(c) for c in frame.columns], {("data", key): names}, path)
 
 
 # --------------------------------------------------------------------------------------------------
 # feature columns: fit on the training rows, encode any rows
 
 
-def _numbers(series, name: str) -> np.ndarray:
-    pd = optional_import("pandas")
+def holds(value: Any) -> str:
+    """What a cell that is no finite number holds, for a message."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "is empty"
+    text = str(value).strip()
     try:
-        return pd.to_numeric(series, errors="raise").to_numpy(dtype=np.float64)
-    except (ValueError, TypeError) as exc:
-        raise SpecError(f"column '{name}' is numeric but holds a value that is no number ({exc})"[:300],
-                        path=("data", "columns", name), hint=f"treat it as categorical: `{name}: categorical`") from None
+        float(text)  # inf, -inf, nan as text (a column that also holds words stays text)
+    except ValueError:
+        return f"holds {text[:30]!r}, no number" if text else "is empty"
+    return f"is {text}"
 
 
-def fit_column(name: str, treatment, series) -> dict[str, Any]:
-    """What one column's treatment learns from the training rows, as JSON."""
+SHOWN = 5  # bad rows named in a message
+
+
+def numbers(series, name: str, what: str, key: Path = (), missing: bool = True) -> np.ndarray:
+    """A numeric column's float64 values (NaN where a cell is empty, if `missing` allows it). A cell
+    that holds anything else (a word, inf) is a SpecError at `key` naming `what` (the file), the
+    column and the rows: training on it would end in a loss of inf, or mean-fill with inf. Rows are
+    numbered as the file's data rows (the frame's index, kept through any carve, plus one)."""
+    pd = optional_import("pandas")
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if missing:
+        bad &= series.notna().to_numpy()
+    if not bad.any():
+        return values
+    rows = np.flatnonzero(bad).tolist()
+    cells = [(series.index[i] + 1, holds(series.iloc[i])) for i in rows[:SHOWN]]
+    shown = "; ".join(f"row {row}: {name} {says}" for row, says in cells)
+    more = f"; and {len(rows) - SHOWN} more row(s)" if len(rows) > SHOWN else ""
+    words = any("no number" in says for _, says in cells)
+    hint = "fix or remove those rows" + (f", or treat it as categorical: `{name}: categorical`" if words else "")
+    raise SpecError(f"{what}: column '{name}' is numeric, but {len(rows)} row(s) hold no finite number: "
+                    f"{shown}{more}", path=key, hint=hint)
+
+
+def fit_column(name: str, treatment, series, what: str, key: Path = ()) -> dict[str, Any]:
+    """What one column's treatment learns from the training rows (of the file `what`, named at
+    `key`), as JSON."""
     if isinstance(treatment, Categorical):
         keys = {label_key(v) for v in series[series.notna()].tolist()}
         return {"name": name, "type": "categorical", "categories": sorted_labels(keys),
                 "missing_column": treatment.missing_column}
     if isinstance(treatment, Numeric):
-        values = _numbers(series, name)
+        values = numbers(series, name, what, key)
         present = values[~np.isnan(values)]
         if isinstance(treatment.fill, str):
             fill = float(getattr(np, treatment.fill)(present)) if len(present) else 0.0
@@ -86,7 +118,7 @@ def column_outputs(column: dict[str, Any]) -> list[str]:
     return [f"{name}_null"]
 
 
-def _encode_column(column: dict[str, Any], series) -> np.ndarray:
+def _encode_column(column: dict[str, Any], series, what: str, key: Path) -> np.ndarray:
     """(N, width) float64 for one fitted column."""
     missing = series.isna().to_numpy()
     if column["type"] == "categorical":
@@ -101,7 +133,7 @@ def _encode_column(column: dict[str, Any], series) -> np.ndarray:
                 out[row, slot] = 1.0
         return out
     if column["type"] == "numeric":
-        values = np.where(missing, column["fill"], _numbers(series.where(~series.isna(), 0), column["name"]))
+        values = np.where(missing, column["fill"], numbers(series, column["name"], what, key))
         if column["mean"] is not None:
             values = (values - column["mean"]) / column["std"]
         parts = [values] + ([missing.astype(np.float64)] if column["null_column"] else [])
@@ -109,11 +141,12 @@ def _encode_column(column: dict[str, Any], series) -> np.ndarray:
     return missing.astype(np.float64)[:, None]
 
 
-def encode_columns(columns: list[dict[str, Any]], frame) -> np.ndarray:
-    """Raw rows -> (N, F) float32 features, by the fitted columns."""
+def encode_columns(columns: list[dict[str, Any]], frame, what: str = "the rows", key: Path = ()) -> np.ndarray:
+    """Raw rows (of the file `what`, named at `key`) -> (N, F) float32 features, by the fitted columns."""
     if not columns:
         return np.zeros((len(frame), 0), dtype=np.float32)
-    return np.concatenate([_encode_column(c, frame[c["name"]]) for c in columns], axis=1).astype(np.float32)
+    parts = [_encode_column(c, frame[c["name"]], what, key) for c in columns]
+    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def default_treatment(series):
@@ -134,24 +167,29 @@ def fit_target(data, frame, what: str) -> dict[str, Any]:
                             "value(s)", path=("data", "target"), hint="remove those rows from the file")
     classes = None
     if data.target_kind == "classes":
-        classes = fit_classes(frame[columns[0]].tolist(), "classes", what, data.num_classes)
+        classes = fit_classes(frame[columns[0]].tolist(), "classes", what, data.num_classes, key=("data", "target"))
     return {"columns": columns, "kind": data.target_kind, "classes": classes}
 
 
-def encode_target(target: dict[str, Any], frame, what: str) -> torch.Tensor:
+def encode_target(target: dict[str, Any], frame, what: str, key: Path = ("data", "target"),
+                  file_key: Path = ()) -> torch.Tensor:
+    """The target tensor of `frame`'s rows; `key`: where a label training never saw is located,
+    `file_key`: where a real target that is no finite number is (the key naming the file `what`)."""
     kind, columns = target["kind"], target["columns"]
     if kind == "classes":
-        return encode_targets(frame[columns[0]].tolist(), kind, target["classes"], what)
+        return encode_targets(frame[columns[0]].tolist(), kind, target["classes"], what, key)
     parts = []
     for name in columns:
-        values = frame[name].tolist()
         if kind == "binary":
+            values = frame[name].tolist()
             bad = sorted({label_key(v) for v in values} - {"0", "1"})
             if bad:
                 raise SpecError(f"binary target '{name}' of {what} holds values other than 0 and 1: "
-                                f"{', '.join(bad[:5])}", path=("data", "target"),
+                                f"{', '.join(bad[:5])}", path=key,
                                 hint="use target_kind: classes for labels of any kind")
-        parts.append(encode_targets(values, "real", None, what))
+            parts.append(encode_targets(values, "real", None, what))
+        else:
+            parts.append(torch.from_numpy(numbers(frame[name], name, what, file_key, missing=False).astype(np.float32)))
     return parts[0] if len(parts) == 1 else torch.stack(parts, dim=1)
 
 
@@ -165,14 +203,17 @@ def _outputs(target: dict[str, Any]) -> int | None:
 # opening
 
 
-def open_csv(data, seed: int) -> Opened:
+def _fit(data, seed: int):
+    """The training and test rows, the validation carve, and what the training rows fit (feature
+    columns, target): what `open_csv` encodes, and all that validate's `csv_shape` needs."""
     frame = read_table(data.path, data.separator)
+    check_columns([str(c) for c in frame.columns], data.named_columns(), data.path)
     targets = data.target_columns
     features = data.features if data.features is not None else [c for c in frame.columns if c not in targets]
-    require_columns(frame, targets + list(features), data.path, "path")
     if data.test_path is not None:
         test_frame = read_table(data.test_path, data.separator, "test_path")
-        require_columns(test_frame, targets + list(features), data.test_path, "test_path")
+        check_columns([str(c) for c in test_frame.columns], {("data", "target"): targets, ("data", "features"): features},
+                      data.test_path, at=("data", "test_path"))
     else:
         keep, held_out = carve(len(frame), data.test_split, seed)
         frame, test_frame = frame.iloc[keep.numpy()], frame.iloc[held_out.numpy()]
@@ -181,18 +222,61 @@ def open_csv(data, seed: int) -> Opened:
     train_idx, val_idx = carve(len(frame), data.val_split, seed + 1)
     fitting = frame.iloc[train_idx.numpy()]  # statistics and categories: training rows only
     treatments = {name: data.columns.get(name) or default_treatment(frame[name]) for name in features}
-    columns = [fit_column(name, treatments[name], fitting[name]) for name in features]
+    columns = [fit_column(name, treatments[name], fitting[name], data.path, ("data", "path")) for name in features]
     target = fit_target(data, frame, data.path)
+    return frame, test_frame, train_idx, val_idx, columns, target
 
-    def source(rows, what):
-        x = torch.from_numpy(encode_columns(columns, rows))
-        return tensor_source(x, encode_target(target, rows, what), _outputs(target), target["classes"], targets)
 
-    test = source(test_frame, data.test_path or data.path) if len(test_frame) else None
+# Validate fits a table whose files are at most this large (about a second with pandas): the
+# one-hot width and the class count are then known, and the network's shapes checked with them.
+MAX_CHECK_BYTES = 16 * 2**20
+
+
+def csv_shape(data, seed: int) -> tuple[tuple[int, ...] | None, int | None]:
+    """(input_shape, num_classes) of a table as `open_csv` would give them, where its files are
+    small enough to read at validate time; else what the spec alone says."""
+    files = [data.path] + ([data.test_path] if data.test_path is not None else [])
+    if sum(FilePath(f).stat().st_size for f in files) > MAX_CHECK_BYTES:
+        return data.static_shape()
+    frame, test_frame, _, _, columns, target = _fit(data, seed)
+    # What a run's encoding would refuse, without the one-hot matrices (a column of names is as wide
+    # as the file is long): numeric cells and real targets that are no finite number, binary values
+    # that are no 0/1, test labels training never saw.
+    for rows, test in ((frame, False), (test_frame, True)):
+        what, key = _file_of(data, test)
+        for column in (c for c in columns if c["type"] == "numeric"):
+            numbers(rows[column["name"]], column["name"], what, key)
+        encode_target(target, rows, what, _test_key(data) if test else ("data", "target"), key)
+    return (sum(len(column_outputs(c)) for c in columns),), _outputs(target)
+
+
+def _file_of(data, test: bool) -> tuple[str, Path]:
+    """The file that holds the training or the test rows, and the key that names it."""
+    if test and data.test_path is not None:
+        return data.test_path, ("data", "test_path")
+    return data.path, ("data", "path")
+
+
+def _test_key(data) -> tuple[str, ...]:
+    """The spec key that makes the test rows: a test file, or the split carved from `path`."""
+    return ("data", "test_path") if data.test_path is not None else ("data", "test_split")
+
+
+def open_csv(data, seed: int) -> Opened:
+    frame, test_frame, train_idx, val_idx, columns, target = _fit(data, seed)
+    targets = data.target_columns
+
+    def source(rows, test: bool):
+        what, file_key = _file_of(data, test)
+        x = torch.from_numpy(encode_columns(columns, rows, what, file_key))
+        y = encode_target(target, rows, what, _test_key(data) if test else ("data", "target"), file_key)
+        return tensor_source(x, y, _outputs(target), target["classes"], targets)
+
+    test = source(test_frame, True) if len(test_frame) else None
     preprocessing = {
         "kind": "table",
         "columns": columns,
         "features": [name for c in columns for name in column_outputs(c)],
         "target": target,
     }
-    return Opened(source(frame, data.path), test, train_idx, val_idx, preprocessing)
+    return Opened(source(frame, False), test, train_idx, val_idx, preprocessing)

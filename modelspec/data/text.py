@@ -9,7 +9,9 @@ tokenizer.json, so any `tokenizers` client encodes a new text to exactly the ids
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,50 +19,137 @@ import torch
 
 from ..errors import SpecError
 from ..spec.data.text import PAD_ID, PAD_TOKEN, SPECIAL_TOKENS, UNK_ID, UNK_TOKEN
-from .sources import Opened, carve, encode_targets, fit_classes, optional_import, tensor_source
+from .columns import check_spec_columns
+from .sources import (Opened, carve, encode_targets, fit_classes, is_missing, optional_import, read_utf8,
+                      require_labels, tensor_source)
 
 
-def _read_folder(folder: Path, names: list[str] | None) -> tuple[list[str], list[str]]:
-    """One folder of .txt files per class: (texts, labels)."""
-    texts, labels = [], []
-    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and (names is None or p.name in names))
+# How a file of texts is read is decided by its suffix, in any case (.CSV is a CSV): a table's separator,
+# or None for JSON lines. Any other file is a table of comma-separated values in training, and plain
+# lines of text for `predict`.
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+
+
+def is_text_table(path: Path) -> bool:
+    return path.suffix.lower() in TABLE_SUFFIXES
+
+
+def _text_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
+
+
+def _holds_text(folder: Path) -> bool:
+    """Whether a folder holds a .txt file: read up to the first one (IMDB's class folders hold 12,500)."""
+    with os.scandir(folder) as entries:
+        return any(entry.name.lower().endswith(".txt") and entry.is_file() for entry in entries)
+
+
+def class_folders(folder: Path, names: list[str] | None, key: str) -> list[Path]:
+    """The class folders of a folder of texts, sorted, as a run reads them: those named in
+    `class_folders` (all there), else every folder that holds a .txt file. Cheap (folder names, and
+    each folder up to its first .txt file), so that validate lists them too."""
+    try:
+        dirs = sorted(p for p in folder.iterdir() if p.is_dir() and (names is None or p.name in names))
+    except OSError as exc:
+        raise SpecError(f"cannot read the folder {folder}: {exc.strerror or exc}", path=("data", key)) from None
     missing = sorted(set(names or []) - {p.name for p in dirs})
     if missing:
         raise SpecError(f"{folder} has no class folder {', '.join(missing)}", path=("data", "class_folders"))
-    for label_dir in dirs:
-        for file in sorted(label_dir.glob("*.txt")):
-            texts.append(file.read_text(encoding="utf-8", errors="replace"))
-            labels.append(label_dir.name)
-    if not texts:
-        raise SpecError(f"{folder} holds no class folders of .txt files", path=("data", "path"),
+    dirs = [d for d in dirs if _holds_text(d)]
+    if not dirs:
+        raise SpecError(f"{folder} holds no class folders of .txt files", path=("data", key),
                         hint="a text folder has one folder per class (e.g. pos/, neg/) of .txt files")
+    return dirs
+
+
+def folder_classes(data) -> list[str] | None:
+    """The classes of a text folder (`data.path`) from its folder names alone, checked as a run checks
+    its labels (two or more, `num_classes`, binary's two; a test folder's all among them): validate
+    refuses a folder of one class before anything runs. None where `path` is a file."""
+    if not Path(data.path).is_dir():
+        return None
+    names = [d.name for d in class_folders(Path(data.path), data.class_folders, "path")]
+    classes = fit_classes(names, data.target_kind, data.path, data.num_classes, key=("data", "path"))
+    if data.test_path is not None and Path(data.test_path).is_dir():
+        tested = [d.name for d in class_folders(Path(data.test_path), data.class_folders, "test_path")]
+        encode_targets(tested, data.target_kind, classes, data.test_path, ("data", "test_path"))
+    return classes
+
+
+def _read_folder(folder: Path, names: list[str] | None, key: str) -> tuple[list[str], list[str]]:
+    """One folder of .txt files per class: (texts, labels)."""
+    texts, labels = [], []
+    for label_dir in class_folders(folder, names, key):
+        for file in _text_files(label_dir):
+            texts.append(read_utf8(file, key))
+            labels.append(label_dir.name)
     return texts, labels
 
 
-def read_text_table(path: Path, key: str = "path"):
-    """A .csv, .tsv or .jsonl file of texts as a pandas DataFrame; unreadable is a SpecError."""
+def _json_lines(text: str, path: Path, key: str | None) -> tuple[list[int], list[dict[str, Any]]]:
+    """(line numbers, objects) of the non-blank lines; a line that is no JSON object is a SpecError."""
+    numbers, records = [], []
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise SpecError(f"{path}: line {number} is not JSON ({exc})"[:300], path=("data", key) if key else (),
+                            hint="a .jsonl file holds one JSON object a line") from None
+        if not isinstance(record, dict):
+            raise SpecError(f"{path}: line {number} is a JSON {type(record).__name__}, not an object",
+                            path=("data", key) if key else (), hint='one object a line: {"text": ..., "label": ...}')
+        numbers.append(number)
+        records.append(record)
+    return numbers, records
+
+
+def read_text_table(path: Path, key: str | None = "path"):
+    """A .csv, .tsv or .jsonl file of texts as a DataFrame of its values as written: CSV cells as
+    strings (see `read_cells`), JSON values as JSON has them (NaN where a line lacks the key), its
+    index the line numbers (`index.name` is `line`). Unreadable or not UTF-8 is a SpecError at
+    `data.<key>` (at no key with `key=None`, for a predict input)."""
+    separator = TABLE_SUFFIXES.get(path.suffix.lower(), ",")
+    if separator is not None:
+        return read_cells(path, separator, key)
     pd = optional_import("pandas")
+    numbers, records = _json_lines(read_utf8(path, key), path, key)
+    return pd.DataFrame(records, index=pd.Index(numbers, name="line"), dtype=object)
+
+
+def read_cells(path: Path, separator: str, key: str | None = "path"):
+    """A CSV as written: every cell a string ("" when empty; 38 stays "38", NA stays "NA"), its index
+    the rows after the header counted from 1 (`index.name` is `row`)."""
+    pd = optional_import("pandas")
+    text = read_utf8(path, key)
     try:
-        if path.suffix == ".jsonl":
-            return pd.read_json(path, lines=True)
-        return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}", path=("data", key)) from None
+        frame = pd.read_csv(io.StringIO(text), sep=separator, dtype=str, keep_default_na=False)
+    except ValueError as exc:  # pandas' ParserError is a ValueError
+        raise SpecError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}",
+                        path=("data", key) if key else ()) from None
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+    return frame
+
+
+def texts_of(column) -> list[str]:
+    """A column's texts: a missing value is the empty text."""
+    return ["" if is_missing(value) else str(value) for value in column]
 
 
 def _read_file(data, path: Path, key: str) -> tuple[list[str], list[Any]]:
     frame = read_text_table(path, key)
-    from .tabular import require_columns
-
-    require_columns(frame, [data.text_column, data.label_column], str(path), key)
-    return frame[data.text_column].fillna("").astype(str).tolist(), frame[data.label_column].tolist()
+    check_spec_columns(data, [str(c) for c in frame.columns], str(path), key)  # at their keys, as validate
+    labels = frame[data.label_column].tolist()
+    require_labels(labels, str(path), [f"{frame.index.name} {n}" for n in frame.index], data.label_column)
+    return texts_of(frame[data.text_column]), labels
 
 
 def read_texts(data, path: str, key: str) -> tuple[list[str], list[Any]]:
     """(texts, labels) of a .csv/.tsv/.jsonl file or a folder per class."""
     where = Path(path)
     if where.is_dir():
-        return _read_folder(where, data.class_folders)
+        return _read_folder(where, data.class_folders, key)
     if not where.is_file():
         raise SpecError(f"no file or folder at {path}", path=("data", key), hint="check the path")
     return _read_file(data, where, key)
@@ -100,11 +189,41 @@ def _fixed_length(tokenizer, max_length: int):
     return tokenizer
 
 
+# Hugging Face tokenizers holds about 110 bytes a token while it encodes (an Encoding's ids, offsets,
+# masks and token strings; measured), so texts are encoded at most this many tokens at a time (about
+# 0.1 GB) into a tensor allocated once: only the int64 ids grow with the data.
+ENCODE_TOKENS = 2**20
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, where the platform says (Linux, macOS)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_token_memory(rows: int, max_length: int, memory: int | None = None) -> None:
+    """Refuse, before allocating, token ids (rows × max_length × 8 bytes) past half this machine's
+    memory: the model's activations and the rest of the process need the other half."""
+    needed, memory = rows * max_length * 8, memory or physical_memory()
+    if memory is not None and needed > memory // 2:
+        raise SpecError(f"{rows:,} texts of max_length={max_length:,} tokens are {needed / 1e9:,.1f} GB of int64 token "
+                        f"ids, more than half this machine's memory ({memory / 1e9:,.1f} GB)",
+                        path=("data", "max_length"),
+                        hint="lower max_length (most texts fit in a few hundred tokens), or give fewer texts")
+
+
 def encode_texts(tokenizer, texts: list[str]) -> torch.Tensor:
     """(N, max_length) int64 ids."""
-    if not texts:
-        return torch.zeros((0, tokenizer.truncation["max_length"]), dtype=torch.long)
-    return torch.tensor([e.ids for e in tokenizer.encode_batch(texts)], dtype=torch.long)
+    length = tokenizer.truncation["max_length"]
+    check_token_memory(len(texts), length)
+    ids = torch.empty((len(texts), length), dtype=torch.long)
+    step = max(1, ENCODE_TOKENS // length)
+    for start in range(0, len(texts), step):
+        encoded = tokenizer.encode_batch(texts[start : start + step])
+        ids[start : start + len(encoded)] = torch.tensor([e.ids for e in encoded], dtype=torch.long)
+    return ids
 
 
 def open_text(data, seed: int) -> Opened:
@@ -115,6 +234,7 @@ def open_text(data, seed: int) -> Opened:
         keep, held_out = carve(len(texts), data.test_split, seed)
         test_texts, test_labels = [texts[i] for i in held_out], [labels[i] for i in held_out]
         texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    check_token_memory(len(texts) + len(test_texts), data.max_length)  # the whole data set, before any split
     train_idx, val_idx = carve(len(texts), data.val_split, seed + 1)
     if data.tokenizer is not None:
         tokenizer = load_tokenizer(data)

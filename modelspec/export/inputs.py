@@ -66,13 +66,29 @@ def token_range(spec: Spec) -> int:
     return first.num_embeddings if isinstance(first, Embedding) else spec.data.vocab_size or 2
 
 
+def padding_id(spec: Spec) -> int | None:
+    """The token id the network takes for padding: its first embedding's padding_idx."""
+    first = spec.layers[0]
+    return first.padding_idx if isinstance(first, Embedding) else None
+
+
 def random_inputs(spec: Spec, info: ModelInfo, n: int) -> torch.Tensor:
-    """A seeded batch of `n` inputs: N(0, 1) floats (as normalised data), or token ids."""
+    """A seeded batch of `n` inputs: N(0, 1) floats (as normalised data), or token ids; where the
+    network has a padding id, each sequence padded at its end as texts are, from a length of its own
+    (the first one's shorter than the whole, so that batch 1 has padding too)."""
     generator = torch.Generator().manual_seed(spec.seed)
     shape = (n, *info.input_shape)
-    if info.input_dtype == "int64":
-        return torch.randint(0, token_range(spec), shape, generator=generator)
-    return torch.randn(shape, generator=generator)
+    if info.input_dtype != "int64":
+        return torch.randn(shape, generator=generator)
+    ids = torch.randint(0, token_range(spec), shape, generator=generator)
+    pad = padding_id(spec)
+    if pad is None or len(shape) != 2:
+        return ids
+    steps = shape[1]
+    ids[ids == pad] = (pad + 1) % token_range(spec)  # real tokens are no padding
+    lengths = torch.randint(1, steps + 1, (n,), generator=generator)
+    lengths[0] = max(1, steps // 3)
+    return ids.masked_fill(torch.arange(steps) >= lengths.unsqueeze(1), pad)
 
 
 def _rows(x: torch.Tensor, n: int) -> torch.Tensor:

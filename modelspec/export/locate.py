@@ -54,8 +54,19 @@ def best_run(folder: Path) -> dict[str, Any]:
     return max(scored, key=lambda item: item[1][0] if item[1][1] else -item[1][0])[0]
 
 
+def is_export_folder(folder: Path) -> bool:
+    """A folder `modelspec export` wrote: by its name, or by a file only it writes."""
+    from .registry import FORMATS
+    from .report import REPORT_FILE
+
+    return folder.name == "export" or any((folder / name).is_file() for name in
+                                          (REPORT_FILE, *(fmt.file for fmt in FORMATS.values())))
+
+
 def _missing_weights(run_dir: Path) -> SpecError:
     hint = "a run writes weights.pt when it finishes"
+    if is_export_folder(run_dir):
+        hint = "this is an export folder, which holds exported files, not weights.pt; give the run folder it came from"
     grids = sorted(p for p in run_dir.iterdir() if (p / RESULTS_FILE).is_file())
     if grids:  # runs/<spec name>/: the grids are one level down
         hint = f"this is a spec's runs folder; give a grid folder in it with --best, e.g. {grids[-1]} --best"

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from ..artifacts import TrainedModel
+from ..artifacts import TrainedModel, disk_full_error
 from ..errors import SpecError
 from ..spec.layers import fmt_shape
 from .format import Format
@@ -79,6 +79,9 @@ def _try_methods(fmt: Format, model: nn.Module, plan: ExportPlan, reference: Ref
             details = make(model, plan, tmp)
         except Exception as exc:  # exporters fail in many ways; each is this attempt's failure
             tmp.unlink(missing_ok=True)
+            full = disk_full_error(exc)
+            if full is not None:  # no other method will find space: the export stops, saying why
+                raise full from None
             result.attempts.append(Attempt(method, f"export failed: {first_line(exc)}"))
             log(f"  {method}: export failed: {first_line(exc)}")
             continue

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,8 +122,8 @@ class ExportReport:
         }
 
     def write(self) -> Path:
+        from ..artifacts import atomic_write_text  # (artifacts imports torch; the report itself needs none)
+
         path = self.out_dir / REPORT_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")  # no temporary left if it fails
         return path

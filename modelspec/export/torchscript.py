@@ -1,7 +1,12 @@
-"""TorchScript: torch.jit.script, or torch.jit.trace where scripting fails. Loads with torch.jit.load."""
+"""TorchScript: torch.jit.script, or torch.jit.trace where scripting fails. Loads with torch.jit.load.
+
+Exported only when a spec or `--format torchscript` asks for it: the torch modelspec runs on
+deprecates TorchScript in favour of torch.export, the default (with ONNX).
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,9 @@ def trace(model: nn.Module, plan: ExportPlan, path: Path) -> dict[str, Any]:
 
 
 def load(path: Path) -> Runner:
-    return torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():  # its deprecation notice: the user asked for this format by name
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 TORCHSCRIPT = Format("torchscript", "model.torchscript.pt", (("script", script), ("trace", trace)), load)

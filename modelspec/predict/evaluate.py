@@ -104,26 +104,33 @@ def evaluate_image_folder(trained: TrainedModel, folder: Path, preprocessing: di
     prepare = image_pipeline(preprocessing)
     samples, labels = [], []
     for path, label in dataset.samples:
-        with _open(path) as image:
-            samples.append(prepare(image))
+        samples.append(_read(path, prepare))
         labels.append(names.index(dataset.classes[label]))
     x, y = torch.stack(samples), torch.tensor(labels)
     return measure(trained, x, y, str(folder), Targets("classes", len(names), names))
 
 
-def _open(path: str):
+def _read(path: str, prepare) -> torch.Tensor:
+    """One labelled image, prepared; one that cannot be read (truncated, not an image, a decompression
+    bomb) is an error naming it: its label would be missing from the measure."""
     from PIL import Image
 
+    from ..data.images import image_errors, image_problem
+
     try:
-        return Image.open(path)
-    except OSError as exc:
-        raise SpecError(f"cannot read the image {path}: {exc}") from None
+        with Image.open(path) as image:
+            return prepare(image)
+    except image_errors() as exc:
+        raise SpecError(f"cannot read the image {path}: {image_problem(exc)}",
+                        hint="remove or replace the file, and evaluate again") from None
 
 
 def evaluate_records(trained: TrainedModel, path: Path, preprocessing: dict[str, Any]) -> Evaluation:
-    """New labelled rows (a CSV with the target columns) or texts (the spec's file or folder layout),
-    encoded with what training fitted: unseen categories and words take the missing or unknown slot."""
-    from ..compile.task import targets_of
+    """New labelled rows (a CSV with the target columns), texts (the spec's file or folder layout) or
+    a series (every window whose target row is in the file), encoded with what training fitted:
+    unseen categories and words take the missing or unknown slot. A series' metrics are in the
+    data's units, as the run's are."""
+    from ..compile.task import targets_of, units_of
     from ..data.sources import encode_targets
     from .records import fitted, tokenizer_of
 
@@ -135,7 +142,7 @@ def evaluate_records(trained: TrainedModel, path: Path, preprocessing: dict[str,
         table = fitted(preprocessing, "table")
         frame = read_table(str(path), ",", key="path")
         require_columns(frame, [c["name"] for c in table["columns"]] + table["target"]["columns"], str(path), "path")
-        x = torch.from_numpy(encode_columns(table["columns"], frame))
+        x = torch.from_numpy(encode_columns(table["columns"], frame, str(path)))
         y = encode_target(table["target"], frame, str(path))
     elif kind == "text":
         from ..data.text import encode_texts, read_texts
@@ -144,9 +151,14 @@ def evaluate_records(trained: TrainedModel, path: Path, preprocessing: dict[str,
         texts, labels = read_texts(data, str(path), "path")
         x = encode_texts(tokenizer_of(text, None), texts)
         y = encode_targets(labels, data.target_kind, text["target"]["classes"], str(path))
+    elif kind == "time_series":
+        from ..data.time_series import labelled_samples
+
+        x, y = labelled_samples(str(path), fitted(preprocessing, "time_series"))
     else:
-        raise SpecError(f"--data reads image folders, tables and texts; this model was trained on {kind} data",
+        raise SpecError(f"--data reads image folders, tables, texts and series; this model was trained on {kind} data",
                         hint="evaluate a split of the spec's own data with --split")
     real = (y.shape[1] if y.ndim == 2 else 1) if data.target_kind == "real" else None
-    targets = targets_of(data.target_kind, info.num_classes, real, info.class_names, info.target_names)
+    targets = targets_of(data.target_kind, info.num_classes, real, info.class_names, info.target_names,
+                         units_of(preprocessing.get("data")))
     return measure(trained, x, y, str(path), targets)

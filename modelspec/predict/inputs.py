@@ -72,7 +72,9 @@ def image_pipeline(preprocessing: dict[str, Any]) -> Callable[[Any], torch.Tenso
 
 
 def read_images(arguments: Sequence[str], preprocessing: dict[str, Any], **_) -> list[Item]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from ..data.images import image_errors, image_problem
 
     prepare = image_pipeline(preprocessing)
     items = []
@@ -80,8 +82,8 @@ def read_images(arguments: Sequence[str], preprocessing: dict[str, Any], **_) ->
         try:
             with Image.open(path) as image:
                 items.append(Item(str(path), prepare(image)))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            items.append(Item(str(path), None, f"cannot read the image: {str(exc).splitlines()[0][:160]}"))
+        except image_errors() as exc:  # that one file's problem (a decompression bomb too); the rest go on
+            items.append(Item(str(path), None, f"cannot read the image: {image_problem(exc)}"))
     return items
 
 

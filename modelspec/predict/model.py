@@ -1,5 +1,5 @@
 """Open a trained model for prediction: a run folder (its weights.pt, eager PyTorch) or an export
-folder (preprocessing.json beside model.torchscript.pt / model.pt2 / model.onnx).
+folder (preprocessing.json beside model.pt2 / model.onnx / model.torchscript.pt).
 
 Everything a prediction needs besides the model comes from what training stored: the input shape and
 dtype, the deterministic transforms and the normalisation statistics, the class names and the task.
@@ -9,7 +9,6 @@ Nothing is read from the training data.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -23,8 +22,10 @@ from ..export.plan import PREPROCESSING_FILE
 from ..export.registry import FORMATS
 
 Engine = Literal["torch", "onnx"]
-# The files `modelspec export` writes.
-ONNX_FILE, TORCHSCRIPT_FILE, PROGRAM_FILE = (FORMATS[name].file for name in ("onnx", "torchscript", "torch_export"))
+ONNX_FILE = FORMATS["onnx"].file
+# What `--engine torch` loads from an export folder, the first found: PyTorch's recommended format
+# first; TorchScript (deprecated by this torch) when that is all the folder has.
+TORCH_FORMATS = ("torch_export", "torchscript")
 
 
 @dataclass
@@ -80,41 +81,83 @@ def _onnx(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: torch.from_numpy(np.asarray(session.run(None, {name: x.numpy()})[0]))
 
 
+# What predict reads from an export's preprocessing.json, with the JSON type each must have; image
+# models also read how their pixels were transformed, the others what was fitted on their data.
+PREPROCESSING_KEYS: dict[str, type | tuple[type, ...]] = {"dataset": str, "input_shape": list, "input_dtype": str,
+                                                          "task": dict}
+IMAGE_KEYS: dict[str, type | tuple[type, ...]] = {"transforms": list, "normalize": (dict, type(None))}
+RECORD_KEYS: dict[str, type | tuple[type, ...]] = {"data": dict}
+
+
+def read_preprocessing(path: Path) -> dict[str, Any]:
+    """An export's preprocessing.json, checked for every key predict reads: a file edited by hand,
+    cut short or of another tool is one error naming it and the key, not a traceback later."""
+    from .inputs import IMAGE_DATASETS
+
+    hint = "export the run again with `modelspec export RUN` (it writes the whole file)"
+    try:
+        preprocessing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{path} cannot be read: {exc}", hint=hint) from None
+    if not isinstance(preprocessing, dict):
+        raise SpecError(f"{path} holds a JSON {type(preprocessing).__name__}, not the mapping of an export's "
+                        "preprocessing", hint=hint)
+    kind = IMAGE_KEYS if preprocessing.get("dataset") in IMAGE_DATASETS else RECORD_KEYS
+    for key, expected in {**PREPROCESSING_KEYS, **kind}.items():
+        if key not in preprocessing:
+            raise SpecError(f"{path} lacks the key '{key}'", hint=hint)
+        if not isinstance(preprocessing[key], expected):
+            raise SpecError(f"{path}: '{key}' is {json.dumps(preprocessing[key])[:80]}, not a JSON "
+                            f"{_json_type(expected)}", hint=hint)
+    return preprocessing
+
+
+def _json_type(expected: type | tuple[type, ...]) -> str:
+    names = {dict: "object", list: "array", str: "string", type(None): "null"}
+    return " or ".join(names[t] for t in (expected if isinstance(expected, tuple) else (expected,)))
+
+
+def _loaded(path: Path, load: Callable[[Path], Any]) -> Any:
+    """An exported model file, loaded; one that its loader cannot read (damaged, cut short, another
+    file under its name) is an error naming it. Loaders fail on foreign bytes with any exception."""
+    try:
+        return load(path)
+    except SpecError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        reason = " ".join(str(exc).split()).split(". ")[0][:200] or type(exc).__name__
+        raise SpecError(f"{path} cannot be loaded (corrupt or truncated?): {reason}",
+                        hint="export the run again with `modelspec export RUN`") from None
+
+
 def _from_export(folder: Path, engine: Engine, trained: TrainedModel | None = None) -> Predictor:
     path = folder / PREPROCESSING_FILE
     if not path.is_file():
         raise SpecError(f"{folder} has no {PREPROCESSING_FILE}: predictions need the preprocessing the "
                         "model was trained with", hint="export the run again with `modelspec export RUN`")
-    try:
-        preprocessing = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"{path} cannot be read: {exc}") from None
+    preprocessing = read_preprocessing(path)
     if engine == "onnx":
         if not (folder / ONNX_FILE).is_file():
             raise SpecError(f"{folder} has no {ONNX_FILE}", hint="export with --format onnx")
-        return Predictor(preprocessing, _onnx(folder / ONNX_FILE), folder, "onnx", trained)
-    if (folder / TORCHSCRIPT_FILE).is_file():
-        with warnings.catch_warnings():  # TorchScript's deprecation notice: the file is ours to read
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu").eval()
-    elif (folder / PROGRAM_FILE).is_file():
-        module = torch.export.load(str(folder / PROGRAM_FILE)).module()
-    else:
-        raise SpecError(f"{folder} holds no TorchScript or torch.export file", hint="try --engine onnx")
-    return Predictor(preprocessing, module, folder, "torch", trained)
+        return Predictor(preprocessing, _loaded(folder / ONNX_FILE, _onnx), folder, "onnx", trained)
+    for name in TORCH_FORMATS:
+        fmt = FORMATS[name]
+        if (folder / fmt.file).is_file():
+            return Predictor(preprocessing, _loaded(folder / fmt.file, fmt.load), folder, "torch", trained)
+    raise SpecError(f"{folder} holds no torch.export or TorchScript file", hint="try --engine onnx")
 
 
 def open_model(target: str | Path, best: bool = False, engine: Engine = "torch") -> Predictor:
     """The model a path names: a run folder, a grid folder (one run, or `best`), a weights file, or
     an export folder."""
-    from ..export.locate import find_weights
+    from ..export.locate import find_weights, is_export_folder
 
     path = Path(target)
     if path.is_dir() and (path / PREPROCESSING_FILE).exists() and not (path / WEIGHTS_FILE).exists():
         if best:
             raise SpecError("--best picks a run of a grid folder; an export folder is one model already")
         return _from_export(path, engine)
-    if path.is_dir() and not path.joinpath(WEIGHTS_FILE).exists() and path.name == "export":
+    if path.is_dir() and not path.joinpath(WEIGHTS_FILE).exists() and is_export_folder(path):
         raise SpecError(f"{path} has no {PREPROCESSING_FILE}: predictions need the preprocessing the model "
                         "was trained with", hint="export the run again with `modelspec export RUN`")
     return _from_run(find_weights(path, best), engine)

@@ -1,7 +1,8 @@
 """Model outputs read by the task the model was trained for.
 
-multiclass: the class name, its probability and the top-k; binary: the positive class's probability
-and the 0/1 decision at the stored threshold; multi-label: each label's probability and decision;
+multiclass: the class name, its probability and the top-k; binary: the class decided, the positive
+class's probability as `p_<positive class>` (`p_<target>` for a 0/1 column) and the 0/1 decision at the
+stored threshold; multi-label: each label's probability as `p_<label>` and the labels chosen;
 regression: the values under their target names.
 """
 
@@ -18,6 +19,15 @@ def _names(names: list[str] | None, count: int, prefix: str) -> list[str]:
     return list(names) if names and len(names) == count else [f"{prefix}{i}" for i in range(count)]
 
 
+def _positive(class_names: list[str] | None, target_names: list[str] | None) -> str:
+    """What a binary model's one probability is of: its second class (the one numbered 1), else its
+    target column being 1. Named in the column, so that a reader never takes it for the chosen
+    class's probability (which it is not when the decision is 0)."""
+    if class_names and len(class_names) == 2:
+        return class_names[1]
+    return target_names[0] if target_names and len(target_names) == 1 else "1"
+
+
 def readout(out: torch.Tensor, task: dict[str, Any], class_names: list[str] | None, top_k: int = 3,
             target_names: list[str] | None = None) -> list[dict[str, Any]]:
     """One dict of prediction columns per sample."""
@@ -28,9 +38,10 @@ def readout(out: torch.Tensor, task: dict[str, Any], class_names: list[str] | No
         return [dict(zip(names, row)) for row in out.tolist()]
     if kind == "binary":
         names = _names(class_names, 2, "")
+        column = f"p_{_positive(class_names, target_names)}"
         p = probabilities(out, 1)[:, 1] if out.shape[1] == 2 else probabilities(out, None)[:, 0]
         threshold = task.get("threshold", 0.5)
-        return [{"class": names[int(v >= threshold)], "probability": v, "decision": int(v >= threshold)}
+        return [{"class": names[int(v >= threshold)], column: v, "decision": int(v >= threshold)}
                 for v in p.tolist()]
     if kind == "multilabel":
         names = _names(target_names if target_names and len(target_names) == out.shape[1] else class_names,

@@ -40,26 +40,38 @@ def _one_file(arguments: Sequence[str], what: str) -> Path:
 # tables
 
 
+def _unreadable(path: Path, exc: SpecError) -> list[Item]:
+    """The one input a file is, reported (not UTF-8, not JSON lines, no CSV), as an unreadable image is."""
+    return [Item(str(path), None, exc.issues[0].message.removeprefix(f"{path}: ").removeprefix(f"{path} "))]
+
+
 def read_rows(arguments: Sequence[str], preprocessing: dict[str, Any], **_) -> list[Item]:
-    """A CSV's rows; the feature columns by name, every column kept in the output."""
+    """A CSV's rows; the feature columns by name, encoded as training did. Every column comes back as
+    the file has it (cells as text, an empty one empty): the parsed values only feed the model."""
+    from ..data.sources import read_utf8
     from ..data.tabular import encode_columns, read_table, require_columns
+    from ..data.text import read_cells
 
     columns = fitted(preprocessing, "table")["columns"]
     path = _one_file(arguments, "CSV")
-    frame = read_table(str(path), ",")
-    require_columns(frame, [c["name"] for c in columns], str(path), "features")
-    extras = frame.astype(object).where(frame.notna(), None).to_dict("records")
     try:
-        x = torch.from_numpy(encode_columns(columns, frame))
+        read_utf8(path, None)
+    except SpecError as exc:
+        return _unreadable(path, exc)
+    frame = read_table(str(path), ",")  # bounded in columns, parsed: what the model reads
+    require_columns(frame, [c["name"] for c in columns], str(path), "features")
+    extras = read_cells(path, ",", None).to_dict("records")  # as written, for the output
+    try:
+        x = torch.from_numpy(encode_columns(columns, frame, str(path)))
         return [Item(f"row {i + 1}", x[i], extra=extras[i]) for i in range(len(frame))]
-    except SpecError:  # some row holds a value its column cannot take: find which, keep the others
+    except SpecError:  # some row holds a value its column cannot take (a word, inf): find which, keep the others
         items = []
         for i in range(len(frame)):
             try:
-                items.append(Item(f"row {i + 1}", torch.from_numpy(encode_columns(columns, frame.iloc[[i]]))[0],
-                                  extra=extras[i]))
+                one = torch.from_numpy(encode_columns(columns, frame.iloc[[i]], str(path)))[0]
+                items.append(Item(f"row {i + 1}", one, extra=extras[i]))
             except SpecError as exc:
-                items.append(Item(f"row {i + 1}", None, exc.issues[0].message, extras[i]))
+                items.append(Item(f"row {i + 1}", None, exc.issues[0].message.removeprefix(f"{path}: "), extras[i]))
         return items
 
 
@@ -83,31 +95,43 @@ def tokenizer_of(data: dict[str, Any], folder: Path | None):
     return _fixed_length(tokenizer, data["max_length"])
 
 
+def _lines(text: str) -> list[str]:
+    """A .txt file's lines as an editor numbers them: split at newlines only (not at U+2028 or form
+    feeds, as `str.splitlines` does), without the last newline's empty line."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
 def read_texts(arguments: Sequence[str], preprocessing: dict[str, Any], column: str | None = None,
                folder: Path | None = None, **_) -> list[Item]:
-    """One text per line of a .txt file, or a CSV/TSV/JSONL column (`--column`, default `text`)."""
-    from ..data.text import encode_texts
+    """One text per line of a text file, or a column (`--column`, default `text`) of a .csv/.tsv/.jsonl
+    file (suffixes in any case), whose columns come back as the file has them."""
+    from ..data.sources import read_utf8
+    from ..data.text import encode_texts, is_text_table, read_text_table, texts_of
 
     data = fitted(preprocessing, "text")
     path = _one_file(arguments, "text")
-    if path.suffix in (".csv", ".tsv", ".jsonl"):
-        from ..data.text import read_text_table
-
-        frame = read_text_table(path)
+    try:
+        frame = read_text_table(path, None) if is_text_table(path) else None
+        lines = _lines(read_utf8(path, None)) if frame is None else []
+    except SpecError as exc:
+        return _unreadable(path, exc)
+    if frame is not None:
         name = column or "text"
         if name not in frame.columns:
             raise SpecError(f"{path} has no column '{name}'", hint="name the text column with --column")
-        texts = frame[name].fillna("").astype(str).tolist()
+        texts = texts_of(frame[name])
+        names = [f"{frame.index.name} {n}" for n in frame.index]
         extras = frame.astype(object).where(frame.notna(), None).to_dict("records")
     else:
-        texts = path.read_text(encoding="utf-8").splitlines()
-        extras = [None] * len(texts)
+        texts, names = lines, [f"line {i + 1}" for i in range(len(lines))]
+        extras = [{"text": text[:80]} for text in lines]
     tokenizer = tokenizer_of(data, folder)
     good = [i for i, text in enumerate(texts) if text.strip()]
     encoded = encode_texts(tokenizer, [texts[i] for i in good])
     rows = dict(zip(good, encoded))
-    return [Item(f"line {i + 1}", rows.get(i), None if i in rows else "the text is empty",
-                 extras[i] or {"text": text[:80]}) for i, text in enumerate(texts)]
+    return [Item(names[i], rows.get(i), None if i in rows else "the text is empty", extras[i])
+            for i in range(len(texts))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,46 +139,79 @@ def read_texts(arguments: Sequence[str], preprocessing: dict[str, Any], column: 
 
 
 def read_series(arguments: Sequence[str], preprocessing: dict[str, Any], last: bool = False, **_) -> list[Item]:
-    """A CSV ordered by time: every complete window (or, with `last`, the latest), scaled as in training."""
+    """A CSV ordered by time: every complete window (or, with `last`, the latest), scaled as in
+    training. Each is named by the rows it reads and says which row it forecasts (`for_row`, past the
+    file's end for the latest windows, with the file's other columns of that row, such as a date,
+    as `for_<column>` where the row is in the file). A window over a row that holds no finite number
+    is reported with that row; the others are still predicted."""
+    from bisect import bisect_left, bisect_right
+
+    from ..data.sources import read_utf8
     from ..data.tabular import read_table, require_columns
+    from ..data.time_series import apply_scaler, last_known, model_values, read_values
 
     data = fitted(preprocessing, "time_series")
     path = _one_file(arguments, "CSV")
-    frame = read_table(str(path), ",")
-    require_columns(frame, data["columns"], str(path), "features")
     try:
-        values = frame[data["columns"]].to_numpy(dtype=np.float64)
-    except (ValueError, TypeError) as exc:
-        raise SpecError(f"{path}: the series' columns must hold numbers ({exc})"[:300]) from None
-    raw = values
-    if data["difference"]:
-        values = np.diff(values, axis=0)
-    scaled = (values - np.array(data["scaler"]["offset"])) / np.array(data["scaler"]["scale"])
-    features = [data["columns"].index(c) for c in data["features"]]
-    window = data["window"]
-    starts = range(len(scaled) - window, len(scaled) - window + 1) if last else range(len(scaled) - window + 1)
-    if len(scaled) < window:
-        raise SpecError(f"{path} has {len(scaled)} usable steps; the model reads windows of {window}",
+        read_utf8(path, None)
+    except SpecError as exc:
+        return _unreadable(path, exc)
+    frame = read_table(str(path), ",")
+    columns, window, difference = data["columns"], data["window"], data["difference"]
+    require_columns(frame, columns, str(path), "features")
+    levels, bad = read_values(frame, columns)  # (rows, C), NaN where a row is bad
+    steps = len(levels) - (1 if difference else 0)
+    if steps < window:
+        what = "first changes, from window + 1 rows" if difference else "rows"
+        raise SpecError(f"{path} has {len(levels)} rows; the model reads windows of {window} {what}",
                         hint="give a longer series")
+    scaled = apply_scaler(data["scaler"], model_values(levels, difference))
+    features = [columns.index(c) for c in data["features"]]
+    targets = [columns.index(c) for c in data["targets"]]
+    others = [c for c in frame.columns if c not in columns]
+    starts = np.arange(steps - window if last else 0, steps - window + 1)
     items = []
-    for s in starts:
-        x = torch.from_numpy(scaled[s : s + window][:, features].astype(np.float32))
-        end = s + window + (1 if data["difference"] else 0)  # rows of the file the window covers
-        items.append(Item(f"steps {end - window + 1}-{end}", x, extra={"_last_raw": raw[end - 1].tolist()}))
+    for s, t in zip(starts.tolist(), last_known(starts, window, difference).tolist()):  # t: the last row known
+        extra = {"for_row": t + data["horizon"] + 1, **_row_values(frame, others, t + data["horizon"], "for_")}
+        within = bad.rows[bisect_left(bad.rows, s) : bisect_right(bad.rows, t)]
+        if within:
+            items.append(Item(f"rows {s + 1}-{t + 1}", None, f"no number to read: {bad.describe(within)}", extra))
+            continue
+        x = torch.from_numpy(scaled[s : s + window][:, features].astype(np.float32))  # (window, F)
+        items.append(Item(f"rows {s + 1}-{t + 1}", x, extra={**extra, "_base": levels[t, targets].tolist()}))
     return items
 
 
+def _row_values(frame, names: list[str], row: int, prefix: str) -> dict[str, Any]:
+    """Row `row`'s values of the named columns as plain Python values; nothing past the file's end."""
+    if row >= len(frame):
+        return {}
+    values = {}
+    for name in names:
+        value = frame[name].iloc[row]
+        values[f"{prefix}{name}"] = None if value != value else value.item() if hasattr(value, "item") else value
+    return values
+
+
 def unscale(rows: list[dict[str, Any]], items: list[Item], preprocessing: dict[str, Any]) -> None:
-    """A series' forecasts back in the file's units: x * scale + offset, plus the last value when the
-    model learnt first differences."""
+    """A series' forecasts back in the file's units (the units its metrics are measured in):
+    value * scale + offset of the targets' fitted units, plus the last known level x[t] when the
+    model learnt the change x[t+h] - x[t]."""
     data = preprocessing.get("data") or {}
     if data.get("kind") != "time_series":
         return
-    offset, scale = data["scaler"]["offset"], data["scaler"]["scale"]
+    units = data.get("units") or _units_before_targets_had_their_own(data)
     for row, item in zip(rows, items):
-        last = (item.extra or {}).pop("_last_raw", None)
-        for name in data["targets"]:
+        base = (item.extra or {}).pop("_base", None)
+        for k, name in enumerate(data["targets"]):
             if name in row and isinstance(row[name], float):
-                j = data["columns"].index(name)
-                value = row[name] * scale[j] + offset[j]
-                row[name] = value + last[j] if data["difference"] and last is not None else value
+                value = row[name] * units["scale"][k] + units["offset"][k]
+                row[name] = value + base[k] if units["base"] and base is not None else value
+
+
+def _units_before_targets_had_their_own(data: dict[str, Any]) -> dict[str, Any]:
+    """Models saved before `units`: their targets were scaled with the inputs' scaler."""
+    index = [data["columns"].index(name) for name in data["targets"]]
+    scaler = data["scaler"]
+    return {"scale": [scaler["scale"][j] for j in index], "offset": [scaler["offset"][j] for j in index],
+            "base": data["difference"]}

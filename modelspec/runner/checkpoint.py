@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import atomic_save, safe_load
+from ..artifacts import atomic_save, restart_hint, safe_load
 from ..errors import SpecError
+from .state import CHECKPOINT_KEYS
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # The sections of a spec whose change makes a resumed run a different run.
@@ -52,17 +53,16 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], durable: bool = True) 
     atomic_save(state, run_dir / CHECKPOINT_FILE, durable=durable)
 
 
-def restart_hint(run_dir: Path) -> str:
-    """How to start one run of a grid over: the command, or by hand."""
-    return (f"start this run over: `modelspec resume {run_dir.parent} --restart-run {run_dir.name}` "
-            f"(or delete {run_dir} and resume)")
-
-
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / CHECKPOINT_FILE
     if not path.exists():
         return None
     checkpoint = safe_load(path, "checkpoint", hint=restart_hint(run_dir))
-    if not isinstance(checkpoint, dict) or "spec_hash" not in checkpoint:
-        raise SpecError(f"{path} holds no modelspec checkpoint", hint=restart_hint(run_dir))
+    if not isinstance(checkpoint, dict):
+        raise SpecError(f"{path} holds no modelspec checkpoint (a {type(checkpoint).__name__})",
+                        hint=restart_hint(run_dir))
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise SpecError(f"{path} holds no whole modelspec checkpoint: it lacks {', '.join(missing)}",
+                        hint=restart_hint(run_dir))
     return checkpoint

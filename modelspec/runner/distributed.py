@@ -19,7 +19,9 @@ With one process (`SINGLE`) every helper here is a pass-through, and the runner 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -237,11 +239,29 @@ def launch(nproc: int, args: list[str]) -> int:
     from torch.distributed.run import get_args_parser, run
 
     options = get_args_parser().parse_args([*RENDEZVOUS, f"--nproc-per-node={nproc}", "-m", "modelspec", *args])
+    # The launcher's own log lines (its OMP_NUM_THREADS notice, "failed (exitcode: 2) local_rank: 0
+    # ...", "Sending process ... closing signal") would surround the one message rank 0 prints.
+    for name in ("torch.distributed.run", "torch.distributed.elastic"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(options)
-    except ChildFailedError as failed:  # rank 0's exit code says what happened (2 spec, 1 failed, 130 stopped)
-        first = failed.failures.get(0) or next(iter(failed.failures.values()))
-        return first.exitcode if first.exitcode > 0 else 1
-    except SignalException:
-        return 130
+    except ChildFailedError as failed:
+        return _failure_code(failed.failures, nproc)
+    except SignalException as stopped:  # a Ctrl-C or SIGTERM of the launcher, passed on to every rank
+        return 128 + int(stopped.sigval)
     return 0
+
+
+def _failure_code(failures: dict, nproc: int) -> int:
+    """The exit code when ranks failed. A rank killed by a signal (the kernel's OOM killer, a `kill
+    -9`) is the cause, whatever the others did after it: the launcher stops them with SIGTERM, and
+    their 143 (or a 130) would say that the user stopped the grid. Otherwise rank 0's code says what
+    happened (2 spec, 1 failed, 130/143 stopped by a signal sent to the ranks themselves)."""
+    for rank, failure in sorted(failures.items()):
+        if failure.exitcode < 0:
+            name = failure.signal_name()
+            sys.stderr.write(f"error: process {rank} of {nproc} was killed by signal {name} (pid {failure.pid}); "
+                             "the others stopped with it\n")
+            return 1
+    first = failures.get(0) or next(iter(failures.values()))
+    return first.exitcode if first.exitcode > 0 else 1

@@ -96,13 +96,14 @@ def create_grid_folder(loaded: LoadedSpec, prepare: Callable[[Path], None],
             n += 1
 
 
-def load_stored_spec(folder: Path, overrides: Sequence[str] = (), log: Callable[[str], None] = print) -> LoadedSpec:
+def load_stored_spec(folder: Path, overrides: Sequence[str] = (), log: Callable[[str], None] = print,
+                     unset: Sequence[str] = ()) -> LoadedSpec:
     """The spec a grid was started with: spec.yaml, or spec.json where that is damaged (each holds
     all of it). A damaged copy is written again from the good one, and said."""
     loaded, errors = {}, {}
     for name in ("spec.yaml", "spec.json"):
         try:
-            loaded[name] = load_spec(folder / name, overrides)
+            loaded[name] = load_spec(folder / name, overrides, unset=unset)
         except SpecError as exc:
             errors[name] = exc
     if not loaded:

@@ -24,7 +24,7 @@ from ..spec.data import LOADER_KEYS
 from ..spec.grid import RunPlan, _short_names, grid_location
 from ..compile.task import Monitor
 from ..tracking import ResultsTable, ResultsTracker
-from .background import after
+from .background import after, in_background
 from .device import resolve_device
 from .folder import RUN_FILE, check_unchanged, create_grid_folder, previous_results, read_run_state
 from .distributed import SINGLE, Ranks
@@ -383,8 +383,8 @@ class _Grid:
         self.result.outcomes[plan.name] = outcome
         self.table.set_rows(plan.name, outcome.rows)
         self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, self.exports.get(plan.name)))
-        if self.writes_table:
-            self.table.save(force=False)
+        if self.writes_table:  # written on the files thread: the next run need not wait for the disk
+            self.table.save(force=False, background=in_background)
         if write_state and self.ranks.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             text = _run_state_text(plan, outcome, self.exports.get(plan.name))

@@ -26,7 +26,7 @@ from ..artifacts import ModelInfo, atomic_write_bytes, weights_bytes
 from ..compile import build_from_shapes
 from ..compile.finetune import prepare_finetuning, trainable_parameters
 from ..compile.shapes import infer_shapes
-from ..compile.task import Monitor, Targets, Task, resolve_task, targets_of, watched
+from ..compile.task import Monitor, Targets, Task, resolve_task, targets_of, units_of, watched
 from ..data import PreparedData, make_feeds
 from ..errors import SpecError
 from ..spec.grid import RunPlan
@@ -122,11 +122,12 @@ def autocast(device: torch.device, amp: str | None):
 
 
 def data_targets(spec: Spec, prepared: PreparedData) -> Targets:
-    """What the prepared data's targets are, for the task."""
+    """What the prepared data's targets are, for the task; real values with their way back to the
+    data's units, which the metrics are measured in."""
     targets = prepared.train_source.targets
     real_count = (targets.shape[1] if targets.ndim == 2 else 1) if spec.data.target_kind == "real" else None
     return targets_of(spec.data.target_kind, prepared.num_classes, real_count,
-                      prepared.class_names, prepared.target_names)
+                      prepared.class_names, prepared.target_names, units_of(prepared.preprocessing))
 
 
 @dataclass

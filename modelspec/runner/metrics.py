@@ -7,6 +7,11 @@ millisecond whatever its size, as much as a tiny model's whole batch. The chunk 
 on the batch sizes, and the buffer goes into `state_dict` with the sums, so an epoch resumed halfway
 from a checkpoint reports exactly what an uninterrupted one would.
 
+The loss is the model's own (as training minimises it); the metrics read what the task's
+`metric_inputs` makes of outputs and targets: for real values, the data's own units (`Task.units`:
+a series' scaled changes become the levels it forecasts), so that rmse is in the data's units and
+mape and r2 mean what they say.
+
 Under torchrun each process holds the sums of its own samples; `compute` reads them over every process
 (torchmetrics all-gathers its states itself when torch.distributed is initialised; the loss sum and
 count are all-reduced here), so every rank gets the same values, and must call it at the same point.

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import socket
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -39,6 +37,7 @@ from ..tracking.results import ROWS_FILE, read_rows
 from .folder import read_run_state
 from .loop import RunOutcome
 from .progress import Progress, epoch_line
+from .ray_start import start_ray
 
 if TYPE_CHECKING:
     from .grid import _Grid
@@ -198,15 +197,7 @@ class _Driver:
     def _start(self, ray) -> None:
         executor, started = self.executor, time.monotonic()
         env = {k: v for k, v in os.environ.items() if k.startswith("MODELSPEC_")}
-        try:
-            with warnings.catch_warnings():  # Ray warns, then raises: the error below says it once
-                warnings.simplefilter("ignore")
-                ray.init(address=executor.address or "local", include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR, runtime_env={"env_vars": env} if env else None)
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-            raise SpecError(f"--address {executor.address}: cannot join the Ray cluster: {_first_line(exc)}",
-                            hint="start it with `ray start --head` and give its address (auto, or "
-                                 "ray://HOST:10001), or leave --address out to start Ray on this machine") from None
+        start_ray(ray, executor.address, env)  # bounded, and Ctrl-C and SIGTERM still work meanwhile
         resources = ray.cluster_resources()
         cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
         where = f"joined {executor.address}" if executor.address else "started on this machine"

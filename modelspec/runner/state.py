@@ -50,6 +50,10 @@ class EarlyStopping:
         self.best, self.bad_epochs = state["best"], state["bad_epochs"]
 
 
+# What every checkpoint holds, in every version of `state_dict()`: a file without them is not one.
+CHECKPOINT_KEYS = ("spec_hash", "epoch", "batch", "model", "optimizer", "rng", "rows", "run_seconds")
+
+
 @dataclass
 class RunState:
     model: nn.Module

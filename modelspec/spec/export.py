@@ -28,7 +28,9 @@ ExportFormat = Literal["torchscript", "onnx", "torch_export"]
 
 
 class ExportSpec(SpecModel):
-    formats: list[ExportFormat] = Field(default_factory=lambda: ["torchscript", "onnx"])
+    # PyTorch's recommended format and ONNX; TorchScript only on request: this torch deprecates it
+    # (torch.jit.script, save and load each warn).
+    formats: list[ExportFormat] = Field(default_factory=lambda: ["torch_export", "onnx"])
     opset: Optional[PositiveInt] = None  # ONNX opset; default: the exporter's recommended one
     # Verification tolerance against the eager model, in float32.
     atol: float = Field(1e-4, gt=0)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from ._forms import tagged_union
+from ._torch import nn, torch
 from .base import Int, SpecModel
 
 # What the network's output is, to the loss: metrics turn it into probabilities or values.
@@ -31,7 +30,7 @@ class LossSpec(SpecModel):
     name: str
     output: ClassVar[Output]
     targets: ClassVar[tuple[TargetKind, ...]]
-    torch_class: ClassVar[type[nn.Module]]
+    torch_class: ClassVar[str]  # the name of its class in torch.nn
 
     def torch_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the torch class: every field but `name`, lists as tensors."""
@@ -40,7 +39,7 @@ class LossSpec(SpecModel):
                 for k, v in kwargs.items() if v is not None}
 
     def build(self) -> nn.Module:
-        return self.torch_class(**self.torch_kwargs())
+        return getattr(nn, self.torch_class)(**self.torch_kwargs())
 
     def class_weights(self) -> tuple[str, list[float]] | None:
         """(key, values) of a per-class list, whose length must be the class count."""
@@ -61,7 +60,7 @@ class CrossEntropy(LossSpec):
     name: Literal["cross_entropy"] = "cross_entropy"
     output: ClassVar[Output] = "logits"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
-    torch_class: ClassVar[type[nn.Module]] = nn.CrossEntropyLoss
+    torch_class: ClassVar[str] = "CrossEntropyLoss"
     weight: Optional[list[PositiveNumber]] = None  # one per class: rare classes count more
     label_smoothing: float = Field(0.0, ge=0.0, le=1.0)
     ignore_index: Int = -100  # a target with this value adds nothing to the loss
@@ -76,7 +75,7 @@ class NLL(LossSpec):
     name: Literal["nll"] = "nll"
     output: ClassVar[Output] = "log_probs"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
-    torch_class: ClassVar[type[nn.Module]] = nn.NLLLoss
+    torch_class: ClassVar[str] = "NLLLoss"
     weight: Optional[list[PositiveNumber]] = None
     ignore_index: Int = -100
 
@@ -88,7 +87,7 @@ class MultiMargin(LossSpec):
     name: Literal["multi_margin"] = "multi_margin"
     output: ClassVar[Output] = "scores"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
-    torch_class: ClassVar[type[nn.Module]] = nn.MultiMarginLoss
+    torch_class: ClassVar[str] = "MultiMarginLoss"
     p: Literal[1, 2] = 1
     margin: float = 1.0
     weight: Optional[list[PositiveNumber]] = None
@@ -103,7 +102,7 @@ class BCEWithLogits(LossSpec):
     name: Literal["bce_with_logits"] = "bce_with_logits"
     output: ClassVar[Output] = "logits"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes", "multi_label")
-    torch_class: ClassVar[type[nn.Module]] = nn.BCEWithLogitsLoss
+    torch_class: ClassVar[str] = "BCEWithLogitsLoss"
     # Weight of the positive class: one number, or one per label (negatives / positives is usual).
     pos_weight: Optional[Union[PositiveNumber, list[PositiveNumber]]] = None
 
@@ -123,28 +122,28 @@ class BCE(LossSpec):
     name: Literal["bce"] = "bce"
     output: ClassVar[Output] = "probs"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes", "multi_label")
-    torch_class: ClassVar[type[nn.Module]] = nn.BCELoss
+    torch_class: ClassVar[str] = "BCELoss"
 
 
 class MSE(LossSpec):
     name: Literal["mse"] = "mse"
     output: ClassVar[Output] = "values"
     targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
-    torch_class: ClassVar[type[nn.Module]] = nn.MSELoss
+    torch_class: ClassVar[str] = "MSELoss"
 
 
 class L1(LossSpec):
     name: Literal["l1"] = "l1"
     output: ClassVar[Output] = "values"
     targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
-    torch_class: ClassVar[type[nn.Module]] = nn.L1Loss
+    torch_class: ClassVar[str] = "L1Loss"
 
 
 class SmoothL1(LossSpec):
     name: Literal["smooth_l1"] = "smooth_l1"
     output: ClassVar[Output] = "values"
     targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
-    torch_class: ClassVar[type[nn.Module]] = nn.SmoothL1Loss
+    torch_class: ClassVar[str] = "SmoothL1Loss"
     beta: float = Field(1.0, ge=0.0)  # below it the loss is quadratic
 
 
@@ -152,7 +151,7 @@ class Huber(LossSpec):
     name: Literal["huber"] = "huber"
     output: ClassVar[Output] = "values"
     targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
-    torch_class: ClassVar[type[nn.Module]] = nn.HuberLoss
+    torch_class: ClassVar[str] = "HuberLoss"
     delta: PositiveNumber = 1.0
 
 

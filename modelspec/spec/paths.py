@@ -120,3 +120,42 @@ def set_path(data: Any, path: Path, value: Any) -> Any:
             hint="check the path against the spec; list items are written [index]",
         ) from None
     return data
+
+
+def unset_path(data: Any, path: Path) -> Any:
+    """A copy of `data` without the key (or list item) at `path`, so that its default applies again;
+    a path that holds nothing is an error with the keys that are there (a typo is never a no-op)."""
+    try:
+        get_path(data, path)
+    except KeyError:
+        raise SpecError("nothing to unset: the spec has no such key", path=path,
+                        hint=_keys_hint(data, path)) from None
+    data = _copied(data)
+    node = data
+    for part in path[:-1]:
+        node = _writable_child(node, part)  # every step exists: nothing is created
+    last = path[-1]
+    if isinstance(node, dict) and last not in node:  # `{conv: {...}}`: the key is an argument
+        ((name, params),) = node.items()
+        node[name] = node = dict(params)
+    del node[last]
+    return data
+
+
+def _keys_hint(data: Any, path: Path) -> str:
+    """Close matches among the keys at the deepest step of `path` the data has."""
+    from ..errors import did_you_mean
+
+    node, depth = data, 0
+    for depth, part in enumerate(path):
+        try:
+            node = _child(node, part)
+        except KeyError:
+            break
+    if isinstance(node, list):
+        return f"{format_path(path[:depth]) if depth else 'the spec'} is a list of {len(node)} item(s), [0] to [{len(node) - 1}]"
+    if not isinstance(node, dict):
+        return f"{format_path(path[:depth])} holds a value, not keys"
+    params = _layer_params(node)
+    keys = list(params if params is not None else node)
+    return did_you_mean(path[depth], keys) or "keys there: " + ", ".join(map(str, keys[:20]))

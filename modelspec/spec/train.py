@@ -11,17 +11,16 @@ validation and then crash a run.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-import torch
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
-from torch import nn, optim
-from torch.optim import lr_scheduler
 
 from ..errors import did_you_mean
 from ._forms import spec_error, tagged
+from ._torch import nn, optim, torch
 from .base import NonNegativeInt, PositiveInt, SpecModel
 from .losses import LOSSES, CrossEntropy, Loss  # noqa: F401  (LOSSES: the table of names)
 from .metrics import Metric
@@ -34,7 +33,8 @@ class _TorchCall(SpecModel):
     """`{name: x, **kwargs}` where x picks a torch class and kwargs are checked against it."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    CLASSES: ClassVar[dict[str, type]] = {}
+    CLASSES: ClassVar[dict[str, str]] = {}  # class names in MODULE, imported when first used
+    MODULE: ClassVar[str] = ""
     # Arguments the runner passes itself (the parameters, the optimizer), and ones it fills in.
     SUPPLIED: ClassVar[frozenset[str]] = frozenset({"params", "optimizer", "self"})
     FILLED: ClassVar[dict[str, frozenset[str]]] = {}
@@ -47,7 +47,7 @@ class _TorchCall(SpecModel):
 
     @property
     def torch_class(self) -> type:
-        return self.CLASSES[self.name]
+        return getattr(importlib.import_module(self.MODULE), self.CLASSES[self.name])
 
     @model_validator(mode="after")
     def _check_signature(self):
@@ -113,19 +113,21 @@ def _check_type(key: str, value: Any, param: inspect.Parameter) -> None:
         raise spec_error(f"expected {expected}; received {value!r}"[:200], key=key)
 
 
+# The names of the classes in torch.optim and torch.optim.lr_scheduler, by the spec's names.
 OPTIMIZERS = {
-    "sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop,
-    "adagrad": optim.Adagrad, "adadelta": optim.Adadelta, "nadam": optim.NAdam, "radam": optim.RAdam,
+    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
+    "adagrad": "Adagrad", "adadelta": "Adadelta", "nadam": "NAdam", "radam": "RAdam",
 }
 SCHEDULERS = {
-    "step": lr_scheduler.StepLR, "multistep": lr_scheduler.MultiStepLR,
-    "exponential": lr_scheduler.ExponentialLR, "cosine": lr_scheduler.CosineAnnealingLR,
-    "onecycle": lr_scheduler.OneCycleLR, "plateau": lr_scheduler.ReduceLROnPlateau,
+    "step": "StepLR", "multistep": "MultiStepLR",
+    "exponential": "ExponentialLR", "cosine": "CosineAnnealingLR",
+    "onecycle": "OneCycleLR", "plateau": "ReduceLROnPlateau",
 }
 
 
 class OptimizerSpec(_TorchCall):
-    CLASSES: ClassVar[dict[str, type]] = OPTIMIZERS
+    CLASSES: ClassVar[dict[str, str]] = OPTIMIZERS
+    MODULE: ClassVar[str] = "torch.optim"
     name: Literal[tuple(OPTIMIZERS)] = "adam"  # type: ignore[valid-type]
     lr: float = Field(1e-3, gt=0)
 
@@ -134,7 +136,8 @@ class OptimizerSpec(_TorchCall):
 
 
 class SchedulerSpec(_TorchCall):
-    CLASSES: ClassVar[dict[str, type]] = SCHEDULERS
+    CLASSES: ClassVar[dict[str, str]] = SCHEDULERS
+    MODULE: ClassVar[str] = "torch.optim.lr_scheduler"
     # The runner fills these from the train section: cosine's horizon is the epochs, one-cycle's
     # peak is the optimizer's lr and its length the epochs × batches per epoch, plateau's mode the
     # monitored metric's direction.
@@ -196,8 +199,10 @@ Device = Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")]
 class TrainSpec(SpecModel):
     network: Optional[str] = None  # which of `networks`; may be a grid axis
     epochs: PositiveInt = 10
-    optimizer: Annotated[OptimizerSpec, _named(OPTIMIZERS, "optimizer", OptimizerSpec)] = OptimizerSpec()
-    loss: Loss = CrossEntropy()  # the task (multi-class, binary, multi-label, regression) follows from it
+    # Defaults made without validation, which reads torch's signatures: importing the spec classes
+    # (`modelspec schema`) needs no torch. A default is valid by construction.
+    optimizer: Annotated[OptimizerSpec, _named(OPTIMIZERS, "optimizer", OptimizerSpec)] = OptimizerSpec.model_construct()
+    loss: Loss = CrossEntropy.model_construct()  # the task (multi-class, binary, multi-label, regression) follows from it
     # What rows, TensorBoard and the final table report; default: the task's (see the README).
     metrics: Optional[list[Metric]] = Field(None, min_length=1, max_length=32)
     # The one value that picks the best epoch and the best run, drives early stopping and the plateau

@@ -11,12 +11,12 @@ import math
 
 from typing import Annotated, ClassVar, Literal, Optional, Sequence
 
-import torch
 from pydantic import Field, model_validator
 
 from ..errors import SpecError
 from .base import NonNegativeInt, PositiveInt, Probability, SpecModel
 from ._forms import tagged_union
+from ._torch import torch
 
 ImageShape = tuple[Optional[int], ...]  # (C, H, W); None where only the data knows
 

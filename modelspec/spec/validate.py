@@ -141,7 +141,7 @@ def _issue(error: dict[str, Any], root: Any = Spec) -> SpecIssue:
         if elsewhere:  # a key of another data kind
             owners = [name for tp in elsewhere for name in typing.get_args(tp.model_fields["dataset"].annotation)]
             return SpecIssue(f"'{key}' only applies to dataset {' / '.join(owners)}, not {kinds[-1]}", loc,
-                             f"remove '{key}'")
+                             f"remove '{key}' (from the command line: --unset {format_path(loc)})")
         return SpecIssue(f"unknown key '{key}'", loc, did_you_mean(key, keys) or "valid keys: " + ", ".join(keys))
     if kind == "missing":
         return SpecIssue(f"missing required key '{loc[-1]}'", loc, hint)

@@ -13,8 +13,9 @@ import io
 import json
 import math
 import time
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..artifacts import atomic_write_text
 from .base import Tracker
@@ -44,6 +45,7 @@ class ResultsTable:
         self.rows: dict[str, list[dict[str, Any]]] = {run: [] for run in run_order}  # run -> rows
         self.order = {run: i for i, run in enumerate(run_order)}
         self.runs: dict[str, dict[str, Any]] = {}  # run -> summary
+        self.pending: Future | None = None  # a save being written on the files thread
 
     def set_rows(self, run: str, rows: list[dict[str, Any]]) -> None:
         self.rows[run] = list(rows)
@@ -62,23 +64,42 @@ class ResultsTable:
         metrics = sorted(seen, key=_split_order)  # stable: each split keeps the rows' order
         return FIRST + metrics + LAST + [c for c in self.grid_columns if c not in FIRST + LAST]
 
-    def save(self, force: bool = True) -> None:
+    def save(self, force: bool = True, background: Callable[..., Future] | None = None) -> None:
         """Write results.csv and results.json atomically; unless `force`, only if the last save is
-        `between_saves` old."""
+        `between_saves` old. With `background` (the files thread), the texts are made here and
+        written there: the training thread does not wait on the disk's fsyncs, which a busy disk
+        stretches. The error of a save written there (a full disk) is raised by the next save."""
         if not force and time.monotonic() - self.saved_at < self.between_saves:
             return
+        self._written()  # the last save first: on one thread, saves land in order anyway
         start = self.saved_at = time.monotonic()
+        texts = self._texts()
+        if background is not None:
+            self.pending = background(self._write, texts)
+        else:
+            self._write(texts)
+        self.between_saves = max(self.MIN_SECONDS_BETWEEN_SAVES, (time.monotonic() - start) / self.SAVES_SHARE)
+
+    def _written(self) -> None:
+        """Wait for the save handed to the files thread, if any; its error is raised here."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def _texts(self) -> dict[str, str]:
         columns = self.columns
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in self.all_rows():
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-        atomic_write_text(self.folder / "results.csv", out.getvalue())
         summaries = sorted(self.runs.values(), key=lambda summary: self.order.get(summary["run"], len(self.order)))
         document = {"columns": columns, "rows": self.all_rows(), "runs": summaries}
-        atomic_write_text(self.folder / "results.json", json.dumps(document, indent=1, default=str))
-        self.between_saves = max(self.MIN_SECONDS_BETWEEN_SAVES, (time.monotonic() - start) / self.SAVES_SHARE)
+        return {"results.csv": out.getvalue(), "results.json": json.dumps(document, indent=1, default=str)}
+
+    def _write(self, texts: dict[str, str]) -> None:
+        for name, text in texts.items():
+            atomic_write_text(self.folder / name, text)
 
 
 class ResultsTracker(Tracker):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, model_validator
@@ -106,6 +108,31 @@ class ImageFolderData(ImageData):
     def _image_shape(self):
         # RGB, size unknown until the transforms fix it; binary targets are one output.
         return (3, None, None), 1 if self.target_kind == "binary" else self.num_classes
+
+    def check_files(self, seed):
+        """The class folders, listed as torchvision's ImageFolder lists them (no image is opened):
+        the class count is known at validate time, and checked against the spec."""
+        folder = Path(self.root) / self.train_dir
+        if not folder.is_dir():
+            raise SpecError(f"no image folder at {folder}", path=("data", "root"),
+                            hint="an image_folder data set has one folder per class under <root>/<train_dir>")
+        try:
+            classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        except OSError as exc:
+            raise SpecError(f"cannot read the image folder {folder}: {exc.strerror or exc}", path=("data", "root")) from None
+        listed = ", ".join(classes[:10])
+        if self.target_kind == "binary" and len(classes) != 2:
+            raise SpecError(f"binary targets need two class folders; {folder} has {len(classes)}: {listed}",
+                            path=("data", "target_kind"), hint="use target_kind: classes for more than two classes")
+        if self.num_classes is not None and self.num_classes != len(classes):
+            raise SpecError(f"num_classes={self.num_classes}, but {folder} has {len(classes)} class folders: {listed}",
+                            path=("data", "num_classes"), hint="omit num_classes to infer it")
+        if len(classes) < 2:
+            raise SpecError(f"{folder} has {len(classes)} class folder(s){': ' + listed if classes else ''}; "
+                            "a classifier needs two classes or more", path=("data", "root"),
+                            hint="an image_folder data set has one folder per class under <root>/<train_dir>")
+        shape, classes_out = self.static_shape()
+        return shape, classes_out if classes_out is not None else len(classes)
 
     def open(self, seed):
         from ...data.images import open_image_folder

@@ -78,6 +78,9 @@ class CsvData(DataBase):
     columns: dict[str, Treatment] = Field(default_factory=dict)
     num_classes: Optional[PositiveInt] = None  # checked against the data; lets validate check shapes
 
+    file_keys: ClassVar[tuple[str, ...]] = ("path", "test_path")
+    column_keys: ClassVar[tuple[str, ...]] = ("target", "features", "columns")
+
     unknown_shape_note: ClassVar[str] = (
         "csv: the number of features (one-hot columns) is known only from the data, so shapes are "
         "checked at run time"
@@ -123,6 +126,13 @@ class CsvData(DataBase):
             return None, classes
         widths = [self.columns[name].static_width() if name in self.columns else None for name in self.features]
         return ((sum(widths),) if None not in widths else None), classes
+
+    def check_files(self, seed):
+        """A table small enough is fitted as a run fits it: its one-hot width and classes are known."""
+        super().check_files(seed)
+        from ...data.tabular import csv_shape
+
+        return csv_shape(self, seed)
 
     def open(self, seed):
         from ...data.tabular import open_csv

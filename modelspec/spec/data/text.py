@@ -18,10 +18,18 @@ from ._base import DataBase
 UNK_TOKEN, PAD_TOKEN = "<unk>", "<pad>"
 UNK_ID, PAD_ID = 0, 1
 SPECIAL_TOKENS = 2
+# Tokens a text, at most: Hugging Face tokenizers holds about 110 bytes a token while it encodes (ids,
+# offsets, masks, the token strings) and the ids take 8, so a million tokens is about 0.1 GB a text
+# before the model sees it; past that max_length is a typo (an extra zero), like the layer limits.
+MAX_LENGTH = 1_000_000
+ENCODING_BYTES_PER_TOKEN = 118
 
 
 class TextData(DataBase):
     dataset: Literal["text"]
+    file_keys = ("path", "test_path", "tokenizer")  # checked at validate time (DataBase.check_files)
+    folder_keys = ("path", "test_path")  # a file of texts, or a folder of class folders
+    column_keys = ("text_column", "label_column")  # in a .csv/.tsv file's header
     # A .csv, .tsv or .jsonl file with a text and a label column, or a folder with one folder of
     # .txt files per class (IMDB's train/pos, train/neg).
     path: str
@@ -47,9 +55,23 @@ class TextData(DataBase):
                              hint="remove num_classes")
         return self
 
+    @model_validator(mode="after")
+    def _length(self):
+        if self.max_length > MAX_LENGTH:
+            size = self.max_length * ENCODING_BYTES_PER_TOKEN / 1e9
+            raise spec_error(f"max_length={self.max_length:,} tokens: encoding one text takes about {size:,.1f} GB, "
+                             f"a data set of them many times that; modelspec refuses more than {MAX_LENGTH:,}",
+                             key="max_length",
+                             hint="check it for an extra zero: most texts fit in a few hundred tokens")
+        return self
+
     @property
     def tokens(self) -> bool:
         return True
+
+    @property
+    def pad_id(self) -> int | None:
+        return PAD_ID if self.tokenizer is None else None  # a given tokenizer.json numbers <pad> itself
 
     @property
     def vocab_size(self) -> int | None:
@@ -58,6 +80,17 @@ class TextData(DataBase):
 
     def static_shape(self):
         return (self.max_length,), (1 if self.target_kind == "binary" else self.num_classes)
+
+    def check_files(self, seed):
+        """A folder of class folders is listed (names only, as image_folder's): the class count is
+        known, and one class refused, before anything runs."""
+        shape, classes = super().check_files(seed)
+        from ...data.text import folder_classes
+
+        found = folder_classes(self)
+        if found is None or self.target_kind == "binary":
+            return shape, classes
+        return shape, len(found)
 
     def open(self, seed):
         from ...data.text import open_text

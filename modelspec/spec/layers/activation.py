@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from ...errors import SpecError
+from .._torch import modules, nn
 from ..base import Int, PositiveInt
 from .base import LayerSpec, Shape, fmt_shape
 
 
 class _Activation(LayerSpec):
+    per_step: ClassVar[bool] = True  # element-wise
+
     def output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
@@ -73,6 +74,9 @@ class _AlongDim(_Activation):
                 hint="dims count the batch dim as 0; -1 is the last",
             )
         return input_shape
+
+    def keeps_steps(self, input_shape: Shape) -> bool:
+        return self.dim % (len(input_shape) + 1) != 1  # along dim 1 (time) it mixes the steps
 
 
 class Softmax(_AlongDim):
@@ -142,15 +146,6 @@ class PReLU(_Activation):
         return nn.PReLU(self.num_parameters, self.init)
 
 
-class ScaleModule(nn.Module):
-    def __init__(self, multiply: float, add: float):
-        super().__init__()
-        self.multiply, self.add = multiply, add
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.multiply + self.add
-
-
 class Scale(_Activation):
     """x · multiply + add, with constants (the `1 + x` of a gated block is `scale: {add: 1}`)."""
 
@@ -163,4 +158,4 @@ class Scale(_Activation):
         return f"scale ×{self.multiply} +{self.add}"
 
     def build(self, input_shape: Shape) -> nn.Module:
-        return ScaleModule(self.multiply, self.add)
+        return modules.ScaleModule(self.multiply, self.add)

@@ -11,9 +11,9 @@ import math
 from typing import Annotated, ClassVar, Optional, Sequence, Union
 
 from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
-from torch import nn
 
 from ...errors import SpecError
+from .._torch import nn
 from ..base import SpecModel
 
 Shape = tuple[int, ...]
@@ -43,6 +43,12 @@ class LayerSpec(SpecModel):
     from_: Optional[Union[NodeName, list[NodeName]]] = Field(None, alias="from")
     # Multi-input kinds (add, concat, ...) get their inputs as one list, in `from` order.
     takes_list: ClassVar[bool] = False
+    # Keeps the time steps: on a (T, ...) input, output step t is made from input step t (element-wise
+    # kinds, dropout, a linear on each step), so the padding at the end of a token sequence stays at
+    # its end, unmixed. Kinds whose answer depends on their arguments override `keeps_steps`.
+    per_step: ClassVar[bool] = False
+    # Takes a second argument, each sequence's real length (N,), when it reads padded token steps.
+    takes_lengths: ClassVar[bool] = False
 
     @model_serializer(mode="wrap")
     def _without_unset_wiring(self, handler: SerializerFunctionWrapHandler) -> dict:
@@ -66,6 +72,11 @@ class LayerSpec(SpecModel):
 
     def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
         return self.build(_single(self, input_shapes))
+
+    def keeps_steps(self, input_shape: Shape) -> bool:
+        """On a (T, ...) input whose dim 0 is time steps: output step t is made from input step t (or, for
+        a recurrent layer given the lengths, from the real steps alone) and the padding stays after them."""
+        return self.per_step
 
     def with_num_classes(self, num_classes: int) -> "LayerSpec":
         """This layer with `num_classes` sizes resolved (kinds that take `num_classes` override it)."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from torch import nn
-
 from ...errors import SpecError
+from .._torch import nn
 from ..base import NonNegativeInt, PositiveInt
 from .base import LayerSpec, Shape, check_given, fmt_shape, per_dim, sliding_output, spatial_rank
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CONV = {1: "Conv1d", 2: "Conv2d", 3: "Conv3d"}  # nn's, by input rank
 
 
 def _in_channels(layer: LayerSpec, input_shape: Shape) -> int:
@@ -67,7 +66,7 @@ class Conv(LayerSpec):
     def build(self, input_shape: Shape) -> nn.Module:
         rank, in_channels, kernel, stride, dilation = self._geometry(input_shape)
         padding = self.padding if isinstance(self.padding, str) else per_dim(self.padding, rank, "padding")
-        return _CONV[rank](
+        return getattr(nn, _CONV[rank])(
             in_channels,
             self.out_channels,
             kernel,
@@ -80,7 +79,7 @@ class Conv(LayerSpec):
         )
 
 
-_CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_CONV_TRANSPOSE = {1: "ConvTranspose1d", 2: "ConvTranspose2d", 3: "ConvTranspose3d"}
 
 
 class ConvTranspose(LayerSpec):
@@ -134,4 +133,4 @@ class ConvTranspose(LayerSpec):
 
     def build(self, input_shape: Shape) -> nn.Module:
         rank, in_channels, a = self._geometry(input_shape)
-        return _CONV_TRANSPOSE[rank](in_channels, self.out_channels, groups=self.groups, bias=self.bias, **a)
+        return getattr(nn, _CONV_TRANSPOSE[rank])(in_channels, self.out_channels, groups=self.groups, bias=self.bias, **a)

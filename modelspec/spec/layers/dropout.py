@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from torch import nn
+from typing import ClassVar, Literal
 
 from ...errors import SpecError
+from .._torch import nn
 from ..base import Probability
 from .base import LayerSpec, Shape, fmt_shape
 
@@ -14,6 +13,7 @@ from .base import LayerSpec, Shape, fmt_shape
 class Dropout(LayerSpec):
     type: Literal["dropout"] = "dropout"
     p: Probability = 0.5
+    per_step: ClassVar[bool] = True  # element-wise
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return input_shape

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import model_validator
-from torch import nn
 
+from .._torch import nn
 from ..base import NonNegativeInt, PositiveInt
 from .base import LayerSpec, Shape
 

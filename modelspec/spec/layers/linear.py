@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from torch import nn
-
 from ...errors import SpecError
+from .._torch import nn
 from ..base import Int, PositiveInt
 from .base import LayerSpec, Shape, check_given, fmt_shape
 
@@ -77,6 +76,9 @@ class Linear(LayerSpec):
     def output_shape(self, input_shape: Shape) -> Shape:
         self._in_features(input_shape)
         return (*input_shape[:-1], self._out_features())
+
+    def keeps_steps(self, input_shape: Shape) -> bool:
+        return len(input_shape) >= 2  # on the last dim of each step
 
     def build(self, input_shape: Shape) -> nn.Module:
         return nn.Linear(self._in_features(input_shape), self._out_features(), bias=self.bias)

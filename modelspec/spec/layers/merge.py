@@ -4,38 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Sequence
 
-import torch
-from torch import nn
-
 from ...errors import SpecError
+from .._torch import modules, nn
 from ..base import Int
 from .base import LayerSpec, Shape, fmt_shape
 from .shape import sample_dim
-
-
-class Sum(nn.Module):
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
-
-
-class Product(nn.Module):
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out * x
-        return out
-
-
-class Concat(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(xs, dim=self.dim)
 
 
 class _Merge(LayerSpec):
@@ -78,7 +51,7 @@ class AddSpec(_Elementwise):
 
     def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
         self.graph_output_shape(input_shapes)
-        return Sum()
+        return modules.Sum()
 
 
 class MultiplySpec(_Elementwise):
@@ -86,7 +59,7 @@ class MultiplySpec(_Elementwise):
 
     def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
         self.graph_output_shape(input_shapes)
-        return Product()
+        return modules.Product()
 
 
 class ConcatSpec(_Merge):
@@ -113,4 +86,4 @@ class ConcatSpec(_Merge):
 
     def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
         self.graph_output_shape(input_shapes)
-        return Concat(self.dim)
+        return modules.Concat(self.dim)

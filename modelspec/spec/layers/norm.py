@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from pydantic import Field
-from torch import nn
 
 from ...errors import SpecError
+from .._torch import nn
 from ..base import PositiveInt
 from .base import LayerSpec, Shape, check_given, fmt_shape
 
-_BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}
+_BATCHNORM = {1: "BatchNorm1d", 2: "BatchNorm1d", 3: "BatchNorm2d", 4: "BatchNorm3d"}  # nn's, by input rank
 
 
 class _PerChannelNorm(LayerSpec):
@@ -20,13 +20,13 @@ class _PerChannelNorm(LayerSpec):
     eps: float = Field(1e-5, gt=0)
     momentum: float | None = Field(0.1, ge=0, le=1)
     num_features: PositiveInt | None = None  # inferred: the input's channels (dim 0)
-    _classes: ClassVar[dict[int, type[nn.Module]]]
+    _classes: ClassVar[dict[int, str]]  # nn's class names
     _needs: ClassVar[str]
 
     def _module_class(self, input_shape: Shape) -> type[nn.Module]:
         if len(input_shape) not in self._classes:
             raise SpecError(f"{self.type} needs {self._needs}; received {fmt_shape(input_shape)}")
-        return self._classes[len(input_shape)]
+        return getattr(nn, self._classes[len(input_shape)])
 
     def output_shape(self, input_shape: Shape) -> Shape:
         self._module_class(input_shape)
@@ -73,6 +73,9 @@ class LayerNorm(LayerSpec):
         self._normalized(input_shape)
         return input_shape
 
+    def keeps_steps(self, input_shape: Shape) -> bool:
+        return len(self._normalized(input_shape)) < len(input_shape)  # each step normalised on its own
+
     def build(self, input_shape: Shape) -> nn.Module:
         return nn.LayerNorm(
             list(self._normalized(input_shape)), self.eps, self.elementwise_affine, bias=self.bias
@@ -106,7 +109,7 @@ class GroupNorm(LayerSpec):
         return nn.GroupNorm(self.num_groups, self._channels(input_shape), self.eps, self.affine)
 
 
-_INSTANCENORM = {2: nn.InstanceNorm1d, 3: nn.InstanceNorm2d, 4: nn.InstanceNorm3d}
+_INSTANCENORM = {2: "InstanceNorm1d", 3: "InstanceNorm2d", 4: "InstanceNorm3d"}
 
 
 class InstanceNorm(_PerChannelNorm):

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import model_validator
-from torch import nn
 
 from ...errors import SpecError
+from .._torch import modules, nn
 from ..base import NonNegativeInt, PositiveInt
 from .base import LayerSpec, Shape, per_dim, sliding_output, spatial_rank
 
-_POOL = {
-    ("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d, ("max", 3): nn.MaxPool3d,
-    ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d, ("avg", 3): nn.AvgPool3d,
+_POOL = {  # nn's classes by name
+    ("max", 1): "MaxPool1d", ("max", 2): "MaxPool2d", ("max", 3): "MaxPool3d",
+    ("avg", 1): "AvgPool1d", ("avg", 2): "AvgPool2d", ("avg", 3): "AvgPool3d",
 }
 _ADAPTIVE = {
-    ("max", 1): nn.AdaptiveMaxPool1d, ("max", 2): nn.AdaptiveMaxPool2d, ("max", 3): nn.AdaptiveMaxPool3d,
-    ("avg", 1): nn.AdaptiveAvgPool1d, ("avg", 2): nn.AdaptiveAvgPool2d, ("avg", 3): nn.AdaptiveAvgPool3d,
+    ("max", 1): "AdaptiveMaxPool1d", ("max", 2): "AdaptiveMaxPool2d", ("max", 3): "AdaptiveMaxPool3d",
+    ("avg", 1): "AdaptiveAvgPool1d", ("avg", 2): "AdaptiveAvgPool2d", ("avg", 3): "AdaptiveAvgPool3d",
 }
 
 
@@ -73,21 +72,8 @@ class Pool(LayerSpec):
     def build(self, input_shape: Shape) -> nn.Module:
         rank, kernel, stride, padding = self._args(input_shape)
         if self.output_size is not None:
-            return _ADAPTIVE[self.kind, rank](kernel)
-        return _POOL[self.kind, rank](kernel, stride=stride, padding=padding, ceil_mode=self.ceil_mode)
-
-
-class GlobalPoolModule(nn.Module):
-    """Average or max over every position: (N, C, ...) -> (N, C), or (N, C, 1, ...) with keepdim."""
-
-    def __init__(self, kind: str, dims: list[int], keepdim: bool):
-        super().__init__()
-        self.kind, self.dims, self.keepdim = kind, dims, keepdim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "max":
-            return x.amax(dim=self.dims, keepdim=self.keepdim)
-        return x.mean(dim=self.dims, keepdim=self.keepdim)
+            return getattr(nn, _ADAPTIVE[self.kind, rank])(kernel)
+        return getattr(nn, _POOL[self.kind, rank])(kernel, stride=stride, padding=padding, ceil_mode=self.ceil_mode)
 
 
 class GlobalPool(LayerSpec):
@@ -105,4 +91,4 @@ class GlobalPool(LayerSpec):
 
     def build(self, input_shape: Shape) -> nn.Module:
         rank = spatial_rank(self, input_shape, None, "global_pool")
-        return GlobalPoolModule(self.kind, list(range(2, 2 + rank)), self.keepdim)
+        return modules.GlobalPoolModule(self.kind, list(range(2, 2 + rank)), self.keepdim)

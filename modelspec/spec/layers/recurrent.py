@@ -1,51 +1,28 @@
-"""lstm and gru over a (T, F) sequence, batch first, with a choice of which output goes on."""
+"""lstm and gru over a (T, F) sequence, batch first, with a choice of which output goes on.
+
+Token sequences are padded at their end (texts, to data.max_length). A recurrent layer that reads such
+steps gets each sequence's real length as a second argument (the compiled network computes it from
+the token ids, so every export carries it) and reads only the real steps, exactly as over a packed
+sequence: one direction runs as ever and its output is taken at the last real step (padding after it
+cannot reach back); the backward direction runs over each sequence reversed within its length. Both
+use the op nn.LSTM/nn.GRU calls, which every export format takes; pack_padded_sequence does not
+export with torch.export.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from ...errors import SpecError
+from .._torch import nn
 from ..base import PositiveInt
 from .base import LayerSpec, Shape, check_given, fmt_shape
 
 # What the layer hands on: the output at the last step (N, H·D), the outputs at all steps
 # (N, T, H·D), or the last layer's final hidden state (N, H·D; D=2 when bidirectional).
 Output = Literal["last", "all", "hidden"]
-
-
-class _RecurrentBlock(nn.Module):
-    """An RNN plus the choice of output, so that the layer fits in an nn.Sequential."""
-
-    def __init__(self, rnn: nn.Module, output: str):
-        super().__init__()
-        self.rnn = rnn
-        self.output = output
-        self.bidirectional = bool(rnn.bidirectional)
-
-    def select(self, out: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        if self.output == "all":
-            return out  # (N, T, H·D)
-        if self.output == "last":
-            return out[:, -1]  # (N, H·D)
-        if self.bidirectional:  # h: (layers·2, N, H); the last layer's two directions
-            return torch.cat([h[-2], h[-1]], dim=1)
-        return h[-1]
-
-
-class LSTMBlock(_RecurrentBlock):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, (h, _) = self.rnn(x)
-        return self.select(out, h)
-
-
-class GRUBlock(_RecurrentBlock):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, h = self.rnn(x)
-        return self.select(out, h)
 
 
 class _Recurrent(LayerSpec):
@@ -58,11 +35,15 @@ class _Recurrent(LayerSpec):
     # modelspec tensors are always batch first (N, T, F); the field exists so torch code reads the same.
     batch_first: Literal[True] = True
     output: Output = "last"
+    takes_lengths: ClassVar[bool] = True
     input_size: PositiveInt | None = None  # inferred: the input's feature dim
 
     @property
     def label(self) -> str:
         return f"{self.type} {self.hidden_size} ({self.output})"
+
+    def keeps_steps(self, input_shape: Shape) -> bool:
+        return self.output == "all"  # padding steps come out as zeros, still at the end
 
     def _input_size(self, input_shape: Shape) -> int:
         if len(input_shape) != 2:
@@ -93,6 +74,8 @@ class LSTM(_Recurrent):
     type: Literal["lstm"] = "lstm"
 
     def build(self, input_shape: Shape) -> nn.Module:
+        from ._recurrent import LSTMBlock
+
         return LSTMBlock(nn.LSTM(**self._rnn_args(input_shape)), self.output)
 
 
@@ -100,4 +83,6 @@ class GRU(_Recurrent):
     type: Literal["gru"] = "gru"
 
     def build(self, input_shape: Shape) -> nn.Module:
+        from ._recurrent import GRUBlock
+
         return GRUBlock(nn.GRU(**self._rnn_args(input_shape)), self.output)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
-from torch import nn
 
 from ...errors import SpecError
+from .._torch import modules, nn
 from ..base import NonNegativeInt, PositiveInt
 from .base import LayerSpec, Shape, fmt_shape, per_dim, spatial_rank
 
@@ -66,17 +64,6 @@ class Upsample(LayerSpec):
         return nn.Upsample(scale_factor=scale, mode=self.mode, align_corners=self.align_corners)
 
 
-class PadModule(nn.Module):
-    def __init__(self, padding: list[int], mode: str, value: float):
-        super().__init__()
-        self.padding, self.mode, self.value = padding, mode, value
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "constant":
-            return F.pad(x, self.padding, "constant", self.value)
-        return F.pad(x, self.padding, self.mode)
-
-
 class Pad(LayerSpec):
     type: Literal["pad"] = "pad"
     # One number: that much on both sides of every spatial dim. A list: torch's F.pad order, the
@@ -127,7 +114,7 @@ class Pad(LayerSpec):
 
     def build(self, input_shape: Shape) -> nn.Module:
         self.output_shape(input_shape)
-        return PadModule(self._padding(input_shape), self.mode, self.value)
+        return modules.PadModule(self._padding(input_shape), self.mode, self.value)
 
 
 class PixelShuffle(LayerSpec):

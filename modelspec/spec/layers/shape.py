@@ -7,13 +7,12 @@ dims of a sample); the batch dim itself never moves.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
-import torch
 from pydantic import Field, model_validator
-from torch import nn
 
 from ...errors import SpecError
+from .._torch import modules, nn
 from ..base import Int
 from .base import LayerSpec, Shape, fmt_shape
 
@@ -31,62 +30,6 @@ def sample_dim(layer: LayerSpec, dim: int, input_shape: Shape, name: str = "dim"
             hint="dims count the batch dim as 0 and it cannot move; -1 is the last",
         )
     return dim % rank - 1
-
-
-class Permute(nn.Module):
-    def __init__(self, dims: list[int]):
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(self.dims)
-
-
-class Transpose(nn.Module):
-    def __init__(self, dim0: int, dim1: int):
-        super().__init__()
-        self.dim0, self.dim1 = dim0, dim1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.transpose(self.dim0, self.dim1)
-
-
-class Reshape(nn.Module):
-    """Each sample to `shape`; the batch dim stays whatever it is (so exports keep it dynamic)."""
-
-    def __init__(self, shape: list[int]):
-        super().__init__()
-        self.shape = shape
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1).unflatten(1, self.shape)
-
-
-class Unsqueeze(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unsqueeze(self.dim)
-
-
-class Squeeze(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.squeeze(self.dim)
-
-
-class Select(nn.Module):
-    def __init__(self, dim: int, index: int):
-        super().__init__()
-        self.dim, self.index = dim, index
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.select(self.dim, self.index)
 
 
 class PermuteSpec(LayerSpec):
@@ -109,7 +52,7 @@ class PermuteSpec(LayerSpec):
         return tuple(input_shape[d - 1] for d in self._dims(input_shape)[1:])
 
     def build(self, input_shape: Shape) -> nn.Module:
-        return Permute(self._dims(input_shape))
+        return modules.Permute(self._dims(input_shape))
 
 
 class TransposeSpec(LayerSpec):
@@ -126,7 +69,7 @@ class TransposeSpec(LayerSpec):
 
     def build(self, input_shape: Shape) -> nn.Module:
         self.output_shape(input_shape)
-        return Transpose(self.dim0, self.dim1)
+        return modules.Transpose(self.dim0, self.dim1)
 
 
 class ReshapeSpec(LayerSpec):
@@ -156,7 +99,7 @@ class ReshapeSpec(LayerSpec):
         )
 
     def build(self, input_shape: Shape) -> nn.Module:
-        return Reshape(list(self.output_shape(input_shape)))
+        return modules.Reshape(list(self.output_shape(input_shape)))
 
 
 class UnsqueezeSpec(LayerSpec):
@@ -169,7 +112,7 @@ class UnsqueezeSpec(LayerSpec):
 
     def build(self, input_shape: Shape) -> nn.Module:
         self.output_shape(input_shape)
-        return Unsqueeze(self.dim)
+        return modules.Unsqueeze(self.dim)
 
 
 class SqueezeSpec(LayerSpec):
@@ -188,7 +131,7 @@ class SqueezeSpec(LayerSpec):
 
     def build(self, input_shape: Shape) -> nn.Module:
         self.output_shape(input_shape)
-        return Squeeze(self.dim)
+        return modules.Squeeze(self.dim)
 
 
 class SelectSpec(LayerSpec):
@@ -213,11 +156,12 @@ class SelectSpec(LayerSpec):
 
     def build(self, input_shape: Shape) -> nn.Module:
         self.output_shape(input_shape)
-        return Select(self.dim, self.index)
+        return modules.Select(self.dim, self.index)
 
 
 class IdentitySpec(LayerSpec):
     type: Literal["identity"] = "identity"
+    per_step: ClassVar[bool] = True
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return input_shape

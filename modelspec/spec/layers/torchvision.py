@@ -13,11 +13,10 @@ import urllib.error
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import torch
 from pydantic import Field, field_validator, model_validator
-from torch import nn
 
 from ...errors import SpecError, did_you_mean
+from .._torch import nn, torch
 from ..base import PositiveInt
 from .base import LayerSpec, Shape, fmt_shape
 
@@ -39,7 +38,7 @@ def classification_models() -> list[str]:
 
 
 def _is_file(weights: str) -> bool:
-    return "/" in weights or "\\" in weights or weights.endswith(_FILE_SUFFIXES)
+    return "/" in weights or "\\" in weights or weights.lower().endswith(_FILE_SUFFIXES)
 
 
 class TorchVision(LayerSpec):
