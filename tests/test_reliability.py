@@ -328,6 +328,9 @@ def test_run_time_errors_are_located_at_the_spec_line_or_the_override(here):
     result = _run("run", "fm.yaml", "--set", "data.root=elsewhere")
     assert result.exit_code == 2 and "--set data.root=elsewhere data.root:" in result.stderr
     assert not (here / "runs").exists()  # a start that fails before any run trains leaves nothing
+    announced = next(line for line in result.stdout.splitlines() if "run(s) ->" in line)
+    folder = announced.split("-> ")[1]
+    assert f"no run started: {folder} removed" in result.stdout  # the path printed is not left a lie
 
 
 def test_an_empty_training_split_says_so(here):

@@ -227,6 +227,7 @@ def run_grid(
     except BaseException as exc:
         if new_grid is not None and not grid.trained:
             new_grid.discard()  # a start that failed before any run trained leaves nothing to resume
+            log(f"no run started: {folder} removed")  # the folder announced above is gone: say so
             raise
         if not isinstance(exc, KeyboardInterrupt):
             raise
