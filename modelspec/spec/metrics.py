@@ -45,23 +45,43 @@ class MetricSpec(SpecModel):
 
 def _classification(metric: str, kind: TaskKind, size: int, threshold: float, **kwargs) -> Any:
     """torchmetrics' class for `metric` and the task: BinaryF1Score, MulticlassAccuracy, ..."""
+    import torch
     from torchmetrics import classification
 
+    if kind == "binary" and kwargs.get("average") == "none":
+        return _binary_per_class(metric, threshold)
+    # torchmetrics decides 1 where p > threshold; `train.threshold` (the confusion matrix, predict) where
+    # p >= threshold: the float32 just below it agrees with that on the float32 probabilities read here.
+    below = torch.nextafter(torch.tensor(threshold, dtype=torch.float32), torch.tensor(0.0)).item()
     prefix = {"binary": "Binary", "multiclass": "Multiclass", "multilabel": "Multilabel"}[kind]
     cls = getattr(classification, prefix + metric)
     if kind == "binary":
         kwargs.pop("average", None)
         kwargs.pop("top_k", None)
         if metric != "AUROC":
-            kwargs["threshold"] = threshold
+            kwargs["threshold"] = below
     elif kind == "multiclass":
         kwargs["num_classes"] = size
     else:
         kwargs["num_labels"] = size
         if metric != "AUROC":
-            kwargs["threshold"] = threshold
+            kwargs["threshold"] = below
     # validate_args=False: the checks read values back from the device on every batch.
     return cls(validate_args=False, **kwargs)
+
+
+def _binary_per_class(metric: str, threshold: float) -> Any:
+    """`average: none` on a binary task: one value per class (class 0, then class 1), as the runner
+    names its columns, from the positive class's probability decided at `threshold`."""
+    from torchmetrics import classification
+
+    base = getattr(classification, "Multiclass" + metric)
+
+    class PerClass(base):
+        def update(self, preds, target):
+            super().update((preds >= threshold).long(), target)
+
+    return PerClass(num_classes=2, average="none", validate_args=False)
 
 
 Average = Literal["macro", "micro", "weighted", "none"]
@@ -93,7 +113,7 @@ class TopKAccuracy(MetricSpec):
 class _Averaged(MetricSpec):
     """Precision, recall and F1: per class (or label), averaged as `average` says."""
 
-    average: Average = "macro"  # ignored for binary; `none` gives one column per class or label
+    average: Average = "macro"  # ignored for binary but `none`, which gives one column per class or label
     TORCHMETRICS: ClassVar[str]
 
     @property
