@@ -257,12 +257,15 @@ def _kind_and_outputs(loss: LossSpec, targets: Targets, output: Shape, head: Pat
     return ("multilabel" if targets.kind == "multi_label" else "regression"), width
 
 
-def _check_weights(loss: LossSpec, size: int) -> None:
+def _check_weights(loss: LossSpec, outputs: int) -> None:
+    """A per-class list has one value per output the loss reads: per class, per label, or the one logit of
+    a binary bce (`pos_weight: [3]`, not one per class: torch would broadcast it to a second column)."""
     weights = loss.class_weights()
-    if weights is not None and len(weights[1]) != size:
+    if weights is not None and len(weights[1]) != outputs:
         key, values = weights
-        raise SpecError(f"{key} has {len(values)} values, but there are {size} classes or labels",
-                        path=("train", "loss", key), hint=f"give one value per class ({size})")
+        raise SpecError(f"{key} has {len(values)} values, but there are {outputs} outputs per sample "
+                        f"(one per class or label)", path=("train", "loss", key),
+                        hint=f"give one value per output ({outputs})")
 
 
 def _check_metrics(metrics: tuple[MetricSpec, ...], kind: TaskKind, explicit: bool) -> None:
@@ -287,7 +290,7 @@ def resolve_task(train: TrainSpec, output: Shape, targets: Targets, head: Path) 
     (`head` is the path of the network's last layer)."""
     kind, outputs = _kind_and_outputs(train.loss, targets, tuple(output), head)
     size = targets.count if targets.count is not None else (2 if kind == "binary" else outputs)
-    _check_weights(train.loss, size)
+    _check_weights(train.loss, outputs)
     metrics = tuple(train.metrics) if train.metrics else DEFAULT_METRICS[kind]
     _check_metrics(metrics, kind, explicit=train.metrics is not None)
     scalars = [m.key for m in metrics if not m.per_label]
