@@ -28,6 +28,7 @@ from .spec.validate import validate_data
 from .spec.yaml_source import SourceMap
 
 WEIGHTS_FILE = "weights.pt"
+GRID_FILE = "grid.json"  # in a grid folder: where it was started from, and how it runs
 FORMAT_VERSION = 1
 
 
@@ -220,8 +221,6 @@ def restart_hint(run_dir: Path) -> str:
 def _weights_hint(path: Path) -> str:
     """What to do about an unreadable weights file: a grid's run is started over; any other file is
     replaced by one torch wrote."""
-    from .runner.folder import GRID_FILE
-
     if path.name == WEIGHTS_FILE and (path.parent.parent / GRID_FILE).is_file():
         return restart_hint(path.parent)
     return "give a file that torch.save wrote, such as a run's weights.pt (`modelspec run SPEC` writes one)"

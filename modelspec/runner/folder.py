@@ -25,14 +25,13 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from ..artifacts import atomic_write_text, shared_mode
+from ..artifacts import GRID_FILE, atomic_write_text, shared_mode
 from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec, load_spec
 from ..spec.paths import get_path, set_path
 from ..spec.validate import relocate, validate_data
 from .checkpoint import changed_sections
 
-GRID_FILE = "grid.json"
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.json"
 RUN_STATUSES = ("finished", "failed", "stopped")
