@@ -33,7 +33,7 @@ def _too_many(file: str, count: int, key: str, at_least: bool) -> SpecError:
 def _first_line(file: str, separator: str, key: str) -> bytes:
     """The bytes of the first line, counting separators as they come: a header past the limits is
     refused as soon as that is known, without reading the rest."""
-    sep, seen, chunks = separator.encode("utf-8"), 0, []
+    sep, seen, columns, chunks = separator.encode("utf-8"), 0, 1, []
     try:
         with open(file, "rb") as handle:
             while True:
@@ -41,9 +41,10 @@ def _first_line(file: str, separator: str, key: str) -> bytes:
                 end = chunk.find(b"\n")
                 chunks.append(chunk if end < 0 else chunk[:end])
                 seen += len(chunk)
-                if len(sep) == 1 and sum(c.count(sep) for c in chunks) + 1 > MAX_COLUMNS:
+                columns += chunks[-1].count(sep)
+                if len(sep) == 1 and columns > MAX_COLUMNS:
                     at_least = end < 0 and len(chunk) == _CHUNK
-                    raise _too_many(file, sum(c.count(sep) for c in chunks) + 1, key, at_least)
+                    raise _too_many(file, columns, key, at_least)
                 if end >= 0 or len(chunk) < _CHUNK:
                     return b"".join(chunks)
                 if seen > MAX_HEADER_BYTES:
