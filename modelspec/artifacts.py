@@ -8,11 +8,7 @@ Files are written atomically (temporary file, fsync, rename) and read with `weig
 
 from __future__ import annotations
 
-import errno
-import io
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +18,8 @@ import torch
 from torch import nn
 
 from .compile import build_model
-from .errors import RunError, SpecError
+from .errors import SpecError
+from .fileio import atomic_write_bytes, torch_bytes
 from .spec.root import Spec
 from .spec.validate import validate_data
 from .spec.yaml_source import SourceMap
@@ -74,142 +71,6 @@ class ModelInfo:
             data.get("target_names"),
             data.get("preprocessing"),
         )
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where Linux says it (/proc), else set and reset."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def shared_mode(directory: bool = False) -> int:
-    """The mode a plain open()/mkdir() would give: tempfile makes 0600 files and 0700 folders, which a
-    shared TensorBoard or a teammate could not read."""
-    return (0o777 if directory else 0o666) & ~current_umask()
-
-
-DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-
-
-def disk_full_error(exc: BaseException) -> OSError | None:
-    """The write's OSError that says no space is left (or over quota, or past the file-size limit),
-    wherever it is in the chain: torch's C++ writers raise their own RuntimeError ("unexpected pos
-    ...") with the OSError as its context. Told by the error number, never by the message."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """No space left where something was written: freeing space lets the run go on."""
-    return disk_full_error(exc) is not None
-
-
-def _write_all(fd: int, data: bytes, path: Path) -> None:
-    """os.write until every byte is written: a write that takes none means the disk is full."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        view = view[written:]
-
-
-def _write_atomically(path: Path, data: bytes, durable: bool = True, sync_folder: bool = True) -> None:
-    """`data` into a temporary file in the same folder, then rename over `path`; with `durable`,
-    fsync the file first and the folder after, so that it also survives a crash of the machine.
-
-    A kill of the process at any instant leaves the old file or the new one, never a torn one; a
-    failed write (a full disk) leaves the old file and no temporary behind, and raises an OSError
-    with its error number (`is_disk_full` tells it). `sync_folder=False` leaves the rename to a later
-    durable write into the same folder (one folder sync commits every rename before it: a run's
-    files, then its run.json).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            os.fchmod(fd, shared_mode())
-            _write_all(fd, data, path)
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        if durable and sync_folder:
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # the rename itself must reach the disk too
-            finally:
-                os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def torch_bytes(obj: Any) -> bytes:
-    """torch.save into memory: its C++ zip writer never meets the disk, whose errors it would hide
-    behind its own ("unexpected pos ..."); the bytes are written by `_write_atomically`."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def atomic_save(obj: Any, path: str | Path, durable: bool = True) -> None:
-    """torch.save, atomically (see `_write_atomically`)."""
-    _write_atomically(Path(path), torch_bytes(obj), durable)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes, sync_folder: bool = True) -> None:
-    """Bytes (a serialised model), atomically and durably (see `_write_atomically`)."""
-    _write_atomically(Path(path), data, sync_folder=sync_folder)
-
-
-def atomic_write_text(path: str | Path, text: str, sync_folder: bool = True) -> None:
-    """Text files that others read back (results, run states): never seen half-written."""
-    _write_atomically(Path(path), text.encode("utf-8"), sync_folder=sync_folder)
-
-
-def output_error(exc: OSError, path: Path, option: str) -> Exception:
-    """What a failed write to a path the user gave ends as: a full disk is a command that failed
-    (RunError, exit 1); any other reason, a path that cannot be written (SpecError, exit 2)."""
-    if is_disk_full(exc):
-        return RunError(f"cannot write {path}: {exc.strerror or 'no space left on the disk'}; free some space "
-                        "and run the command again")
-    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-    if isinstance(exc, (FileExistsError, NotADirectoryError)) and blocker is not None:
-        reason = f"the file {blocker} is in the way of a folder"
-    elif isinstance(exc, IsADirectoryError):
-        reason = "it is a folder"
-    else:
-        reason = exc.strerror or str(exc)
-    return SpecError(f"{option} {path}: cannot write there: {reason}", hint=f"give {option} a path you can write to")
-
-
-def check_output(path: Path, option: str, folder: bool = False) -> None:
-    """Before the work that fills it: `path` (a file, or with `folder` a folder) can be written. Its
-    folder is made and must take a new file; see `output_error` for what a failure ends as."""
-    target = path if folder else path.parent
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        if not folder and path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-        with tempfile.TemporaryFile(dir=target):
-            pass
-    except OSError as exc:
-        raise output_error(exc, path, option) from None
 
 
 def restart_hint(run_dir: Path) -> str:

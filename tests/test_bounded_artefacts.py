@@ -124,7 +124,7 @@ def test_the_results_table_is_written_on_the_files_thread_while_the_grid_runs(tm
     """Its fsyncs wait on the disk; a busy disk made the next run wait for them."""
     import threading
 
-    from modelspec.artifacts import atomic_write_text
+    from modelspec.fileio import atomic_write_text
 
     writers: list[str] = []
 
@@ -143,7 +143,7 @@ def test_the_results_table_is_written_on_the_files_thread_while_the_grid_runs(tm
 def test_a_full_disk_met_by_a_results_save_in_the_background_stops_the_grid_resumably(tmp_path, monkeypatch):
     import errno
 
-    from modelspec.artifacts import atomic_write_text
+    from modelspec.fileio import atomic_write_text
 
     def write(path, text, sync_folder=True):
         if path.name == "results.csv":

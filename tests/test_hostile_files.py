@@ -23,8 +23,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from modelspec import artifacts
-from modelspec.artifacts import atomic_save, atomic_write_text, is_disk_full, safe_load
+from modelspec.artifacts import safe_load
+from modelspec.fileio import atomic_save, atomic_write_text, is_disk_full
 from modelspec.cli.main import app
 from modelspec.errors import SpecError
 from modelspec.load import loads_spec

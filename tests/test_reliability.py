@@ -458,7 +458,7 @@ def test_a_finished_runs_files_reach_the_disk_before_its_run_json_says_so(here, 
     after every one of them is renamed into place: a crash of the machine never leaves a finished
     run.json beside missing weights. (One folder sync per run, not one per file: fsyncs were a third
     of a tiny run's closing cost.)"""
-    from modelspec import artifacts
+    from modelspec import fileio
 
     events, real_fsync, real_replace = [], os.fsync, os.replace
 
@@ -470,8 +470,8 @@ def test_a_finished_runs_files_reach_the_disk_before_its_run_json_says_so(here, 
         real_replace(src, dst)
         events.append(("rename", os.path.realpath(dst)))
 
-    monkeypatch.setattr(artifacts.os, "fsync", fsync)
-    monkeypatch.setattr(artifacts.os, "replace", replace)
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    monkeypatch.setattr(fileio.os, "replace", replace)
     assert _run("run", "tiny.yaml", "-q", "--set", "grid={}", "--set", PICTURES).exit_code == 0
     run_dir = Path(os.path.realpath(next(p for p in grid_folder(here / "runs").iterdir() if p.is_dir())))
     closing = ["weights.pt", "confusion_matrix.csv", "confusion_matrix_normalized.csv", "confusion_matrix.png"]

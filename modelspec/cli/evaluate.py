@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..artifacts import atomic_write_text, check_output, output_error
+from ..fileio import atomic_write_text, check_output, output_error
 from ..errors import SpecError
 from ..predict import open_model
 from ..predict.evaluate import SPLITS, evaluate_image_folder, evaluate_records, evaluate_split

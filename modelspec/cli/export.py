@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from ..artifacts import TrainedModel, check_output, load_trained, output_error
+from ..artifacts import TrainedModel, load_trained
+from ..fileio import check_output, output_error
 from ..errors import RunError, SpecError
 from ..export import FORMATS, check_formats, export_trained
 from ..export.inputs import verify_batch

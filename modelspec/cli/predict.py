@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..artifacts import atomic_write_text, check_output, output_error
+from ..fileio import atomic_write_text, check_output, output_error
 from ..errors import RunError, SpecError
 from ..predict import open_model
 from ..predict.inputs import read_inputs

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..artifacts import atomic_write_text
+from ..fileio import atomic_write_text
 
 Stats = tuple[list[float], list[float]]
 

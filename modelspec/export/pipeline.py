@@ -18,7 +18,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from ..artifacts import TrainedModel, disk_full_error
+from ..artifacts import TrainedModel
+from ..fileio import disk_full_error
 from ..errors import SpecError
 from ..spec.layers import fmt_shape
 from .format import Format

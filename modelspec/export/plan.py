@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..artifacts import TrainedModel, atomic_write_text
+from ..artifacts import TrainedModel
+from ..fileio import atomic_write_text
 from .inputs import INPUT_NAME, OUTPUT_NAME, Axes
 
 PREPROCESSING_FILE = "preprocessing.json"

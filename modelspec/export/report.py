@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write_text
+
 REPORT_FILE = "export_report.json"
 
 
@@ -122,8 +124,6 @@ class ExportReport:
         }
 
     def write(self) -> Path:
-        from ..artifacts import atomic_write_text  # (artifacts imports torch; the report itself needs none)
-
         path = self.out_dir / REPORT_FILE
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")  # no temporary left if it fails
         return path

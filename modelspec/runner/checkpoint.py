@@ -1,6 +1,6 @@
 """Per-run checkpoints: everything needed to continue a run exactly where it stopped.
 
-Written atomically (modelspec.artifacts.atomic_save) and read with weights_only=True. A checkpoint
+Written atomically (modelspec.fileio.atomic_save) and read with weights_only=True. A checkpoint
 taken between epochs has `batch == 0`; one taken on Ctrl-C mid-epoch records how many batches of
 the epoch are done, and the epoch's data order is redrawn from the generator state at its start.
 """
@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import atomic_save, restart_hint, safe_load
+from ..artifacts import restart_hint, safe_load
+from ..fileio import atomic_save
 from ..errors import SpecError
 from .state import CHECKPOINT_KEYS
 

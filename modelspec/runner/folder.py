@@ -25,7 +25,8 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from ..artifacts import GRID_FILE, atomic_write_text, shared_mode
+from ..artifacts import GRID_FILE
+from ..fileio import atomic_write_text, shared_mode
 from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec, load_spec
 from ..spec.paths import get_path, set_path

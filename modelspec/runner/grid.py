@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from ..artifacts import atomic_write_text, is_disk_full
+from ..fileio import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue, Terminated, did_you_mean
 from ..load import LoadedSpec
 from ..spec.data import LOADER_KEYS

@@ -22,7 +22,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..artifacts import ModelInfo, atomic_write_bytes, weights_bytes
+from ..artifacts import ModelInfo, weights_bytes
+from ..fileio import atomic_write_bytes
 from ..compile import build_from_shapes
 from ..compile.finetune import prepare_finetuning, trainable_parameters
 from ..compile.shapes import infer_shapes

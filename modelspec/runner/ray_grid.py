@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..artifacts import atomic_write_text, is_disk_full
+from ..fileio import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec
 from ..spec.grid import RunPlan

@@ -10,7 +10,7 @@ import signal
 import threading
 from typing import Any
 
-from ..artifacts import is_disk_full
+from ..fileio import is_disk_full
 from ..errors import Terminated
 
 

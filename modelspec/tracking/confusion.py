@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..artifacts import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_write_bytes, atomic_write_text
 
 CELL = 34  # pixels per matrix cell, with its count written on it
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)

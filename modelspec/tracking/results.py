@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts import atomic_write_text
+from ..fileio import atomic_write_text
 from .base import Tracker
 
 ROWS_FILE = "rows.jsonl"  # one run's rows, in its folder
