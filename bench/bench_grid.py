@@ -281,7 +281,7 @@ def main() -> None:
     if args.smoke:
         args.runs, args.epochs, args.size, args.repeat = [2], 2, 128, 1
     torch.set_num_threads(1)
-    from modelspec.data.synthetic import _split as synthetic_split  # the same samples modelspec trains on
+    from modelspec.readers.synthetic import _split as synthetic_split  # the same samples modelspec trains on
     from modelspec.load import loads_spec
 
     data = loads_spec(SPEC.format(size=args.size, epochs=1, seeds=[0]), "tiny.yaml").spec.data

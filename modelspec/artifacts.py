@@ -8,24 +8,27 @@ Files are written atomically (temporary file, fsync, rename) and read with `weig
 
 from __future__ import annotations
 
-import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .compile import build_model
 from .errors import SpecError
-from .fileio import atomic_write_bytes, torch_bytes
+from .fileio import (  # noqa: F401 - GRID_FILE, WEIGHTS_FILE, restart_hint, safe_load: re-exported
+    GRID_FILE,
+    WEIGHTS_FILE,
+    atomic_write_bytes,
+    restart_hint,
+    safe_load,
+    torch_bytes,
+)
+from .spec.data import static_shape
 from .spec.root import Spec
 from .spec.validate import validate_data
 from .spec.yaml_source import SourceMap
 
-WEIGHTS_FILE = "weights.pt"
-GRID_FILE = "grid.json"  # in a grid folder: where it was started from, and how it runs
 FORMAT_VERSION = 1
 
 
@@ -71,56 +74,6 @@ class ModelInfo:
             data.get("target_names"),
             data.get("preprocessing"),
         )
-
-
-def restart_hint(run_dir: Path) -> str:
-    """How to start one run of a grid over: the command, or by hand."""
-    return (f"start this run over: `modelspec resume {run_dir.parent} --restart-run {run_dir.name}` "
-            f"(or delete {run_dir} and resume)")
-
-
-def _weights_hint(path: Path) -> str:
-    """What to do about an unreadable weights file: a grid's run is started over; any other file is
-    replaced by one torch wrote."""
-    if path.name == WEIGHTS_FILE and (path.parent.parent / GRID_FILE).is_file():
-        return restart_hint(path.parent)
-    return "give a file that torch.save wrote, such as a run's weights.pt (`modelspec run SPEC` writes one)"
-
-
-def _why_unreadable(path: Path, exc: Exception) -> str:
-    """What is wrong with a file torch.load refused, from its first bytes: torch's own words for a
-    foreign file ("pop from empty list", "101") say nothing to a user."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-    except OSError as error:
-        return error.strerror or str(error)
-    if not head:
-        return "the file is empty"
-    if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # torch.save's zip, or its older pickle
-        return f"not a file torch.save wrote (it begins with {head!r})"
-    text = re.sub(r"^\[enforce fail at [^\]]*\][ .]*", "", " ".join(str(exc).split()))  # torch's C++ prefix
-    return text.split(". ")[0][:200] or type(exc).__name__
-
-
-def safe_load(path: str | Path, what: str = "file", hint: str | None = None) -> Any:
-    """torch.load with weights_only=True; a missing, foreign, corrupt or truncated file is a clear error.
-
-    `hint` says what the caller can do about it (a resume cannot "resume the run to write it again");
-    by default, how to write the weights again.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"no {what} at {path}", hint="check the path; runs keep weights in <run>/weights.pt")
-    try:
-        with warnings.catch_warnings():  # the unpickler's notes on a foreign file's pickle protocol
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - bytes that are not torch's fail with any type (IndexError, KeyError, ...)
-        raise SpecError(
-            f"{path} is not a readable {what} (corrupt or truncated?): {_why_unreadable(path, exc)}",
-            hint=hint or _weights_hint(path),
-        ) from None
 
 
 def weights_bytes(model: nn.Module, spec: Spec, info: ModelInfo) -> bytes:
@@ -189,8 +142,6 @@ def load_trained(path: str | Path, spec: Spec | None = None) -> TrainedModel:
         spec = validate_data(payload["spec"], SourceMap(f"{path} (stored spec)"))
     info = ModelInfo.from_dict(payload["info"]) if "info" in payload else None
     if info is None:
-        from .spec.data import static_shape
-
         shape, classes = static_shape(spec.data)
         if shape is None:
             raise SpecError("the input shape is unknown", hint="give data.input_shape in the spec")

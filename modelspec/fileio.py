@@ -2,8 +2,8 @@
 permissions a plain open() gives, and a full disk told apart from a path that cannot be written.
 
 The bottom layer: every module that writes a file a user relies on (weights, results, run states,
-tracker files, fitted statistics) writes it through here; it imports nothing else of modelspec's but
-its errors.
+tracker files, fitted statistics) writes it through here, and every torch file is read back through
+`safe_load`; it imports nothing else of modelspec's but its errors.
 """
 
 from __future__ import annotations
@@ -11,11 +11,16 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .errors import RunError, SpecError
+
+WEIGHTS_FILE = "weights.pt"
+GRID_FILE = "grid.json"  # in a grid folder: where it was started from, and how it runs
 
 
 def current_umask() -> int:
@@ -154,3 +159,59 @@ def check_output(path: Path, option: str, folder: bool = False) -> None:
             pass
     except OSError as exc:
         raise output_error(exc, path, option) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading torch files back: what a foreign, corrupt or truncated file is, in a user's words
+
+
+def restart_hint(run_dir: Path) -> str:
+    """How to start one run of a grid over: the command, or by hand."""
+    return (f"start this run over: `modelspec resume {run_dir.parent} --restart-run {run_dir.name}` "
+            f"(or delete {run_dir} and resume)")
+
+
+def _weights_hint(path: Path) -> str:
+    """What to do about an unreadable weights file: a grid's run is started over; any other file is
+    replaced by one torch wrote."""
+    if path.name == WEIGHTS_FILE and (path.parent.parent / GRID_FILE).is_file():
+        return restart_hint(path.parent)
+    return "give a file that torch.save wrote, such as a run's weights.pt (`modelspec run SPEC` writes one)"
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """What is wrong with a file torch.load refused, from its first bytes: torch's own words for a
+    foreign file ("pop from empty list", "101") say nothing to a user."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as error:
+        return error.strerror or str(error)
+    if not head:
+        return "the file is empty"
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # torch.save's zip, or its older pickle
+        return f"not a file torch.save wrote (it begins with {head!r})"
+    text = re.sub(r"^\[enforce fail at [^\]]*\][ .]*", "", " ".join(str(exc).split()))  # torch's C++ prefix
+    return text.split(". ")[0][:200] or type(exc).__name__
+
+
+def safe_load(path: str | Path, what: str = "file", hint: str | None = None) -> Any:
+    """torch.load with weights_only=True; a missing, foreign, corrupt or truncated file is a clear error.
+
+    `hint` says what the caller can do about it (a resume cannot "resume the run to write it again");
+    by default, how to write the weights again.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"no {what} at {path}", hint="check the path; runs keep weights in <run>/weights.pt")
+    import torch  # here, as in torch_bytes: the bottom layer imports no engine until it reads one
+
+    try:
+        with warnings.catch_warnings():  # the unpickler's notes on a foreign file's pickle protocol
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - bytes that are not torch's fail with any type (IndexError, KeyError, ...)
+        raise SpecError(
+            f"{path} is not a readable {what} (corrupt or truncated?): {_why_unreadable(path, exc)}",
+            hint=hint or _weights_hint(path),
+        ) from None

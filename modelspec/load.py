@@ -88,7 +88,7 @@ def _data_shape(spec: Spec, check_data: bool, checked: dict[str, Any] | None) ->
         return static_shape(spec.data)
     if checked is None:
         return spec.data.check_files(spec.seed)
-    key = spec.data.model_dump_json(exclude=set(LOADER_KEYS)) + f" seed={spec.seed}"
+    key = json.dumps(spec.data.identity()) + f" seed={spec.seed}"
     if key not in checked:
         try:
             checked[key] = spec.data.check_files(spec.seed)
@@ -157,9 +157,7 @@ def check_shapes(spec: Spec, source: SourceMap, check_data: bool = False,
 
 def _shape_key(spec: Spec) -> str:
     """What `check_shapes` reads: runs that agree on it need no second check."""
-    data = spec.data.model_dump(
-        mode="json", exclude=set(LOADER_KEYS) | {"val_split", "loader"}
-    )
+    data = spec.data.identity("val_split", "loader")
     networks = {name: [layer.model_dump(mode="json") for layer in layers] for name, layers in spec.all_networks.items()}
     networks["<blocks>"] = [block.model_dump(mode="json") for block in (spec.blocks or {}).values()]
     train = spec.train.model_dump(mode="json", include={"loss", "metrics", "monitor", "early_stopping", "scheduler",

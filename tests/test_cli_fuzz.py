@@ -1,7 +1,7 @@
 """The CLI as an unlucky operator drives it: random sequences of run, Ctrl-C, SIGTERM, SIGKILL,
 resume, two resumes at once, a damaged file and export, on one tiny grid.
 
-After every command: no Python traceback, and an exit code the README documents (0, 1, 2, 130,
+After every command: no Python traceback, and an exit code docs/cli.md documents (0, 1, 2, 130,
 143; -9 where the test itself sent SIGKILL). At the end of each sequence, resumes until the grid is
 done must give the rows and weights of the same grid left alone. `MODELSPEC_CLI_FUZZ` sets the number
 of sequences (default 3; each is a dozen child processes).

@@ -98,15 +98,16 @@ def test_every_example_trains_and_exports(files, name):
 
 
 # --------------------------------------------------------------------------------------------------
-# round trips: preprocessing.json (+ tokenizer.json) applied without modelspec, then onnxruntime
+# round trips: preprocessing.json (+ tokenizer.json) applied without modelspec, then onnxruntime, as
+# docs/export.md ("Using a trained model on raw data") shows it
 
 
 def readme_block(marker: str) -> str:
-    """The README's Python block that contains `marker`, to run verbatim."""
+    """The export guide's Python block that contains `marker`, to run verbatim."""
     import re
 
-    readme = (SPECS.parent / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
+    guide = (SPECS.parent / "docs" / "export.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", guide, flags=re.S) if marker in b]
     return block
 
 
@@ -116,7 +117,7 @@ def run_readme_block(marker: str, export: Path) -> dict:
 
     shutil.copytree(export, "exported", dirs_exist_ok=True)
     namespace: dict = {"print": lambda *a: None}
-    exec(compile(readme_block(marker), "README.md", "exec"), namespace)
+    exec(compile(readme_block(marker), "docs/export.md", "exec"), namespace)
     return namespace
 
 
@@ -159,7 +160,7 @@ def test_a_table_round_trips_through_preprocessing_json_and_onnx(files, tmp_path
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows + [{**rows[0], "Sex": "unknown", "Age": "", "Fare": "", "Cabin": "", "Embarked": "X"}])
-    readme = run_readme_block("new_passengers.csv", run / "export")  # the README's encoder, no modelspec
+    readme = run_readme_block("new_passengers.csv", run / "export")  # the guide's encoder, no modelspec
     x = readme["x"]
     assert x[-1].tolist()[:2] == [0.0, 0.0] and x[-1].tolist()[-1] == 1.0  # unknown sex: no column; Embarked_nan
 
@@ -167,7 +168,7 @@ def test_a_table_round_trips_through_preprocessing_json_and_onnx(files, tmp_path
     assert trained.info.preprocessing["columns"] == preprocessing["data"]["columns"]
     assert trained.info.class_names == ["1", "2", "3"] and trained.info.target_names == ["Pclass"]
     prepared = prepare_data(trained.spec.data, trained.spec.seed, torch.device("cpu"), log=lambda _: None)
-    from modelspec.data.sources import carve
+    from modelspec.readers.sources import carve
 
     _, held_out = carve(len(rows), 0.25, trained.spec.seed)
     np.testing.assert_allclose(x[held_out.numpy()], prepared.test.x.numpy(), rtol=1e-6, atol=1e-6)
@@ -209,7 +210,7 @@ def test_a_text_round_trips_through_tokenizer_json_and_onnx(files):
 
 @pytest.mark.slow
 def test_a_grid_tokenises_once(files, monkeypatch):
-    from modelspec.data import text
+    from modelspec.readers import text
 
     fits = []
     real_fit = text.fit_tokenizer

@@ -72,7 +72,7 @@ def test_titanic_preprocessing_gives_the_notes_15_features(tmp_path):
 
 
 def _kept_rows(n: int, fraction: float, seed: int) -> np.ndarray:
-    from modelspec.data.sources import carve
+    from modelspec.readers.sources import carve
 
     return carve(n, fraction, seed)[0].numpy()
 

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from _data_files import review_folders
 from modelspec.cli.main import app
-from modelspec.data.files import kind_problem
-from modelspec.data.tabular import encode_columns, read_table
+from modelspec.readers.files import kind_problem
+from modelspec.readers.tabular import encode_columns, read_table
 from modelspec.errors import SpecError
-from modelspec.predict.records import read_rows
+from modelspec.readers.raw import read_rows
 from modelspec.spec.data import DataSpec
 from pydantic import TypeAdapter
 

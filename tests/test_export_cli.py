@@ -79,7 +79,7 @@ def test_best_run_every_format(grid, tmp_path):
     if (SHARED_DATA / "FashionMNIST").is_dir():
         assert "sample(s) of the run's data" in report["inputs"]
 
-    # The files load without modelspec: the README's five lines for onnxruntime, then the others.
+    # The files load without modelspec: docs/export.md's five lines for onnxruntime, then the others.
     import numpy as np
     import onnxruntime as ort
 

@@ -154,15 +154,16 @@ def test_torchvision_vgg16_with_ten_classes_has_the_resized_heads_parameters():
     assert shapes.output_shape == (10,)
 
 
-def test_the_readme_networks_are_these_networks():
-    """The README's graph section shows specs/resnet18.yaml's blocks and model, and the IMDB and
-    COVID networks tested above."""
+def test_the_guide_networks_are_these_networks():
+    """The spec language guide's graph section shows specs/resnet18.yaml's blocks and model, and the
+    IMDB and COVID networks tested above."""
     import re
 
     import yaml
 
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Graphs, blocks and backbones"):readme.index("### `data`")]
+    guide = (REPO / "docs" / "spec-language.md").read_text()
+    start = guide.index("\n## Graphs, blocks and backbones\n")
+    section = guide[start:guide.index("\n## ", start + 1)]
     blocks = [yaml.safe_load(body) for body in re.findall(r"```yaml\n(.*?)```", section, flags=re.S)]
     resnet = yaml.safe_load((REPO / "specs" / "resnet18.yaml").read_text())
     assert {"blocks": resnet["blocks"], "model": resnet["model"]} in blocks

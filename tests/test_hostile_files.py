@@ -296,7 +296,7 @@ def test_a_decompression_bomb_in_evaluate_data_is_one_error_naming_it(image_run,
 
 
 def test_a_decompression_bomb_in_training_data_fails_the_run_with_its_path(tmp_path):
-    from modelspec.data.images import open_image_folder
+    from modelspec.readers.images import open_image_folder
 
     png_folders(tmp_path / "train", ["dark", "light"], per_class=2)
     bomb = bomb_png(tmp_path / "train" / "light" / "zz_huge.png")
@@ -431,7 +431,7 @@ DAMAGED = {  # data set -> (its folder under data.root, its files, the first one
 @pytest.mark.parametrize("dataset", sorted(DAMAGED))
 def test_a_damaged_torchvision_folder_says_which_file_and_how_to_fix_it(tmp_path, dataset):
     """It used to say the data set is not there (CIFAR-10), or fail the run with a bare AssertionError (MNIST)."""
-    from modelspec.data.images import open_torchvision
+    from modelspec.readers.images import open_torchvision
 
     sub, names, first = DAMAGED[dataset]
     folder = tmp_path / sub

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from modelspec.cli.main import app
 from modelspec.data import prepare_data
-from modelspec.data.text import check_token_memory, encode_texts, fit_tokenizer
+from modelspec.readers.text import check_token_memory, encode_texts, fit_tokenizer
 from modelspec.errors import SpecError
 from modelspec.load import loads_spec
 from modelspec.spec.data import DataSpec
@@ -163,7 +163,7 @@ def test_a_data_set_whose_token_ids_exceed_memory_is_refused_before_allocating()
 
 
 def test_opening_texts_checks_the_whole_data_sets_token_ids_first(tmp_path, monkeypatch):
-    import modelspec.data.text as text
+    import modelspec.readers.text as text
 
     (tmp_path / "t.csv").write_text("text,label\n" + "".join(f"w{i},{i % 2}\n" for i in range(10)))
     encoded = []
@@ -175,7 +175,7 @@ def test_opening_texts_checks_the_whole_data_sets_token_ids_first(tmp_path, monk
 
 
 def test_texts_are_encoded_in_bounded_chunks_to_the_same_ids(monkeypatch):
-    import modelspec.data.text as text
+    import modelspec.readers.text as text
 
     data = TypeAdapter(DataSpec).validate_python({"dataset": "text", "path": "x.csv", "max_length": 5})
     texts = [f"word{i % 7} and more word{i % 3}" for i in range(50)] + [""]

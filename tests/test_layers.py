@@ -1,6 +1,7 @@
 """Every layer kind, driven by the registry: the static shape rule agrees with a real forward, the
 parameter count of the shape pass agrees with the built module, and a dump validates back to the
-same layer. A kind added to LAYER_KINDS without an example here fails."""
+same layer. The examples are the kinds' own (`LayerSpec.examples`); a kind whose class declares none
+fails."""
 
 from __future__ import annotations
 
@@ -10,110 +11,21 @@ from pydantic import TypeAdapter
 
 from modelspec.compile import count_parameters, infer_shapes
 from modelspec.errors import SpecError
-from modelspec.spec.layers import LAYER_KINDS, Embedding, Layer
+from modelspec.spec.layers import LAYER_TYPES, Embedding, Layer
 
 LAYER = TypeAdapter(Layer)
 
-# kind -> [(arguments, per-sample input shape)]; several where a kind has modes worth checking.
-EXAMPLES: dict[str, list[tuple[dict, tuple[int, ...]]]] = {
-    "conv": [
-        ({"out_channels": 4, "kernel_size": 3}, (2, 8, 8)),
-        ({"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}, (2, 9)),  # 1d
-        ({"out_channels": 3, "kernel_size": 2, "bias": False}, (1, 4, 5, 6)),  # 3d
-        ({"out_channels": 6, "kernel_size": [3, 1], "padding": "same"}, (2, 7, 7)),
-        ({"out_channels": 6, "kernel_size": 3, "dilation": 2, "groups": 2, "padding": "valid"}, (4, 9, 9)),
-        ({"out_channels": 2, "kernel_size": 3, "padding": [1, 2], "padding_mode": "reflect"}, (3, 6, 6)),
-    ],
-    "pool": [
-        ({"kernel_size": 2}, (3, 8, 8)),
-        ({"kind": "avg", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 8, 8)),
-        ({"kind": "max", "kernel_size": 2, "ceil_mode": True}, (2, 9)),  # 1d, a last partial window
-        ({"kind": "avg", "output_size": 3}, (2, 7, 7)),  # adaptive
-        ({"kind": "max", "output_size": [2, 1]}, (2, 6, 5)),
-    ],
-    "flatten": [({}, (2, 3, 4)), ({"start_dim": 2}, (2, 3, 4)), ({"start_dim": 1, "end_dim": 2}, (2, 3, 4))],
-    "linear": [
-        ({"out_features": 5}, (7,)),
-        ({"out_features": 5, "bias": False, "in_features": 7}, (4, 7)),  # over the last dim
-    ],
-    "batchnorm": [
-        ({}, (4,)),  # BatchNorm1d over features
-        ({}, (3, 5)),  # BatchNorm1d over channels of a sequence
-        ({"momentum": None, "affine": False}, (3, 4, 4)),  # BatchNorm2d
-        ({"num_features": 2}, (2, 3, 3, 3)),  # BatchNorm3d
-    ],
-    "layernorm": [({}, (6,)), ({"normalized_shape": [3, 4], "elementwise_affine": False}, (3, 4))],
-    "dropout": [({"p": 0.3}, (5,)), ({}, (2, 3, 3))],
-    "dropout2d": [({"p": 0.3}, (3, 4, 4))],
-    "lstm": [
-        ({"hidden_size": 3}, (5, 4)),
-        ({"hidden_size": 3, "output": "all"}, (5, 4)),
-        ({"hidden_size": 3, "output": "hidden", "bidirectional": True}, (5, 4)),
-        ({"hidden_size": 3, "output": "all", "bidirectional": True, "num_layers": 2, "dropout": 0.1}, (5, 4)),
-        ({"hidden_size": 3, "output": "last", "bidirectional": True, "bias": False}, (5, 4)),
-    ],
-    "gru": [
-        ({"hidden_size": 3}, (5, 4)),
-        ({"hidden_size": 3, "output": "all", "bidirectional": True}, (5, 4)),
-        ({"hidden_size": 3, "output": "hidden", "num_layers": 3}, (5, 4)),
-    ],
-    "embedding": [({"num_embeddings": 10, "embedding_dim": 4, "padding_idx": 0}, (6,))],
-    "relu": [({}, (3, 4))],
-    "leaky_relu": [({"negative_slope": 0.2}, (5,))],
-    "gelu": [({"approximate": "tanh"}, (5,))],
-    "elu": [({"alpha": 0.5}, (2, 3, 3))],
-    "tanh": [({}, (5,))],
-    "sigmoid": [({}, (5,))],
-    "softmax": [({}, (5,)), ({"dim": 1}, (3, 4))],
-    "log_softmax": [({"dim": -2}, (3, 4))],
-    "conv_transpose": [
-        ({"out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}, (2, 5, 5)),
-        ({"out_channels": 4, "kernel_size": 4, "stride": 2, "bias": False}, (2, 6)),  # 1d
-        ({"out_channels": 2, "kernel_size": 2, "groups": 2, "dilation": 2}, (4, 3, 3, 3)),  # 3d
-    ],
-    "global_pool": [({}, (3, 5, 5)), ({"kind": "max", "keepdim": True}, (3, 4, 4)), ({}, (2, 7))],
-    "group_norm": [({"num_groups": 2}, (4, 3, 3)), ({"num_groups": 3, "affine": False}, (6, 5))],
-    "instance_norm": [({}, (3, 4, 4)), ({"affine": True, "track_running_stats": True}, (2, 5))],
-    "permute": [({"dims": [0, 2, 3, 1]}, (3, 4, 5)), ({"dims": [0, -1, 1]}, (3, 4))],
-    "transpose": [({}, (3, 4)), ({"dim0": -1, "dim1": 1}, (2, 3, 4))],
-    "reshape": [({"shape": [2, -1]}, (3, 4)), ({"shape": [12]}, (3, 2, 2))],
-    "unsqueeze": [({"dim": 1}, (4,)), ({"dim": -1}, (3, 4))],
-    "squeeze": [({"dim": 2}, (4, 1)), ({"dim": 1}, (1, 3, 3))],
-    "select": [({}, (5, 3)), ({"dim": 2, "index": 0}, (2, 4))],
-    "identity": [({}, (3, 4))],
-    "upsample": [
-        ({"scale_factor": 2}, (2, 3, 3)),
-        ({"mode": "bilinear", "size": [5, 7], "align_corners": False}, (2, 3, 3)),
-        ({"mode": "bicubic", "scale_factor": [1.5, 2.0]}, (1, 4, 4)),
-        ({"size": 6}, (2, 3)),  # nearest, 1d
-    ],
-    "pad": [
-        ({"padding": 1}, (2, 3, 3)),
-        ({"padding": [1, 2], "mode": "reflect"}, (2, 4)),
-        ({"padding": [0, 1, 2, 0], "mode": "replicate"}, (2, 3, 3)),
-        ({"padding": [1, 1], "value": 0.5}, (5,)),
-    ],
-    "pixel_shuffle": [({"upscale_factor": 2}, (8, 3, 3))],
-    "add": [({}, [(3, 4), (3, 4)]), ({}, [(2,), (2,), (2,)])],
-    "multiply": [({}, [(2, 3, 3), (2, 3, 3)])],
-    "concat": [({}, [(2, 4), (3, 4)]), ({"dim": -1}, [(2, 3), (2, 5)])],
-    "torchvision": [
-        ({"name": "resnet18", "num_classes": 5}, (3, 32, 32)),
-        ({"name": "resnet18", "features_only": True, "kwargs": {"zero_init_residual": True}}, (3, 32, 32)),
-    ],
-    "silu": [({}, (5,))],
-    "mish": [({}, (2, 3))],
-    "softplus": [({"beta": 2.0, "threshold": 10.0}, (5,))],
-    "hardswish": [({}, (5,))],
-    "prelu": [({}, (3, 4, 4)), ({"num_parameters": 3, "init": 0.1}, (3, 4, 4))],
-    "scale": [({"multiply": 2.0, "add": 1.0}, (5,)), ({"add": 1.0}, (2, 3))],
-}
 
-KIND_NAMES = [kind.model_fields["type"].default for kind in LAYER_KINDS]
+def declared(kind: type, name: str):
+    """What the kind's own class declares: a kind derived from another declares its own examples."""
+    return vars(kind).get(name)
+
+
+# Each kind's examples: (arguments, per-sample input shape), declared on its class.
 CASES = [
-    pytest.param(kind, args, shape, id=f"{kind}-{i}")
-    for kind in KIND_NAMES
-    for i, (args, shape) in enumerate(EXAMPLES.get(kind, [({}, ())]))
+    pytest.param(name, args, shape, id=f"{name}-{i}")
+    for name, kind in LAYER_TYPES.items()
+    for i, (args, shape) in enumerate(declared(kind, "examples") or [({}, ())])
 ]
 
 
@@ -124,14 +36,14 @@ def random_input(kind: str, args: dict, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def test_every_layer_kind_has_examples():
-    missing = [kind for kind in KIND_NAMES if kind not in EXAMPLES]
-    assert not missing, f"add examples to tests/test_layers.py for {missing}"
+    missing = [name for name, kind in LAYER_TYPES.items() if not declared(kind, "examples")]
+    assert not missing, f"declare `examples` on the class of the layer kind(s) {missing}"
 
 
 @pytest.mark.parametrize("kind, args, shape", CASES)
 def test_static_shape_and_parameters_match_the_built_module(kind, args, shape):
-    if kind not in EXAMPLES:
-        pytest.fail(f"layer kind '{kind}' has no example in tests/test_layers.py")
+    if not declared(LAYER_TYPES[kind], "examples"):
+        pytest.fail(f"the class of layer kind '{kind}' declares no `examples`")
     layer = LAYER.validate_python({kind: args})
     if layer.takes_list:  # a merge: one input shape per source
         expected = layer.graph_output_shape(shape)
@@ -155,8 +67,8 @@ def test_static_shape_and_parameters_match_the_built_module(kind, args, shape):
 
 @pytest.mark.parametrize("kind, args, shape", CASES)
 def test_dump_validates_back_to_the_same_layer(kind, args, shape):
-    if kind not in EXAMPLES:
-        pytest.fail(f"layer kind '{kind}' has no example in tests/test_layers.py")
+    if not declared(LAYER_TYPES[kind], "examples"):
+        pytest.fail(f"the class of layer kind '{kind}' declares no `examples`")
     layer = LAYER.validate_python({kind: args})
     assert LAYER.validate_python(layer.model_dump()) == layer
     assert LAYER.validate_json(layer.model_dump_json()) == layer

@@ -16,7 +16,7 @@ from _data_files import daily_counts_csv, review_folders, titanic_csv
 from modelspec.artifacts import load_trained
 from modelspec.cli.main import app
 from modelspec.data import prepare_data
-from modelspec.data.sources import carve
+from modelspec.readers.sources import carve
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 runner = CliRunner()

@@ -114,7 +114,7 @@ def test_without_difference_the_target_is_the_level_scaled_like_its_column(tmp_p
 def test_predict_reconstructs_x_t_plus_h_and_names_the_row_it_is_for(tmp_path):
     """Fed the very change the data holds, predict answers x[t+h] exactly, for row t+h+1."""
     from modelspec.predict.readout import readout
-    from modelspec.predict.records import read_series, unscale
+    from modelspec.readers.raw import read_series, unscale
 
     path = series_csv(tmp_path / "s.csv")
     prepared = prepare_data(data_spec(path), 0, CPU, log=lambda _: None)
@@ -137,7 +137,7 @@ def test_predict_reconstructs_x_t_plus_h_and_names_the_row_it_is_for(tmp_path):
 
 
 def test_a_window_over_a_row_without_a_number_is_reported_with_its_rows(tmp_path):
-    from modelspec.predict.records import read_series
+    from modelspec.readers.raw import read_series
 
     prepared = prepare_data(data_spec(series_csv(tmp_path / "s.csv")), 0, CPU, log=lambda _: None)
     bad = series_csv(tmp_path / "bad.csv", cells={10: "", 30: "inf", 31: "abc"})

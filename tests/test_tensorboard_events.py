@@ -7,8 +7,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from modelspec.spec.export import TrackingSpec
 from modelspec.tracking.histograms import BINS as HISTOGRAM_BINS
+from modelspec.tracking import TrackedRun
 from modelspec.tracking.tensorboard import TensorBoardTracker
 
 
@@ -19,7 +19,7 @@ def _histograms(folder) -> EventAccumulator:
 
 
 def _logged(tmp_path, model: nn.Module, step: int) -> EventAccumulator:
-    tracker = TensorBoardTracker(tmp_path, TrackingSpec(), {})
+    tracker = TensorBoardTracker(TrackedRun(tmp_path, {}))
     tracker.start(None, [])
     tracker.model_state(step, model)
     tracker.finish({}, {})
@@ -79,7 +79,7 @@ def test_hparams_go_into_the_runs_own_event_file(tmp_path):
     file: SummaryWriter.add_hparams would open a second writer and file per run for it."""
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    tracker = TensorBoardTracker(tmp_path, TrackingSpec(), {"lr": 0.1})
+    tracker = TensorBoardTracker(TrackedRun(tmp_path, {}, {"lr": 0.1}))
     tracker.start(None, [])
     tracker.log(1, {"epoch": 1, "loss": 0.5, "lr": 0.1})
     tracker.finish({"lr": 0.1, "network": "bn"}, {"best_val_accuracy": 0.9, "final_loss": 0.2, "best_epoch": 1})

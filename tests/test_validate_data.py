@@ -279,7 +279,7 @@ def test_a_header_of_a_million_columns_is_refused_at_once_with_its_count(table, 
     assert "columns; modelspec refuses more than 10,000" in result.output
     assert f"table.yaml:{_line_of(table, 'wide.csv')}:" in result.output
     # The reader a run uses refuses it the same way, before pandas parses a row.
-    from modelspec.data.tabular import read_table
+    from modelspec.readers.tabular import read_table
 
     with pytest.raises(SpecError, match="refuses more than 10,000"):
         read_table(str(wide), ",")
@@ -287,7 +287,7 @@ def test_a_header_of_a_million_columns_is_refused_at_once_with_its_count(table, 
 
 
 def test_a_header_within_the_limit_is_read_as_pandas_names_it(tmp_path):
-    from modelspec.data.columns import read_header
+    from modelspec.readers.columns import read_header
 
     path = tmp_path / "h.csv"
     path.write_bytes('\ufeffa,"b, c",d\r\n1,2,3\r\n'.encode("utf-8"))

@@ -13,8 +13,7 @@ from rich.table import Table
 from ..fileio import atomic_write_text, check_output, output_error
 from ..errors import SpecError
 from ..predict import open_model
-from ..predict.evaluate import SPLITS, evaluate_image_folder, evaluate_records, evaluate_split
-from ..predict.inputs import IMAGE_DATASETS
+from ..predict.evaluate import SPLITS, Evaluation, evaluate_data, evaluate_split
 from ..tracking.confusion import TOP_CONFUSIONS, labelled, top_confusions, write_confusion
 from ._common import command
 
@@ -69,36 +68,39 @@ def _largest_confusions(evaluation) -> Table:
     return table
 
 
+def measure_run(run: str | Path, split: str, data: Path | None, best: bool) -> tuple[Evaluation, Path]:
+    """The run's evaluation on `split` of its data, or on new labelled `data` (read by the spec's
+    data kind), and the run's folder; nothing written."""
+    if split not in SPLITS:
+        raise SpecError(f"--split {split}: expected one of {', '.join(SPLITS)}")
+    predictor = open_model(run, best)
+    if predictor.trained is None:
+        raise SpecError("evaluate needs a run folder (its spec says how to read the data)",
+                        hint="give runs/<spec>/<timestamp>/<run>, or a grid folder with --best")
+    if data is not None:
+        return evaluate_data(predictor.trained, data, predictor.preprocessing), predictor.source
+    return evaluate_split(predictor.trained, split), predictor.source
+
+
 @command
 def evaluate(
     run: Annotated[str, typer.Argument(help="A run folder, or a grid folder with --best.", metavar="RUN")],
     best: Annotated[bool, typer.Option("--best", help="The grid's best run by its monitor.")] = False,
     split: Annotated[str, typer.Option("--split", help="test, val or train: a split of the spec's data.")] = "test",
     data: Annotated[Optional[Path], typer.Option("--data", help="New labelled data in the spec's format: an "
-                                                 "image folder (a folder per class), a CSV with the target "
-                                                 "columns, texts with labels.")] = None,
+                                                 "image folder (a folder per class), a table (CSV, TSV, "
+                                                 "Parquet) with the target columns, texts with labels.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for evaluation.json and the "
                                                 "confusion matrix. Default: <run>/evaluation.")] = None,
 ) -> None:
     """Measure a trained run on a split of its data, or on new labelled data."""
-    if split not in SPLITS:
-        raise SpecError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     if out is not None:
         check_output(out, "--out", folder=True)  # before the evaluation, which may take minutes
-    predictor = open_model(run, best)
-    if predictor.trained is None:
-        raise SpecError("evaluate needs a run folder (its spec says how to read the data)",
-                        hint="give runs/<spec>/<timestamp>/<run>, or a grid folder with --best")
-    if data is not None and predictor.preprocessing.get("dataset") in IMAGE_DATASETS:
-        evaluation = evaluate_image_folder(predictor.trained, data, predictor.preprocessing)
-    elif data is not None:
-        evaluation = evaluate_records(predictor.trained, data, predictor.preprocessing)
-    else:
-        evaluation = evaluate_split(predictor.trained, split)
+    evaluation, source = measure_run(run, split, data, best)
     console = Console()
     for table in _tables(evaluation):
         console.print(table)
-    folder = out if out is not None else predictor.source / "evaluation"
+    folder = out if out is not None else source / "evaluation"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "evaluation.json", json.dumps(evaluation.to_dict(), indent=1) + "\n")

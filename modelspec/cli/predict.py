@@ -17,13 +17,14 @@ from rich.text import Text
 from ..fileio import atomic_write_text, check_output, output_error
 from ..errors import RunError, SpecError
 from ..predict import open_model
-from ..predict.inputs import read_inputs
+from ..predict.inputs import read_inputs, unscale
 from ..predict.readout import readout
-from ..predict.records import unscale
 from ._common import command
 
 
-def _rows(predictor, items, top_k: int) -> list[dict]:
+def prediction_rows(predictor, items, top_k: int) -> list[dict]:
+    """One row per input, in order: its name, the columns it brought along, and its prediction or
+    why there is none."""
     good = [item for item in items if item.x is not None]
     readings = []
     if good:
@@ -93,7 +94,8 @@ def predict(
     model: Annotated[str, typer.Argument(help="A run folder, a grid folder with --best, or an export folder.",
                                          metavar="MODEL")],
     inputs: Annotated[list[str], typer.Argument(
-        help="Image files or folders; a CSV of rows (tables) or of a series; a text file, one text a line.",
+        help="Image files or folders; a table (CSV, TSV, Parquet) of rows or of a series; a text file, one "
+             "text a line.",
         metavar="INPUT...")],
     best: Annotated[bool, typer.Option("--best", help="The grid's best run by its monitor.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="torch (eager or TorchScript) or onnx (onnxruntime).")] = "torch",
@@ -109,7 +111,7 @@ def predict(
         _check_out(out)
     predictor = open_model(model, best, engine)  # type: ignore[arg-type]
     items = read_inputs(inputs, predictor.preprocessing, column=column, last=last, folder=predictor.source)
-    rows = _rows(predictor, items, top_k)
+    rows = prediction_rows(predictor, items, top_k)
     if out is not None:
         _write(rows, out)
         typer.echo(f"{sum('error' not in r for r in rows)} prediction(s) -> {out}")

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..compile.task import strip_split
 from ..errors import SpecError, SpecIssue
+from ..export.pipeline import export_after_run
 from ..load import LoadedSpec, load_spec
 from ..runner import GridResult, latest_grid_folder, run_grid
 from ..runner.checkpoint import RESUME_SAFE_KEYS
@@ -69,18 +70,6 @@ def _results_table(result: GridResult) -> Table:
     return table
 
 
-def _export_after_run(plan, run_dir, model, info):
-    from ..artifacts import TrainedModel
-    from ..data import sample_inputs
-    from ..export import export_trained
-
-    trained = TrainedModel(plan.spec, info, model.cpu())
-    inputs = sample_inputs(plan.spec, info, plan.spec.export.verify_batch_size)
-    report = export_trained(trained, run_dir / "export", inputs=inputs)
-    if not report.passed:
-        raise RuntimeError(f"export failed its verification (see {run_dir / 'export' / 'export_report.json'})")
-
-
 def _executor(kind: Optional[str], address: Optional[str], cpus: Optional[float], gpus: Optional[float],
               stored: Optional[dict] = None):
     """None (one run after another here) or Ray's executor, from the options and, on a resume, the
@@ -120,7 +109,7 @@ def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_
         try:
             distributed.check_batch_sizes(loaded, ranks)
             result = run_grid(loaded, resume_folder=resume_folder, quiet=quiet, fail_fast=fail_fast,
-                              exporter=_export_after_run, restart=restart, ranks=ranks, executor=executor)
+                              exporter=export_after_run, restart=restart, ranks=ranks, executor=executor)
         except SpecError:
             if ranks.main:
                 raise
@@ -199,10 +188,9 @@ def run(
     _train(loaded, folder, quiet, fail_fast, executor=chosen)
 
 
-# What `resume --set` may change: where the data is and how it is read, and what is logged or
-# exported; never what a run computes.
-_RESUME_SETTABLE = {".".join(key) for key in RESUME_SAFE_KEYS} | {
-    "tracking.histograms", "tracking.images", "tracking.graph"}
+# What `resume --set` may change: the keys marked `ResumeSafe` (where the data is, how it is read,
+# what is logged) and what is exported; never what a run computes.
+_RESUME_SETTABLE = {".".join(key) for key in RESUME_SAFE_KEYS}
 
 
 def _check_resume_overrides(overrides: Sequence[str], option: str = "--set") -> None:

@@ -18,6 +18,7 @@ def validate(spec: SpecArg, set_: SetOpt = None, unset: UnsetOpt = None, no_data
     """Check a spec: YAML, keys, types, names, grid, every network's shapes, and what is cheap to read
     of the data's files (that they exist, a table's header and width, the class folders)."""
     loaded = load_spec(spec, set_ or [], unset=unset or [], check_data=not no_data)
+    loaded.spec.tracking.check()  # a listed backend whose package is missing fails here, not at run
     runs = loaded.runs()
     networks = ", ".join(loaded.spec.all_networks)
     typer.echo(f"{loaded.file}: valid — {len(runs)} run(s), network(s): {networks}")

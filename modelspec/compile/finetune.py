@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..artifacts import WEIGHTS_FILE, safe_load
 from ..errors import Path, SpecError, did_you_mean
+from ..fileio import WEIGHTS_FILE, safe_load
 from ..spec.layers import fmt_shape
 from .shapes import NetworkShapes
 

@@ -9,6 +9,7 @@ augmented afresh every epoch. One log line says which path ran.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -18,10 +19,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import SpecError
-from ..spec.data import LOADER_KEYS, DataBase
+from ..readers.sources import Source
+from ..spec.data import DataBase
 from ..spec.transforms import Normalize, ToTensor, TransformSpec, scale_to_unit
 from .feeds import LoaderFeed, TensorFeed
-from .sources import Source
 from .stats import Stats, cached_stats, channel_stats
 
 CHUNK = 4096  # samples per batched transform call: bounds the temporary memory of a decode
@@ -164,7 +165,7 @@ def _auto_stats(data: DataBase, train_source: Source, deterministic: list[Transf
     if not normalizers:
         return None
     before = deterministic[: normalizers[0]]
-    what = data.model_dump(mode="json", exclude=set(LOADER_KEYS) | {"transforms", "val_split", "loader"})
+    what = data.identity("transforms", "val_split", "loader")
     key = {"data": what, "root": os.path.abspath(data.cache_root()), "split": "train",
            "transforms": [t.model_dump(mode="json") for t in before], "size": len(train_source.targets)}
 
@@ -277,7 +278,7 @@ def sample_inputs(spec: Any, info: Any, n: int) -> torch.Tensor | None:
 
     Remembered for the last data set, so that exporting every run of a grid reads, parses and
     tokenises its files once, not once per run."""
-    data = spec.data.model_dump_json(exclude=set(LOADER_KEYS))
+    data = json.dumps(spec.data.identity())
     samples = _samples(data, spec.seed, n)
     return None if samples is None else samples.clone()
 

@@ -15,7 +15,8 @@ import torch
 from ..artifacts import ModelInfo
 from ..compile import infer_shapes
 from ..errors import SpecError
-from ..spec.layers import GRU, LSTM, Embedding, LayerSpec
+from ..spec.layers import Embedding, LayerSpec
+from ..spec.layers.recurrent import GRU, LSTM
 from ..spec.root import Spec
 
 INPUT_NAME = "input"

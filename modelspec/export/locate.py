@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import WEIGHTS_FILE
 from ..errors import SpecError
+from ..fileio import WEIGHTS_FILE
 
 RESULTS_FILE = "results.json"
 
@@ -56,7 +56,7 @@ def best_run(folder: Path) -> dict[str, Any]:
 
 def is_export_folder(folder: Path) -> bool:
     """A folder `modelspec export` wrote: by its name, or by a file only it writes."""
-    from .registry import FORMATS
+    from .registry import FORMATS  # here: the formats import torch, which finding a file needs not
     from .report import REPORT_FILE
 
     return folder.name == "export" or any((folder / name).is_file() for name in

@@ -170,3 +170,15 @@ def export_trained(
     verdict = "all checks passed" if report.passed else "FAILED: " + "; ".join(report.failures)
     log(f"{verdict} ({report.seconds:.1f} s); report: {path}")
     return report
+
+
+def export_after_run(plan, run_dir: Path, model: nn.Module, info) -> None:
+    """The grid's exporter (`export.after_run`): a run that just trained, exported into
+    `<run>/export` and verified on a batch of its own data; a failed verification raises."""
+    from ..data import sample_inputs
+
+    trained = TrainedModel(plan.spec, info, model.cpu())
+    inputs = sample_inputs(plan.spec, info, plan.spec.export.verify_batch_size)
+    report = export_trained(trained, run_dir / "export", inputs=inputs)
+    if not report.passed:
+        raise RuntimeError(f"export failed its verification (see {run_dir / 'export' / 'export_report.json'})")

@@ -1,16 +1,29 @@
-"""The export formats by name, and the check of a requested list of names."""
+"""The export formats by name, found in the modules of `export/formats/`, and the check of a requested
+list of names."""
 
 from __future__ import annotations
 
-from typing import Iterable
+import importlib
+import pkgutil
+from collections.abc import Iterable
 
 from ..errors import SpecError, did_you_mean
+from . import formats
 from .format import Format
-from .onnx_export import ONNX
-from .torch_export import TORCH_EXPORT
-from .torchscript import TORCHSCRIPT
 
-FORMATS: dict[str, Format] = {f.name: f for f in (TORCHSCRIPT, ONNX, TORCH_EXPORT)}
+
+def discover_formats() -> dict[str, Format]:
+    """Every module-level `Format` of the `formats` package, by name, in module order."""
+    found: dict[str, Format] = {}
+    for info in pkgutil.iter_modules(formats.__path__):
+        module = importlib.import_module(f"{formats.__name__}.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, Format) and found.setdefault(value.name, value) is not value:
+                raise TypeError(f"two export formats are named '{value.name}' (one in {module.__name__})")
+    return found
+
+
+FORMATS: dict[str, Format] = discover_formats()
 
 
 def check_formats(names: Iterable[str]) -> list[str]:

@@ -85,79 +85,16 @@ def evaluate_split(trained: TrainedModel, split: str) -> Evaluation:
     return measure(trained, data.x, data.y, split, data_targets(spec, prepared))
 
 
-def evaluate_image_folder(trained: TrainedModel, folder: Path, preprocessing: dict[str, Any]) -> Evaluation:
-    """New labelled images: one folder per class, named as in training."""
-    from torchvision.datasets import ImageFolder
-
-    from .inputs import image_pipeline
-
-    names = trained.info.class_names or []
-    try:
-        dataset = ImageFolder(str(folder))
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise SpecError(f"cannot read the image folder {folder}: {exc}",
-                        hint="give a folder with one sub-folder of images per class") from None
-    unknown = sorted(set(dataset.classes) - set(names))
-    if unknown:
-        raise SpecError(f"{folder} has classes the model was not trained on: {', '.join(unknown)}",
-                        hint="the model's classes: " + ", ".join(names))
-    prepare = image_pipeline(preprocessing)
-    samples, labels = [], []
-    for path, label in dataset.samples:
-        samples.append(_read(path, prepare))
-        labels.append(names.index(dataset.classes[label]))
-    x, y = torch.stack(samples), torch.tensor(labels)
-    return measure(trained, x, y, str(folder), Targets("classes", len(names), names))
-
-
-def _read(path: str, prepare) -> torch.Tensor:
-    """One labelled image, prepared; one that cannot be read (truncated, not an image, a decompression
-    bomb) is an error naming it: its label would be missing from the measure."""
-    from PIL import Image
-
-    from ..data.images import image_errors, image_problem
-
-    try:
-        with Image.open(path) as image:
-            return prepare(image)
-    except image_errors() as exc:
-        raise SpecError(f"cannot read the image {path}: {image_problem(exc)}",
-                        hint="remove or replace the file, and evaluate again") from None
-
-
-def evaluate_records(trained: TrainedModel, path: Path, preprocessing: dict[str, Any]) -> Evaluation:
-    """New labelled rows (a CSV with the target columns), texts (the spec's file or folder layout) or
-    a series (every window whose target row is in the file), encoded with what training fitted:
+def evaluate_data(trained: TrainedModel, path: Path, preprocessing: dict[str, Any]) -> Evaluation:
+    """New labelled data in the spec's format, read by its data kind (`read_labelled`: an image
+    folder with a folder per class, a table with the target columns, texts with labels, a series
+    whose every window with its target row in the file counts), encoded with what training fitted:
     unseen categories and words take the missing or unknown slot. A series' metrics are in the
     data's units, as the run's are."""
     from ..compile.task import targets_of, units_of
-    from ..data.sources import encode_targets
-    from .records import fitted, tokenizer_of
 
     info, data = trained.info, trained.spec.data
-    kind = preprocessing.get("dataset")
-    if kind == "csv":
-        from ..data.tabular import encode_columns, encode_target, read_table, require_columns
-
-        table = fitted(preprocessing, "table")
-        frame = read_table(str(path), ",", key="path")
-        require_columns(frame, [c["name"] for c in table["columns"]] + table["target"]["columns"], str(path), "path")
-        x = torch.from_numpy(encode_columns(table["columns"], frame, str(path)))
-        y = encode_target(table["target"], frame, str(path))
-    elif kind == "text":
-        from ..data.text import encode_texts, read_texts
-
-        text = fitted(preprocessing, "text")
-        texts, labels = read_texts(data, str(path), "path")
-        x = encode_texts(tokenizer_of(text, None), texts)
-        y = encode_targets(labels, data.target_kind, text["target"]["classes"], str(path))
-    elif kind == "time_series":
-        from ..data.time_series import labelled_samples
-
-        x, y = labelled_samples(str(path), fitted(preprocessing, "time_series"))
-    else:
-        raise SpecError(f"--data reads image folders, tables, texts and series; this model was trained on {kind} data",
-                        hint="evaluate a split of the spec's own data with --split")
+    x, y = data.read_labelled(path, preprocessing, info.class_names)
     real = (y.shape[1] if y.ndim == 2 else 1) if data.target_kind == "real" else None
     targets = targets_of(data.target_kind, info.num_classes, real, info.class_names, info.target_names,
                          units_of(preprocessing.get("data")))

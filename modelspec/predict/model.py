@@ -81,18 +81,17 @@ def _onnx(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: torch.from_numpy(np.asarray(session.run(None, {name: x.numpy()})[0]))
 
 
-# What predict reads from an export's preprocessing.json, with the JSON type each must have; image
-# models also read how their pixels were transformed, the others what was fitted on their data.
+# What predict reads from an export's preprocessing.json, with the JSON type each must have; besides
+# these, what the data kind reads (its `stored_keys`: how an image's pixels were transformed, what
+# was fitted on a table, a text or a series).
 PREPROCESSING_KEYS: dict[str, type | tuple[type, ...]] = {"dataset": str, "input_shape": list, "input_dtype": str,
                                                           "task": dict}
-IMAGE_KEYS: dict[str, type | tuple[type, ...]] = {"transforms": list, "normalize": (dict, type(None))}
-RECORD_KEYS: dict[str, type | tuple[type, ...]] = {"data": dict}
 
 
 def read_preprocessing(path: Path) -> dict[str, Any]:
     """An export's preprocessing.json, checked for every key predict reads: a file edited by hand,
     cut short or of another tool is one error naming it and the key, not a traceback later."""
-    from .inputs import IMAGE_DATASETS
+    from ..spec.data import DataBase, kind_of
 
     hint = "export the run again with `modelspec export RUN` (it writes the whole file)"
     try:
@@ -102,8 +101,8 @@ def read_preprocessing(path: Path) -> dict[str, Any]:
     if not isinstance(preprocessing, dict):
         raise SpecError(f"{path} holds a JSON {type(preprocessing).__name__}, not the mapping of an export's "
                         "preprocessing", hint=hint)
-    kind = IMAGE_KEYS if preprocessing.get("dataset") in IMAGE_DATASETS else RECORD_KEYS
-    for key, expected in {**PREPROCESSING_KEYS, **kind}.items():
+    kind = kind_of(preprocessing.get("dataset")) or DataBase
+    for key, expected in {**PREPROCESSING_KEYS, **kind.stored_keys}.items():
         if key not in preprocessing:
             raise SpecError(f"{path} lacks the key '{key}'", hint=hint)
         if not isinstance(preprocessing[key], expected):

@@ -12,26 +12,37 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import restart_hint, safe_load
-from ..fileio import atomic_save
 from ..errors import SpecError
+from ..fileio import atomic_save, restart_hint, safe_load
+from ..spec.base import resume_safe_fields
+from ..spec.root import Spec
 from .state import CHECKPOINT_KEYS
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # The sections of a spec whose change makes a resumed run a different run.
 RESUME_SECTIONS = ("seed", "data", "model", "networks", "train", "grid")
-# Keys inside those sections that say where the data is and how it is read, not what a run computes:
-# a grid resumed on another machine or from another folder may change them (`resume --set`).
-DATA_LOCATIONS = ("root", "path", "test_path", "tokenizer")  # the data kinds' file and folder keys
-RESUME_SAFE_KEYS = (*(("data", key) for key in DATA_LOCATIONS), ("data", "download"), ("data", "num_workers"),
-                    ("data", "pin_memory"), ("train", "checkpoint_every"))
+# The keys marked `ResumeSafe` in the spec's fields: where the data is, how it is read and what is
+# logged, not what a run computes. A grid resumed on another machine or from another folder may
+# change them (`resume --set`), and the run stays the same run.
+_RESUME_SAFE = resume_safe_fields(Spec)
+RESUME_SAFE_KEYS: tuple[tuple[str, ...], ...] = tuple(_RESUME_SAFE)
+# The data kinds' file and folder keys, anchored at the grid's start directory on resume.
+DATA_LOCATIONS = tuple(path[1] for path, marker in _RESUME_SAFE.items() if marker.location and path[0] == "data")
+
+
+def _without(value: Any, path: tuple[str, ...]) -> Any:
+    """`value` (JSON data) without the key at `path`, where it is there."""
+    if not isinstance(value, dict) or not path or path[0] not in value:
+        return value
+    if len(path) == 1:
+        return {k: v for k, v in value.items() if k != path[0]}
+    return {**value, path[0]: _without(value[path[0]], path[1:])}
 
 
 def _relevant(spec: dict[str, Any]) -> dict[str, Any]:
     relevant = {key: spec.get(key) for key in RESUME_SECTIONS}
-    for section, key in RESUME_SAFE_KEYS:
-        if isinstance(relevant.get(section), dict):
-            relevant[section] = {k: v for k, v in relevant[section].items() if k != key}
+    for path in RESUME_SAFE_KEYS:
+        relevant = _without(relevant, path)
     return relevant
 
 

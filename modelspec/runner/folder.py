@@ -25,13 +25,12 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from ..artifacts import GRID_FILE
-from ..fileio import atomic_write_text, shared_mode
 from ..errors import SpecError, SpecIssue
+from ..fileio import GRID_FILE, atomic_write_text, shared_mode
 from ..load import LoadedSpec, load_spec
 from ..spec.paths import get_path, set_path
 from ..spec.validate import relocate, validate_data
-from .checkpoint import changed_sections
+from .checkpoint import DATA_LOCATIONS, changed_sections
 
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.json"
@@ -169,8 +168,6 @@ def anchor_data_root(loaded: LoadedSpec, start: Path) -> LoadedSpec:
     values of them) resolved against the grid's start directory, so that `modelspec resume` works
     from any directory. They are no part of a run's identity (see checkpoint.RESUME_SAFE_KEYS), so
     the resumed runs stay the same runs."""
-    from .checkpoint import DATA_LOCATIONS
-
     raw = loaded.raw
     fields = type(loaded.spec.data).model_fields
 

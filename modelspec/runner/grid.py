@@ -20,10 +20,10 @@ from typing import Any, Callable, Protocol, Sequence
 from ..fileio import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue, Terminated, did_you_mean
 from ..load import LoadedSpec
-from ..spec.data import LOADER_KEYS
 from ..spec.grid import RunPlan, _short_names, grid_location
 from ..compile.task import Monitor
 from ..tracking import ResultsTable, ResultsTracker
+from ..tracking.results import taken_columns
 from .background import after, in_background
 from .device import resolve_device
 from .folder import RUN_FILE, check_unchanged, create_grid_folder, previous_results, read_run_state
@@ -78,7 +78,7 @@ def locate_run_error(exc: SpecError, loaded: LoadedSpec, plan: RunPlan) -> SpecE
     return SpecError(issues)
 
 
-def _check_devices(loaded: LoadedSpec, runs: list[RunPlan]) -> dict[str, Any]:
+def check_devices(loaded: LoadedSpec, runs: list[RunPlan]) -> dict[str, Any]:
     """Resolve every run's device before training anything: a missing GPU is a spec error."""
     devices = {}
     for run in runs:
@@ -122,7 +122,7 @@ def _monitor_json(monitor: Monitor | None) -> dict[str, Any] | None:
     return {"name": monitor.name, "higher_is_better": monitor.higher_is_better} if monitor else None
 
 
-def _stored_outcome(state: dict[str, Any]) -> RunOutcome:
+def stored_outcome(state: dict[str, Any]) -> RunOutcome:
     """A finished or failed run, as its run.json has it."""
     monitor = state.get("monitor")
     return RunOutcome(state["status"], state["rows"], state.get("reason"), len(state["rows"]),
@@ -134,8 +134,7 @@ def _grid_columns(keys: list[str]) -> dict[str, str]:
     name is a measurement's (a grid over `train.loss` must not overwrite the `loss` column)."""
     from ..spec.metrics import METRICS
 
-    taken = {"run", "epoch", "loss", "current_lr", "epoch_duration", "run_duration", *METRICS}
-    taken |= {f"{split}_{name}" for split in ("val", "test") for name in taken}
+    taken = taken_columns(METRICS)
     short = _short_names(keys)
     return {key: key if name in taken or name.split("_")[0] in taken else name for key, name in short.items()}
 
@@ -212,8 +211,9 @@ def run_grid(
     log = log if ranks.main else (lambda message: None)
     quiet = quiet or not ranks.main
     runs = loaded.runs()
+    loaded.spec.tracking.check()  # the tracking backends can work here (their packages are installed)
     # An executor's runs find their devices where they run (a GPU of a cluster node, not of this one).
-    devices = _check_devices(loaded, runs) if executor is None else {}
+    devices = check_devices(loaded, runs) if executor is None else {}
     restarts = _pick_restarts(runs, restart)
     if restarts and resume_folder is None:
         raise SpecError("--restart-run goes with a resume", hint="modelspec resume GRID_FOLDER --restart-run RUN")
@@ -221,7 +221,7 @@ def run_grid(
     stored = executor.as_json() if executor is not None else None
     opened = _open_folder(loaded, resume_folder, log, stored) if ranks.main else (None, _NoLock(), None)
     folder, lock, new_grid = ranks.from_main(lambda: opened[0]), opened[1], opened[2]
-    grid = _Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks, executor)
+    grid = Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks, executor)
     try:
         grid.run(resuming=resume_folder is not None, restarts=restarts)
     except BaseException as exc:
@@ -246,10 +246,10 @@ class Executor(Protocol):
 
     def as_json(self) -> dict[str, Any]: ...  # stored in grid.json, so that a resume runs the same way
 
-    def run(self, grid: "_Grid", todo: list[tuple[RunPlan, Path]]) -> None: ...
+    def run(self, grid: "Grid", todo: list[tuple[RunPlan, Path]]) -> None: ...
 
 
-class _Grid:
+class Grid:
     """The runs of one grid, one after another (or by an executor), with the results table they share."""
 
     def __init__(self, loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks: Ranks = SINGLE,
@@ -299,7 +299,7 @@ class _Grid:
         for index, plan in enumerate(self.runs):
             run_dir = self.folder / run_folder_name(index, plan.name)
             self.result.run_dirs[plan.name] = run_dir
-            if not (resuming and self._done_before(plan, run_dir)):
+            if not (resuming and self.done_before(plan, run_dir)):
                 todo.append((plan, run_dir))
         return todo
 
@@ -308,7 +308,7 @@ class _Grid:
             if self.stop.requested:
                 self.result.interrupted = True
                 break
-            outcome = self._run_one(plan, run_dir, resuming)
+            outcome = self.run_one(plan, run_dir, resuming)
             if outcome is None:  # the disk is full: stop where the checkpoint is
                 break
             if self.result.interrupted or (self.fail_fast and outcome.status == "failed"):
@@ -326,11 +326,11 @@ class _Grid:
             if plan.name in summaries and plan.name not in restarts:
                 self.table.set_summary(plan.name, summaries[plan.name])
 
-    def _done_before(self, plan: RunPlan, run_dir: Path) -> bool:
+    def done_before(self, plan: RunPlan, run_dir: Path) -> bool:
         state = read_run_state(run_dir, self.progress.log if not self.quiet else self.log)
         if state is None or state["status"] not in ("finished", "failed"):
             return False
-        outcome = _stored_outcome(state)
+        outcome = stored_outcome(state)
         self.result.outcomes[plan.name] = outcome
         self.table.set_rows(plan.name, outcome.rows)
         self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, state.get("export")))
@@ -339,7 +339,7 @@ class _Grid:
         self.progress.advance_run(f"{plan.name} (done before)")
         return True
 
-    def _run_one(self, plan: RunPlan, run_dir: Path, resuming: bool) -> RunOutcome | None:
+    def run_one(self, plan: RunPlan, run_dir: Path, resuming: bool) -> RunOutcome | None:
         self.progress.start_run(plan.name, plan.spec.train.epochs)
         context: RunContext | None = None  # once made, it knows the run's monitor (for a failed run's summary)
         try:
@@ -430,7 +430,7 @@ class _Grid:
         # decoded data only through the splits it carves: a grid over the seed without val_split (or
         # test_split) decodes once.
         carves = data.val_split > 0 or getattr(data, "test_split", 0)
-        key = json.dumps([data.model_dump(mode="json", exclude=set(LOADER_KEYS)), plan.spec.seed if carves else None,
+        key = json.dumps([data.identity(), plan.spec.seed if carves else None,
                           str(device)])
         if key not in self.prepared_cache:
             self.prepared_cache.clear()  # one data set in memory at a time

@@ -33,7 +33,6 @@ from ..errors import SpecError
 from ..spec.grid import RunPlan
 from ..spec.root import Spec
 from ..tracking import Tracker
-from ..tracking.base import BOOKKEEPING
 from ..tracking.confusion import write_confusion
 from .background import DONE, in_background
 from .cadence import Cadence
@@ -62,7 +61,7 @@ class RunContext:
     on_epoch: Callable[[dict[str, Any], list[str]], None] = lambda row, metrics: None  # progress
     on_batch: Callable[[int, int], None] = lambda done, total: None  # progress
     hparams: dict[str, Any] = field(default_factory=dict)  # grid values, for rows and HParams
-    trackers: list[Tracker] = field(default_factory=list)  # besides the run's own TensorBoard
+    trackers: list[Tracker] = field(default_factory=list)  # besides the spec's tracking.backends
     export: Callable[[nn.Module, ModelInfo], None] | None = None  # export after the run
     monitor: Monitor | None = None  # set by the run once its task is known (a failed run's summary uses it)
     log_graph: bool = True  # trace the model graph for TensorBoard (the grid does it once per network)
@@ -103,7 +102,7 @@ class RunOutcome:
                        **{f"best_{self.monitor.name}": best[self.monitor.name] if best else None})
         if self.rows:
             last = self.rows[-1]
-            out.update({f"final_{k}": v for k, v in last.items() if k not in BOOKKEEPING and isinstance(v, float)})
+            out.update({f"final_{k}": v for k, v in last.items() if isinstance(v, float) and not k.endswith("_duration")})
         return out
 
 
@@ -328,11 +327,7 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
     test_metrics = pool.take(task, device, confusion=True) if test_feed else None
 
     restored = _restore(state, run_dir, ctx) if resume else False
-    from ..tracking import TensorBoardTracker
-
-    # On resume TensorBoard drops what the stopped process logged from the checkpoint's epoch on.
-    trackers = [TensorBoardTracker(run_dir, spec.tracking, ctx.hparams, resumed=restored, graph=ctx.log_graph),
-                *ctx.trackers] if ranks.main else []
+    trackers = [*_backends(spec, run_dir, ctx, restored), *ctx.trackers] if ranks.main else []
     parts = Parts(spec, task, *_models(state.model, train, ranks, device), train.loss.build().to(device), device,
                   run_dir, trackers, ranks)
     for tracker in trackers:
@@ -370,7 +365,33 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         if ctx.export is not None and ranks.main:
             ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
     outcome.status, outcome.files = "finished", closing
+    _hand_files(trackers, run_dir, closing)
     return outcome
+
+
+def _backends(spec: Spec, run_dir: Path, ctx: RunContext, restored: bool) -> list[Tracker]:
+    """The spec's tracking backends, found by name in the registry, each guarded: one that fails
+    says so once and is off for the rest of the run, which goes on (the results table has its rows)."""
+    if not spec.tracking.backends:
+        return []
+    from ..tracking import TRACKERS, TrackedRun
+    from ..tracking.base import Guarded
+
+    run = TrackedRun(run_dir, spec.model_dump(mode="json"), ctx.hparams, resumed=restored, graph=ctx.log_graph,
+                     log=ctx.log)
+    return [Guarded(TRACKERS[name](run, spec.tracking.options(name)), ctx.log) for name in spec.tracking.backends]
+
+
+def _hand_files(trackers: list[Tracker], run_dir: Path, closing: list[Future]) -> None:
+    """The run's files to the backends that take them, once written: its weights, confusion files and
+    export folder (an export after the run writes `export/`)."""
+    takers = [tracker for tracker in trackers if tracker.takes_files]
+    if not takers:
+        return
+    wait(closing)  # a file that failed to be written is left out; the run's record says why
+    paths = [run_dir / "weights.pt", *sorted(run_dir.glob("confusion_matrix.*")), run_dir / "export"]
+    for tracker in takers:
+        tracker.artefacts([path for path in paths if path.exists()])
 
 
 def _restore(state: RunState, run_dir: Path, ctx: RunContext) -> bool:

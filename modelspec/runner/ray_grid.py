@@ -4,7 +4,7 @@ The driver (the `modelspec run --executor ray` process) makes and locks the grid
 the data statistics once, hands every pending run to Ray as a plain task, and rebuilds the grid's
 results table from the files each task wrote in its run folder, as runs finish, in any order.
 
-A task trains its run exactly as the sequential grid does (`_Grid._run_one`), always continuing from
+A task trains its run exactly as the sequential grid does (`Grid.run_one`), always continuing from
 the run's checkpoint: a task that Ray runs again after its worker or node died goes on from the last
 epoch it saved and ends with the weights of an undisturbed run. A worker keeps the data it decoded
 for the next run it is given that reads the same data.
@@ -26,21 +26,19 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from ..fileio import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec
 from ..spec.grid import RunPlan
-from ..tracking.base import BOOKKEEPING
+from ..tracking.base import measurements
 from ..tracking.results import ROWS_FILE, read_rows
 from .folder import read_run_state
+from .grid import Grid, check_devices, locate_run_error, run_folder_name, stored_outcome
 from .loop import RunOutcome
 from .progress import Progress, epoch_line
 from .ray_start import start_ray
-
-if TYPE_CHECKING:
-    from .grid import _Grid
 
 STOP_FILE = ".stop"  # the driver's request to every task: checkpoint and return
 LOG_FILE = "log.txt"  # a task's log lines, in its run folder (the driver prints only epochs)
@@ -81,7 +79,7 @@ class RayExecutor:
         return cls(stored.get("address"), float(stored.get("cpus_per_run", 1.0)),
                    float(stored.get("gpus_per_run", 0.0)))
 
-    def run(self, grid: "_Grid", todo: list[tuple[RunPlan, Path]]) -> None:
+    def run(self, grid: Grid, todo: list[tuple[RunPlan, Path]]) -> None:
         _Driver(self, grid).run(todo)
 
 
@@ -137,8 +135,6 @@ def _run_task(job: _Job, index: int) -> _Report:
     import torch
 
     from ..data.stats import remember_stats
-    from .grid import _Grid, _check_devices, run_folder_name
-
     host = socket.gethostname()
     folder, plan = Path(job.folder), job.runs[index]
     if not (folder / "spec.json").is_file():
@@ -153,17 +149,17 @@ def _run_task(job: _Job, index: int) -> _Report:
             log_file.flush()
 
         log(f"run {plan.name} on {host}, pid {os.getpid()}")
-        grid = _Grid(job.loaded, [plan], folder, {}, True, False, log, job.exporter, writes_table=False,
+        grid = Grid(job.loaded, [plan], folder, {}, True, False, log, job.exporter, writes_table=False,
                      prepared_cache=_PREPARED)
         grid.logs_graph = {plan.name} & job.logs_graph
         grid.stop, grid.progress = _StopFile(folder), Progress(1, enabled=False)
-        if grid._done_before(plan, run_dir):  # run again by Ray after it had finished
+        if grid.done_before(plan, run_dir):  # run again by Ray after it had finished
             return _Report(host, wrote_state=True, status=grid.result.outcomes[plan.name].status)
         if grid.stop.requested:
             return _Report(host, reason="stopped before it started")
         try:
-            grid.devices = _check_devices(job.loaded, [plan])
-            outcome = grid._run_one(plan, run_dir, resuming=True)
+            grid.devices = check_devices(job.loaded, [plan])
+            outcome = grid.run_one(plan, run_dir, resuming=True)
         except SpecError as exc:
             return _Report(host, trained=grid.trained, spec_issues=exc.issues)
     return _Report(host, wrote_state=outcome is not None, status=outcome.status if outcome else "stopped",
@@ -176,7 +172,7 @@ def _run_task(job: _Job, index: int) -> _Report:
 
 
 class _Driver:
-    def __init__(self, executor: RayExecutor, grid: "_Grid"):
+    def __init__(self, executor: RayExecutor, grid: Grid):
         self.executor, self.grid = executor, grid
         self.index = {plan.name: i for i, plan in enumerate(grid.runs)}  # run -> its place in the grid
         self.stop_written = False
@@ -213,8 +209,6 @@ class _Driver:
         from ..data.prepare import fit_auto_stats
         from ..data.stats import known_stats
         from .folder import anchor_data_root, started_from
-        from ..spec.data import LOADER_KEYS
-        from .grid import locate_run_error
 
         grid = self.grid
         loaded = anchor_data_root(grid.loaded, started_from(grid.folder, grid.loaded.spec.tracking.dir))
@@ -222,7 +216,7 @@ class _Driver:
         fitted = set()
         for plan, _ in todo:  # the statistics of each data set once, here, not once per run
             data = runs[self.index[plan.name]].spec.data
-            key = json.dumps(data.model_dump(mode="json", exclude=set(LOADER_KEYS)))
+            key = json.dumps(data.identity())
             if key not in fitted:
                 fitted.add(key)
                 try:
@@ -309,8 +303,6 @@ class _Driver:
 
     def _outcome(self, plan: RunPlan, run_dir: Path, report: _Report) -> RunOutcome:
         """The run's outcome as its run.json has it: the grid's table is rebuilt from the runs' files."""
-        from .grid import _stored_outcome
-
         if not report.wrote_state:  # stopped before it started, cancelled, disk full, its worker lost
             rows = read_rows(run_dir)
             return RunOutcome(report.status, rows, report.reason, len(rows))
@@ -318,7 +310,7 @@ class _Driver:
         if state is None:
             raise SpecError(f"the Ray task for run {plan.name} on {report.host} wrote {run_dir / 'run.json'}, "
                             "but this machine cannot read it", hint=SHARED_STORAGE_HINT)
-        return _stored_outcome(state)
+        return stored_outcome(state)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -330,11 +322,11 @@ class _EpochWatcher:
     """The driver's epoch lines: what the tasks append to their runs' rows.jsonl, printed as a
     sequential grid prints them, and which runs are in flight."""
 
-    def __init__(self, grid: "_Grid"):
+    def __init__(self, grid: Grid):
         self.grid = grid
         self.sizes: dict[str, int] = {}
         self.printed = {name: max((r.get("epoch", 0) for r in rows), default=0) for name, rows in grid.table.rows.items()}
-        self.fixed = set(BOOKKEEPING) | {"current_lr"} | set(grid.short.values())
+        self.grid_columns = set(grid.short.values())
 
     def poll(self, pending: list[tuple[RunPlan, Path]]) -> None:
         running = []
@@ -352,6 +344,7 @@ class _EpochWatcher:
     def _print_new(self, run: str, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             if row["epoch"] > self.printed.get(run, 0):
-                metrics = [k for k, v in row.items() if k not in self.fixed and isinstance(v, float)]
+                # The line shows the learning rate apart from the losses and metrics.
+                metrics = [k for k in measurements(row, self.grid_columns) if k != "current_lr"]
                 self.grid.progress.log(epoch_line(run, row, metrics))
                 self.printed[run] = row["epoch"]

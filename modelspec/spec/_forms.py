@@ -54,18 +54,6 @@ def tagged(value: Any, tag: str, names: Iterable[str], what: str, default: str |
     return value
 
 
-def registered_names() -> frozenset[str]:
-    """Every name that may key a one-key mapping (`conv: {...}`, `adam: {...}`, `normalize: {...}`)."""
-    from .data.tabular import TREATMENT_TYPES
-    from .layers import LAYER_TYPES
-    from .losses import LOSSES
-    from .metrics import METRICS
-    from .train import OPTIMIZERS, SCHEDULERS
-    from .transforms import TRANSFORM_TYPES
-
-    return frozenset([*LAYER_TYPES, *TRANSFORM_TYPES, *OPTIMIZERS, *LOSSES, *SCHEDULERS, *METRICS, *TREATMENT_TYPES])
-
-
 def input_forms(kinds: Iterable[type], tag: str) -> Any:
     """The spellings a tagged list item accepts, as a type for the JSON Schema (editor completion):
     a bare name, a one-key mapping `name: {...}`, or the long form."""

@@ -26,6 +26,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from ..errors import Path, did_you_mean, format_path
 from ._forms import spec_error
 from .base import SpecModel
+from .issues import issues_from
 from .layers import LAYER_TYPES, BlockUse, Layer, LayerSpec
 from .layers.block import ParamValue
 
@@ -35,10 +36,16 @@ _LAYERS = TypeAdapter(list[Layer])
 
 
 class BlockDef(SpecModel):
-    # Parameter -> default; null makes it required. The layers refer to one as `$name`.
+    """A named block under `blocks:`: a small graph of layers with parameters, used like a layer kind
+    (`- name: {param: value, repeat: n}`)."""
+
     params: dict[str, ParamValue] = Field(default_factory=dict)
+    """The block's parameters, name -> default value; a null default makes the parameter required. The
+    layers refer to a parameter as `$name`."""
     # Validated per use, once the parameters are in: until then `$channels` stands where a number goes.
     layers: list[dict[str, Any] | str] = Field(min_length=1)
+    """The block's layers, written as in `model:` (with `name`/`from` for a graph), `$name` standing for
+    a parameter's value."""
 
     @field_validator("params")
     @classmethod
@@ -110,9 +117,7 @@ def _resolved(use: BlockUse, blocks: dict[str, BlockDef], at: Path, stack: tuple
     try:
         body = _LAYERS.validate_python(raw)
     except ValidationError as exc:
-        from .validate import issues_from  # validate imports this module's spec root
-
-        issues = issues_from(exc, where, root=list[Layer])
+        issues = issues_from(exc, list[Layer], where)
         first = issues[0]
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
         raise spec_error(f"{site}: {first.message}{more}", key=first.path, hint=first.hint) from None

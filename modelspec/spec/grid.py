@@ -14,8 +14,7 @@ from typing import Any
 
 from ..errors import Path, SpecError, SpecIssue, did_you_mean, format_path
 
-from ._forms import registered_names
-from .paths import parse_path, set_path
+from .paths import parse_path, registered_names, set_path
 from .root import Spec
 from .validate import models_at, step, validate_data
 from .yaml_source import SourceMap

@@ -57,54 +57,70 @@ class LossSpec(SpecModel):
 
 
 class CrossEntropy(LossSpec):
+    """Cross-entropy on logits, `nn.CrossEntropyLoss`: multi-class classification with class-index targets;
+    the network ends in a linear layer (no softmax)."""
+
     name: Literal["cross_entropy"] = "cross_entropy"
     output: ClassVar[Output] = "logits"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
     torch_class: ClassVar[str] = "CrossEntropyLoss"
-    weight: Optional[list[PositiveNumber]] = None  # one per class: rare classes count more
+    weight: Optional[list[PositiveNumber]] = None
+    """A weight per class (one positive number each), so rare classes count more; omitted, all weigh 1."""
     label_smoothing: float = Field(0.0, ge=0.0, le=1.0)
-    ignore_index: Int = -100  # a target with this value adds nothing to the loss
+    """How much of the target's probability to spread over the other classes, 0 to 1 (default 0.0)."""
+    ignore_index: Int = -100
+    """A target with this value adds nothing to the loss (default -100)."""
 
     def class_weights(self):
         return ("weight", self.weight) if self.weight is not None else None
 
 
 class NLL(LossSpec):
-    """Negative log-likelihood: the network ends in `log_softmax`."""
+    """Negative log-likelihood, `nn.NLLLoss`: multi-class classification on log-probabilities, so the network
+    ends in `log_softmax`."""
 
     name: Literal["nll"] = "nll"
     output: ClassVar[Output] = "log_probs"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
     torch_class: ClassVar[str] = "NLLLoss"
     weight: Optional[list[PositiveNumber]] = None
+    """A weight per class (one positive number each), so rare classes count more; omitted, all weigh 1."""
     ignore_index: Int = -100
+    """A target with this value adds nothing to the loss (default -100)."""
 
     def class_weights(self):
         return ("weight", self.weight) if self.weight is not None else None
 
 
 class MultiMargin(LossSpec):
+    """Multi-class hinge loss, `nn.MultiMarginLoss`, on class scores (an SVM-style head)."""
+
     name: Literal["multi_margin"] = "multi_margin"
     output: ClassVar[Output] = "scores"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes",)
     torch_class: ClassVar[str] = "MultiMarginLoss"
     p: Literal[1, 2] = 1
+    """The norm of the hinge: 1 (default) or 2 (squared)."""
     margin: float = 1.0
+    """The margin the true class's score must beat the others by (default 1.0)."""
     weight: Optional[list[PositiveNumber]] = None
+    """A weight per class (one positive number each); omitted, all weigh 1."""
 
     def class_weights(self):
         return ("weight", self.weight) if self.weight is not None else None
 
 
 class BCEWithLogits(LossSpec):
-    """Binary (one output) or multi-label (one output per label) on logits: no sigmoid layer."""
+    """Binary cross-entropy on logits, `nn.BCEWithLogitsLoss`: binary (one output) or multi-label (one output
+    per label) with 0/1 targets; no sigmoid layer."""
 
     name: Literal["bce_with_logits"] = "bce_with_logits"
     output: ClassVar[Output] = "logits"
     targets: ClassVar[tuple[TargetKind, ...]] = ("classes", "multi_label")
     torch_class: ClassVar[str] = "BCEWithLogitsLoss"
-    # Weight of the positive class: one number, or one per label (negatives / positives is usual).
     pos_weight: Optional[Union[PositiveNumber, list[PositiveNumber]]] = None
+    """Weight of the positive class: one number, or one per label (negatives / positives is usual); omitted,
+    1."""
 
     def torch_kwargs(self):
         kwargs = super().torch_kwargs()
@@ -117,7 +133,8 @@ class BCEWithLogits(LossSpec):
 
 
 class BCE(LossSpec):
-    """Binary cross-entropy on probabilities: the network ends in `sigmoid` (as the notes write it)."""
+    """Binary cross-entropy on probabilities, `nn.BCELoss`: binary or multi-label with 0/1 targets; the
+    network ends in `sigmoid`."""
 
     name: Literal["bce"] = "bce"
     output: ClassVar[Output] = "probs"
@@ -126,6 +143,8 @@ class BCE(LossSpec):
 
 
 class MSE(LossSpec):
+    """Mean squared error, `nn.MSELoss`: regression on real-valued targets."""
+
     name: Literal["mse"] = "mse"
     output: ClassVar[Output] = "values"
     targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
@@ -133,6 +152,8 @@ class MSE(LossSpec):
 
 
 class L1(LossSpec):
+    """Mean absolute error, `nn.L1Loss`: regression on real-valued targets, robust to outliers."""
+
     name: Literal["l1"] = "l1"
     output: ClassVar[Output] = "values"
     targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
@@ -140,19 +161,25 @@ class L1(LossSpec):
 
 
 class SmoothL1(LossSpec):
+    """Smooth L1, `nn.SmoothL1Loss`: regression, quadratic for small errors and linear beyond `beta`."""
+
     name: Literal["smooth_l1"] = "smooth_l1"
     output: ClassVar[Output] = "values"
     targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
     torch_class: ClassVar[str] = "SmoothL1Loss"
-    beta: float = Field(1.0, ge=0.0)  # below it the loss is quadratic
+    beta: float = Field(1.0, ge=0.0)
+    """The error below which the loss is quadratic (default 1.0); 0 makes it the L1 loss."""
 
 
 class Huber(LossSpec):
+    """Huber loss, `nn.HuberLoss`: regression, quadratic for errors below `delta` and linear beyond."""
+
     name: Literal["huber"] = "huber"
     output: ClassVar[Output] = "values"
     targets: ClassVar[tuple[TargetKind, ...]] = ("real",)
     torch_class: ClassVar[str] = "HuberLoss"
     delta: PositiveNumber = 1.0
+    """The error where the loss turns from quadratic to linear (default 1.0)."""
 
 
 LOSS_KINDS: tuple[type[LossSpec], ...] = (CrossEntropy, NLL, MultiMargin, BCEWithLogits, BCE, MSE, L1, SmoothL1, Huber)

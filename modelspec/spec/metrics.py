@@ -88,6 +88,9 @@ Average = Literal["macro", "micro", "weighted", "none"]
 
 
 class Accuracy(MetricSpec):
+    """Accuracy: the fraction of samples predicted right (multi-class, binary); for multi-label, the mean of
+    the per-label accuracies. Higher is better."""
+
     name: Literal["accuracy"] = "accuracy"
 
     def build(self, kind, size, threshold):
@@ -98,9 +101,13 @@ class Accuracy(MetricSpec):
 
 
 class TopKAccuracy(MetricSpec):
+    """Top-k accuracy (multi-class): the fraction of samples whose true class is among the k highest scores;
+    its column is `top<k>_accuracy`. Higher is better."""
+
     name: Literal["top_k_accuracy"] = "top_k_accuracy"
     tasks: ClassVar[tuple[TaskKind, ...]] = ("multiclass",)
     k: PositiveInt = 5
+    """How many of the highest-scoring classes count as right (default 5; capped at the class count)."""
 
     @property
     def key(self) -> str:
@@ -113,7 +120,10 @@ class TopKAccuracy(MetricSpec):
 class _Averaged(MetricSpec):
     """Precision, recall and F1: per class (or label), averaged as `average` says."""
 
-    average: Average = "macro"  # ignored for binary but `none`, which gives one column per class or label
+    average: Average = "macro"
+    """How per-class (or per-label) values combine: `macro` (default, plain mean), `micro` (over all
+    decisions), `weighted` (by support) or `none` (one column per class or label). Binary tasks ignore it
+    but for `none`."""
     TORCHMETRICS: ClassVar[str]
 
     @property
@@ -129,16 +139,25 @@ class _Averaged(MetricSpec):
 
 
 class Precision(_Averaged):
+    """Precision: of the samples predicted positive, the fraction that are; per class or label, averaged as
+    `average` says. Higher is better."""
+
     name: Literal["precision"] = "precision"
     TORCHMETRICS: ClassVar[str] = "Precision"
 
 
 class Recall(_Averaged):
+    """Recall: of the positive samples, the fraction predicted positive; per class or label, averaged as
+    `average` says. Higher is better."""
+
     name: Literal["recall"] = "recall"
     TORCHMETRICS: ClassVar[str] = "Recall"
 
 
 class F1(_Averaged):
+    """F1 score: the harmonic mean of precision and recall, per class or label, averaged as `average` says.
+    Higher is better."""
+
     name: Literal["f1"] = "f1"
     TORCHMETRICS: ClassVar[str] = "F1Score"
 
@@ -158,6 +177,8 @@ class _Regression(MetricSpec):
 
 
 class MAE(_Regression):
+    """Mean absolute error (regression). Lower is better."""
+
     name: Literal["mae"] = "mae"
 
     def build(self, kind, size, threshold):
@@ -167,6 +188,8 @@ class MAE(_Regression):
 
 
 class MSE(_Regression):
+    """Mean squared error (regression). Lower is better."""
+
     name: Literal["mse"] = "mse"
 
     def build(self, kind, size, threshold):
@@ -176,6 +199,8 @@ class MSE(_Regression):
 
 
 class RMSE(_Regression):
+    """Root mean squared error (regression), in the targets' unit. Lower is better."""
+
     name: Literal["rmse"] = "rmse"
 
     def build(self, kind, size, threshold):

@@ -10,9 +10,25 @@ import re
 from typing import Any
 
 from ..errors import Path, SpecError, format_path
-from ._forms import registered_names
+from .data.tabular import TREATMENT_TYPES
+from .layers import LAYER_TYPES
+from .losses import LOSSES
+from .metrics import METRICS
+from .train import OPTIMIZERS, SCHEDULERS
+from .transforms import TRANSFORM_TYPES
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+# Here, above every registry, so that no registry module has to reach up to the others.
+_REGISTERED = frozenset(
+    [*LAYER_TYPES, *TRANSFORM_TYPES, *OPTIMIZERS, *LOSSES, *SCHEDULERS, *METRICS, *TREATMENT_TYPES]
+)
+
+
+def registered_names() -> frozenset[str]:
+    """Every name that may key a one-key mapping (`conv: {...}`, `adam: {...}`, `normalize: {...}`)."""
+    return _REGISTERED
 
 
 def parse_path(text: str) -> Path:

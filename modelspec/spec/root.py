@@ -21,19 +21,33 @@ MAX_LAYERS = 1000
 
 
 class Spec(SpecModel):
-    name: FolderName  # names the runs folder
-    seed: Seed = 0  # every run re-seeds with it (or with its `seed` grid value)
+    """A modelspec spec: the data, the network(s), how to train them, the grid of runs, and the export and
+    tracking settings."""
+
+    name: FolderName
+    """The experiment's name; its runs land in `<tracking.dir>/<name>/` (letters, digits and _ . -)."""
+    seed: Seed = 0
+    """The seed of every run (random, numpy and torch), unless the grid varies `seed` (default 0)."""
     data: DataSpec
-    # Named blocks (small graphs with parameters) that networks use like layer kinds.
+    """The data set: its kind (`dataset`), where it is, and how it is split and loaded."""
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
-    # One network (`model`) or several by name (`networks`, picked by train.network).
+    """Named blocks (small graphs with parameters) that networks use like layer kinds: `- name: {param:
+    value}`."""
     model: Optional[list[Layer]] = None
+    """The network, as a list of layers (a stack, or a graph with `name`/`from`). Give `model` or `networks`,
+    exactly one."""
     networks: Optional[dict[str, list[Layer]]] = None
+    """Several networks by name, each a list of layers; train.network picks the one to train (and may be a
+    grid axis)."""
     train: TrainSpec = Field(default_factory=TrainSpec)
-    # Spec path -> list of values; the runs are their cartesian product.
+    """How to train: epochs, optimizer, loss, metrics, device and the optional extras."""
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    """Spec path -> list of values (e.g. `train.optimizer.lr: [0.1, 0.01]`); the runs are the cartesian
+    product of the lists. Empty: one run."""
     export: ExportSpec = Field(default_factory=ExportSpec)
+    """What `modelspec export` writes: the formats and their verification."""
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    """Where runs land and which tracking backends they report to."""
 
     @model_validator(mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from ..errors import did_you_mean
 from ._forms import spec_error, tagged
 from ._torch import nn, optim, torch
-from .base import NonNegativeInt, PositiveInt, SpecModel
+from .base import RESUME_SAFE, NonNegativeInt, PositiveInt, SpecModel
 from .losses import LOSSES, CrossEntropy, Loss  # noqa: F401  (LOSSES: the table of names)
 from .metrics import Metric
 
@@ -126,16 +126,27 @@ SCHEDULERS = {
 
 
 class OptimizerSpec(_TorchCall):
+    """The optimizer, a torch.optim class by name (sgd, adam, adamw, rmsprop, adagrad, adadelta, nadam,
+    radam); its other keys are the class's keyword arguments (momentum, weight_decay, betas, ...), checked
+    against its signature."""
+
     CLASSES: ClassVar[dict[str, str]] = OPTIMIZERS
     MODULE: ClassVar[str] = "torch.optim"
     name: Literal[tuple(OPTIMIZERS)] = "adam"  # type: ignore[valid-type]
+    """The optimizer: `adam` (the default), `sgd`, `adamw`, `rmsprop`, `adagrad`, `adadelta`, `nadam` or
+    `radam`."""
     lr: float = Field(1e-3, gt=0)
+    """The learning rate, positive (default 1e-3); a scheduler changes it from there."""
 
     def build(self, parameters) -> optim.Optimizer:
         return self.torch_class(parameters, lr=self.lr, **self.kwargs)
 
 
 class SchedulerSpec(_TorchCall):
+    """A learning-rate scheduler, a torch.optim.lr_scheduler class by name (step, multistep, exponential,
+    cosine, onecycle, plateau); its other keys are the class's keyword arguments. cosine's T_max and
+    onecycle's max_lr and length default from the train section."""
+
     CLASSES: ClassVar[dict[str, str]] = SCHEDULERS
     MODULE: ClassVar[str] = "torch.optim.lr_scheduler"
     # The runner fills these from the train section: cosine's horizon is the epochs, one-cycle's
@@ -146,7 +157,10 @@ class SchedulerSpec(_TorchCall):
         "onecycle": frozenset({"max_lr", "total_steps", "epochs", "steps_per_epoch"}),
     }
     name: Literal[tuple(SCHEDULERS)]  # type: ignore[valid-type]
-    monitor: Optional[MonitorName] = None  # plateau only: the metric it watches; default train.monitor
+    """The scheduler: `step`, `multistep`, `exponential`, `cosine`, `onecycle` (steps every batch) or
+    `plateau` (steps on the monitored value)."""
+    monitor: Optional[MonitorName] = None
+    """plateau only: the metric it watches, e.g. `val_loss`; default train.monitor."""
 
     @property
     def per_batch(self) -> bool:
@@ -178,9 +192,14 @@ class SchedulerSpec(_TorchCall):
 
 
 class EarlyStoppingSpec(SpecModel):
-    monitor: Optional[MonitorName] = None  # default: train.monitor
-    patience: PositiveInt = 3  # epochs without improvement before stopping
+    """Stops training when the monitored value has not improved for `patience` epochs."""
+
+    monitor: Optional[MonitorName] = None
+    """The row key to watch (`val_loss`, `val_accuracy`, ...); default train.monitor."""
+    patience: PositiveInt = 3
+    """Epochs without improvement before training stops (default 3)."""
     min_delta: float = Field(0.0, ge=0)
+    """The smallest change that counts as an improvement (default 0.0)."""
 
 
 def _named(table: dict[str, type], what: str, model: type[SpecModel]):
@@ -197,36 +216,59 @@ Device = Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")]
 
 
 class TrainSpec(SpecModel):
-    network: Optional[str] = None  # which of `networks`; may be a grid axis
+    """How to train: which network, for how many epochs, with which optimizer, loss, metrics and device, plus
+    the optional scheduler, early stopping, checkpoints and fine-tuning."""
+
+    network: Optional[str] = None
+    """Which of `networks` to train, by name; may be a grid axis. Omitted when the spec has one network."""
     epochs: PositiveInt = 10
+    """Passes over the training split (default 10)."""
     # Defaults made without validation, which reads torch's signatures: importing the spec classes
     # (`modelspec schema`) needs no torch. A default is valid by construction.
     optimizer: Annotated[OptimizerSpec, _named(OPTIMIZERS, "optimizer", OptimizerSpec)] = OptimizerSpec.model_construct()
-    loss: Loss = CrossEntropy.model_construct()  # the task (multi-class, binary, multi-label, regression) follows from it
-    # What rows, TensorBoard and the final table report; default: the task's (see the README).
+    """The optimizer: a name (`adam`), `{adam: {lr: 0.01}}` or `{name: adam, lr: 0.01}`; default adam with lr
+    1e-3."""
+    loss: Loss = CrossEntropy.model_construct()
+    """The loss function (default `cross_entropy`); the task (multi-class, binary, multi-label, regression)
+    follows from it."""
     metrics: Optional[list[Metric]] = Field(None, min_length=1, max_length=32)
-    # The one value that picks the best epoch and the best run, drives early stopping and the plateau
-    # scheduler; default: val_<first metric>. Its direction comes from the metric (rmse: lower).
+    """What the rows, TensorBoard and the final table report, up to 32, each once; default: the task's
+    metrics."""
     monitor: Optional[MonitorName] = None
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # binary and multi-label: probability for a 1
-    device: Device = "auto"  # auto: cuda, then mps, then cpu
-    amp: Optional[Literal["bf16", "fp16"]] = None  # mixed precision; fp16 adds a grad scaler
-    channels_last: bool = False  # memory format for conv nets on GPU
-    compile: bool = False  # torch.compile the model (first epoch pays the compile time)
-    grad_clip: Optional[float] = Field(None, gt=0)  # max total gradient norm
+    """The one value that picks the best epoch and the best run, and drives early stopping and the plateau
+    scheduler; default val_<first metric>. Its direction comes from the metric (rmse: lower is better)."""
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Binary and multi-label tasks: the probability above which a prediction is 1 (default 0.5)."""
+    device: Device = "auto"
+    """`auto` (the default: cuda, then mps, then cpu), `cpu`, `mps`, `cuda` or `cuda:N`."""
+    amp: Optional[Literal["bf16", "fp16"]] = None
+    """Mixed precision: `bf16` or `fp16` (which adds a gradient scaler); omitted, full precision."""
+    channels_last: bool = False
+    """Use the channels-last memory format, faster for conv nets on GPU (default false)."""
+    compile: bool = False
+    """torch.compile the model; the first epoch pays the compile time (default false)."""
+    grad_clip: Optional[float] = Field(None, gt=0)
+    """Clip the total gradient norm to this value; omitted, no clipping."""
     scheduler: Optional[Annotated[SchedulerSpec, _named(SCHEDULERS, "scheduler", SchedulerSpec)]] = None
+    """A learning-rate scheduler: a name, `{cosine: {...}}` or `{name: step, step_size: 10}`; omitted, the lr
+    stays constant."""
     early_stopping: Optional[EarlyStoppingSpec] = None
-    # Epochs between checkpoints and after the last (0 turns them off), or `auto`: after each epoch
-    # that ends 10 s or more after the last checkpoint (runner/cadence.py). Always on Ctrl-C or SIGTERM.
-    checkpoint_every: Union[Literal["auto"], NonNegativeInt] = "auto"
-    deterministic: bool = False  # torch.use_deterministic_algorithms, for exact reproducibility
-    # Fine-tuning: start from a run folder's (or a weights file's) weights, shapes checked layer by
-    # layer; freeze layers by name or name prefix (module names: a layer's `name`, else its index).
+    """Stop when the monitored value stops improving; omitted, training runs all the epochs."""
+    checkpoint_every: Annotated[Union[Literal["auto"], NonNegativeInt], RESUME_SAFE] = "auto"
+    """Epochs between checkpoints (and after the last; 0 turns them off), or `auto` (the default): after each
+    epoch that ends 10 s or more after the last checkpoint. A checkpoint is always written on Ctrl-C or
+    SIGTERM."""
+    deterministic: bool = False
+    """Use torch.use_deterministic_algorithms, for exact reproducibility at some cost in speed (default
+    false)."""
     init_from: Optional[str] = None
+    """Fine-tuning: start from a run folder's (or a weights file's) weights, their shapes checked layer by
+    layer; omitted, random initialisation."""
     freeze: list[str] = Field(default_factory=list)
-    # Under torchrun: batch norms normalise with the statistics of the whole global batch, as one process
-    # would, rather than of each process's part (no effect with one process).
+    """Layers not to train, by module name or name prefix (a layer's `name`, else its index); default none."""
     sync_batchnorm: bool = False
+    """Under torchrun: batch norms use the statistics of the whole global batch, as one process would, rather
+    than each process's part (no effect with one process; default false)."""
 
     @model_validator(mode="after")
     def _metric_keys_unique(self):

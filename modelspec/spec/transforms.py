@@ -72,10 +72,15 @@ def _image_to_unit(x: torch.Tensor) -> torch.Tensor:  # module level: DataLoader
 
 
 class Normalize(TransformSpec):
+    """Normalises each channel, (x - mean) / std, torchvision's `Normalize`; `auto` takes the training split's
+    statistics."""
+
     type: Literal["normalize"] = "normalize"
-    # Per-channel numbers, or `auto`: the training split's statistics, computed once and cached.
     mean: Literal["auto"] | list[float] = "auto"
+    """The per-channel means, or `auto` (the default): the training split's, computed once and cached."""
     std: Literal["auto"] | list[float] = "auto"
+    """The per-channel standard deviations, or `auto` (the default): the training split's, computed once and
+    cached."""
 
     @model_validator(mode="after")
     def _std_positive(self):
@@ -105,9 +110,13 @@ class Normalize(TransformSpec):
 
 
 class Resize(TransformSpec):
+    """Resizes the image, torchvision's `Resize`."""
+
     type: Literal["resize"] = "resize"
-    size: Size  # a number resizes the smaller edge, [h, w] both
+    size: Size
+    """One number resizes the smaller edge to it, keeping the aspect ratio; [h, w] sets both."""
     antialias: bool = True
+    """Whether to antialias when downscaling (default true)."""
 
     def output_shape(self, shape):
         if isinstance(self.size, list) and len(self.size) == 2:
@@ -124,8 +133,11 @@ class Resize(TransformSpec):
 
 
 class CenterCrop(TransformSpec):
+    """Crops the centre of the image, torchvision's `CenterCrop`."""
+
     type: Literal["center_crop"] = "center_crop"
     size: Size
+    """The crop's size: one number for a square, or [h, w]."""
 
     def output_shape(self, shape):
         return (shape[0], *_size(self.size))
@@ -146,11 +158,15 @@ def _sides(padding: int | list[int] | None) -> tuple[int, int, int, int]:
 
 
 class RandomCrop(TransformSpec):
+    """Crops a random window of the image (training only), torchvision's `RandomCrop`, after optional padding."""
+
     type: Literal["random_crop"] = "random_crop"
     random: ClassVar[bool] = True
     size: Size
-    # torchvision's forms: all sides, [left/right, top/bottom], or [left, top, right, bottom].
+    """The crop's size: one number for a square, or [h, w]."""
     padding: NonNegativeInt | Annotated[list[NonNegativeInt], Field(min_length=1, max_length=4)] | None = None
+    """Padding added before cropping, in torchvision's forms: one number for all sides, [left/right,
+    top/bottom], or [left, top, right, bottom]; omitted, none."""
 
     @model_validator(mode="after")
     def _padding_form(self):
@@ -198,9 +214,12 @@ class RandomCrop(TransformSpec):
 
 
 class RandomHorizontalFlip(TransformSpec):
+    """Flips the image left to right with probability p (training only), torchvision's `RandomHorizontalFlip`."""
+
     type: Literal["random_horizontal_flip"] = "random_horizontal_flip"
     random: ClassVar[bool] = True
     p: Probability = 0.5
+    """The probability of a flip, 0 to 1 (default 0.5)."""
 
     def build(self, stats=None):
         return _v2().RandomHorizontalFlip(self.p)
@@ -214,9 +233,12 @@ class RandomHorizontalFlip(TransformSpec):
 
 
 class RandomRotation(TransformSpec):
+    """Rotates the image by a random angle about its centre (training only), torchvision's `RandomRotation`."""
+
     type: Literal["random_rotation"] = "random_rotation"
     random: ClassVar[bool] = True
-    degrees: float | list[float] = Field(..., description="max angle, or [min, max]")
+    degrees: float | list[float]
+    """The largest angle in degrees (a rotation between -degrees and degrees), or [min, max]."""
 
     def build(self, stats=None):
         return _v2().RandomRotation(self.degrees)
@@ -243,8 +265,11 @@ class RandomRotation(TransformSpec):
 
 
 class Grayscale(TransformSpec):
+    """Converts the image to grayscale, torchvision's `Grayscale`."""
+
     type: Literal["grayscale"] = "grayscale"
     num_output_channels: Literal[1, 3] = 1
+    """1 (default) or 3 (the gray value repeated, for networks that expect RGB)."""
 
     def output_shape(self, shape):
         return (self.num_output_channels, *shape[1:])

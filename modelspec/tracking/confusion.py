@@ -13,16 +13,18 @@ import functools
 import io
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-import torch
 
 from ..fileio import atomic_write_bytes, atomic_write_text
 
+if TYPE_CHECKING:  # both imported where a matrix is drawn: a spec reads this package's trackers
+    import numpy as np
+    import torch
+
 CELL = 34  # pixels per matrix cell, with its count written on it
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
-BLUE = np.array([31, 78, 160], dtype=np.float64)
+BLUE = (31, 78, 160)
 # Up to this many classes a matrix is shown whole: each cell's count in the picture and in
 # `evaluate`'s table. Past it, a table of 1,000 columns or a picture of 34,000 pixels a side helps
 # nobody (a 1,000-class run was killed at 22.9 GB drawing it): the cells become coloured pixels in at
@@ -49,6 +51,8 @@ def labelled(num_classes: int) -> bool:
 def top_confusions(counts: torch.Tensor, names: list[str], n: int = TOP_CONFUSIONS) -> list[dict]:
     """The `n` largest off-diagonal cells, largest first (ties in row order): the true class, the
     class it was taken for, the count and its share of the true class's samples."""
+    import torch
+
     off = counts.long().clone()
     off.fill_diagonal_(0)
     values, order = torch.sort(off.flatten(), descending=True, stable=True)
@@ -79,13 +83,15 @@ def _cell(k: int) -> int:
 def _cells(values: np.ndarray, cell: int) -> np.ndarray:
     """(k, k) values in [0, 1] as white-to-blue pixels, `cell` a side each, with a white line round
     each cell where there is room for one; at most PANEL_SIDE a side."""
+    import numpy as np
+
     k = len(values)
     if k * cell > PANEL_SIDE:  # more classes than pixels: block means
         from PIL import Image
 
         values = np.asarray(Image.fromarray(values.astype(np.float32))  # mode F
                             .resize((PANEL_SIDE, PANEL_SIDE), Image.Resampling.BOX))
-    colour = (255 - values[..., None] * (255 - BLUE)).astype(np.uint8)
+    colour = (255 - values[..., None] * (255 - np.array(BLUE, dtype=np.float64))).astype(np.uint8)
     cells = np.repeat(np.repeat(colour, cell, axis=0), cell, axis=1) if cell > 1 else colour
     if cell >= 4:
         cells[::cell], cells[cell - 1 :: cell], cells[:, ::cell], cells[:, cell - 1 :: cell] = 255, 255, 255, 255
@@ -101,6 +107,8 @@ def _panel_frame(names: tuple[str, ...], title: str) -> np.ndarray:
     """A panel without its cells: the title and the class names (where a cell is tall enough) on
     white, drawn once per grid (the runs of a grid share their class names, and drawing the text was
     half of the picture's time)."""
+    import numpy as np
+
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -206,6 +214,8 @@ class HeatmapPainter:
     are painted with numpy, no text per cell (the counts are in the CSV and the final PNG)."""
 
     def __init__(self, names: list[str], cell: int = 10):
+        import numpy as np
+
         from PIL import Image, ImageDraw, ImageFont
 
         self.k = len(names)
@@ -223,6 +233,8 @@ class HeatmapPainter:
 
     def __call__(self, counts: torch.Tensor) -> np.ndarray:
         """(H, W, 3) uint8."""
+        import numpy as np
+
         side, margin = self.side, self.margin
         grid = _cells(normalized(counts).numpy(), self.cell)  # (side, side, 3)
         image = np.full((side + margin, margin + side, 3), 255, dtype=np.uint8)

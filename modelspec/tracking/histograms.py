@@ -10,9 +10,10 @@ Non-finite values are left out, so a diverging run shows what is finite (its NaN
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
+if TYPE_CHECKING:  # imported where a run counts them: a spec reads this package's trackers
+    import torch
 
 BINS = 64
 CHUNK = 1 << 22  # values counted in one go: bounds the temporary copies (8 bytes a value and more)
@@ -50,6 +51,8 @@ def _chunks(tensors: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
 
 
 def _count(tensors: list[torch.Tensor]) -> list[Histogram | None]:
+    import torch
+
     n = len(tensors)
     values = torch.cat([t.detach().flatten().float() for t in tensors])
     device = values.device

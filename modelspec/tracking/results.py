@@ -15,17 +15,25 @@ import math
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..fileio import atomic_write_text
 from .base import Tracker
 
 ROWS_FILE = "rows.jsonl"  # one run's rows, in its folder
 FIRST, LAST = ["run", "epoch"], ["current_lr", "epoch_duration", "run_duration"]
+EVALUATED = ("val", "test")  # the splits whose columns carry their name (`val_loss`; training's: `loss`)
+
+
+def taken_columns(measured: Iterable[str]) -> set[str]:
+    """Every column a row may have besides the grid's: the fixed ones, and the loss and each of
+    `measured` (the metric names) of every split."""
+    names = {"loss", *measured}
+    return {*FIRST, *LAST, *names, *(f"{split}_{name}" for split in EVALUATED for name in names)}
 
 
 def _split_order(key: str) -> int:
-    return 2 if key.startswith("test_") else 1 if key.startswith("val_") else 0
+    return next((i + 1 for i, split in enumerate(EVALUATED) if key.startswith(f"{split}_")), 0)
 
 
 class ResultsTable:

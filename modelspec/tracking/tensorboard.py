@@ -11,14 +11,14 @@ tab compares across the grid: `hparam/best_<monitor>` is the monitor at the run'
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
 
-from ..spec.export import TrackingSpec
-from .base import BOOKKEEPING, Tracker
+from .base import TrackedRun, Tracker, measurements
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 SPLITS = ("val", "test")
 
@@ -57,12 +57,17 @@ def scalar_tag(key: str) -> str:
 
 
 class TensorBoardTracker(Tracker):
-    def __init__(self, log_dir: Path, settings: TrackingSpec, hparams: dict[str, Any], resumed: bool = False,
-                 graph: bool = True):
-        self.log_dir, self.settings, self.hparam_keys = log_dir, settings, set(hparams)
-        self.graph = settings.graph and graph
+    """TensorBoard's event files in the run's folder: scalars, histograms, images, graph, hparams."""
+
+    name = "tensorboard"
+
+    def __init__(self, run: TrackedRun, options=None):
+        super().__init__(run, options)
+        self.log_dir, self.hparam_keys = run.run_dir, set(run.hparams)
+        self.images = bool(run.tracking.get("images", True))  # `true` or `{every: N}`
+        self.graph = run.tracking.get("graph", True) and run.graph
         self.writer = None
-        self._first_batch_logged = resumed  # a resumed run logged it already
+        self._first_batch_logged = run.resumed  # a resumed run logged it already
         self._painter = None  # draws the confusion matrices, its class-name strips made once
 
     def start(self, resume_step: int | None, rows: list[dict[str, Any]]) -> None:
@@ -74,9 +79,7 @@ class TensorBoardTracker(Tracker):
         self.writer = SummaryWriter(str(self.log_dir), purge_step=resume_step, flush_secs=5)
 
     def log(self, step: int, row: dict[str, Any]) -> None:
-        for key, value in row.items():
-            if key in BOOKKEEPING or key in self.hparam_keys or not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
+        for key, value in measurements(row, self.hparam_keys).items():
             self.writer.add_scalar(scalar_tag(key), value, step)
 
     def first_batch(self, model: nn.Module, x: torch.Tensor) -> None:
@@ -84,7 +87,7 @@ class TensorBoardTracker(Tracker):
         if self._first_batch_logged:
             return
         self._first_batch_logged = True
-        if self.settings.images and x.ndim == 4 and x.shape[1] in (1, 3):
+        if self.images and x.ndim == 4 and x.shape[1] in (1, 3):
             from torchvision.utils import make_grid
 
             grid = make_grid(x[:64].detach().float().cpu(), nrow=8, normalize=True)

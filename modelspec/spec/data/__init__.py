@@ -1,48 +1,94 @@
 """The data section: a discriminated union on `dataset`, one class per kind of data.
 
-Each kind keeps only its own keys, its static shape rule and its way to open a split; the loader
-settings (batch size, shuffle, workers, val_split, ...) are shared through `DataBase`. Adding a kind
-is one class here and one entry in `DATA_KINDS`.
+Each kind keeps only its own keys, its static shape rule and its hooks (open the splits, read raw
+inputs for predict, read labelled data for evaluate); the loader settings (batch size, shuffle,
+workers, ...) are shared through `DataBase`. The registry is discovered: every `DataBase` subclass
+with a `dataset` Literal defined in a module of this package is a kind, in module order and, within
+a module, in the order of definition. Adding a kind is one module.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import typing
 from typing import Annotated, Any, Union
 
 from pydantic import BeforeValidator, Field
+from pydantic_core import to_jsonable_python
 
 from ...errors import did_you_mean
 from .._forms import spec_error
-from ._base import LOADER_KEYS, DataBase, Shape, TargetKind
+from ._base import LOADER_KEYS, DataBase, LoaderSettings, Shape, TargetKind
 from .images import KNOWN_DATASETS, ImageData, ImageFolderData, TorchvisionData
 from .synthetic import SyntheticData
 from .tabular import Categorical, CsvData, NullIndicator, Numeric
 from .text import TextData
 from .time_series import TimeSeriesData
 
-DATA_KINDS: tuple[type[DataBase], ...] = (
-    TorchvisionData, ImageFolderData, CsvData, TextData, TimeSeriesData, SyntheticData,
-)
-DATASET_NAMES_OF = {kind: typing.get_args(kind.model_fields["dataset"].annotation) for kind in DATA_KINDS}
+
+def _names(kind: type) -> tuple[str, ...]:
+    """The `dataset` names a class takes: the arguments of its `dataset` Literal (none: no kind)."""
+    field = getattr(kind, "model_fields", {}).get("dataset")
+    if field is None or typing.get_origin(field.annotation) is not typing.Literal:
+        return ()
+    return typing.get_args(field.annotation)
+
+
+def _discover() -> tuple[type[DataBase], ...]:
+    """Every data kind defined in a module of this package, in a fixed order."""
+    kinds: list[type[DataBase]] = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        kinds += [value for value in vars(module).values()
+                  if isinstance(value, type) and issubclass(value, DataBase) and value.__module__ == module.__name__
+                  and _names(value)]
+    return tuple(kinds)
+
+
+DATA_KINDS: tuple[type[DataBase], ...] = _discover()
+DATASET_NAMES_OF = {kind: _names(kind) for kind in DATA_KINDS}
 DATASET_NAMES: list[str] = [name for names in DATASET_NAMES_OF.values() for name in names]
 
 
+def kind_of(dataset: Any) -> type[DataBase] | None:
+    """The kind whose `dataset` names include `dataset` (a stored preprocessing's), or None."""
+    return next((kind for kind in DATA_KINDS if dataset in DATASET_NAMES_OF[kind]), None)
+
+
+def reads_inputs(kind: type[DataBase]) -> bool:
+    """Whether `modelspec predict` reads raw inputs for the kind (it overrides `read_inputs`)."""
+    return kind.read_inputs.__func__ is not DataBase.read_inputs.__func__
+
+
+def _defaults(kind: type[DataBase]) -> dict[str, Any]:
+    """A kind's own keys that have defaults, at their defaults as JSON data."""
+    return {name: to_jsonable_python(field.get_default(call_default_factory=True))
+            for name, field in kind.model_fields.items()
+            if name not in LoaderSettings.model_fields and not field.is_required()}
+
+
 # Weights and checkpoints written before the data kinds hold the old flat data section in full: every
-# kind's keys, at their defaults for the kinds they did not apply to. Those defaults are dropped.
-_FLAT_DEFAULTS: dict[str, Any] = {
-    "root": "data", "download": False, "transforms": [{"type": "to_tensor"}], "input_shape": None,
-    "num_classes": None, "train_dir": "train", "test_dir": "test", "size": 1024, "test_size": 256,
-    "vocab_size": None, "seed": 0,
-}
+# kind's keys, at their defaults for the kinds they did not apply to. A key that is not the kind's
+# own and holds another kind's default is such a leftover, and is dropped.
+def _other_defaults(kind: type[DataBase]) -> dict[str, list[Any]]:
+    """Key -> the defaults other kinds give it."""
+    found: dict[str, list[Any]] = {}
+    for other in DATA_KINDS:
+        for name, default in (_defaults(other).items() if other is not kind else ()):
+            found.setdefault(name, []).append(default)
+    return found
+
+
+_OTHER_DEFAULTS = {kind: _other_defaults(kind) for kind in DATA_KINDS}
 
 
 def _without_flat_defaults(value: dict[str, Any]) -> dict[str, Any]:
-    kind = next((k for k in DATA_KINDS if value.get("dataset") in DATASET_NAMES_OF[k]), None)
+    kind = kind_of(value.get("dataset"))
     if kind is None:
         return value
-    return {key: v for key, v in value.items()
-            if key in kind.model_fields or key not in _FLAT_DEFAULTS or v != _FLAT_DEFAULTS[key]}
+    others = _OTHER_DEFAULTS[kind]
+    return {key: v for key, v in value.items() if key in kind.model_fields or v not in others.get(key, [])}
 
 
 def _known_dataset(value: Any) -> Any:
@@ -75,5 +121,5 @@ def static_shape(data: DataBase) -> tuple[Shape, int | None]:
 __all__ = [
     "DATA_KINDS", "DATASET_NAMES", "DataSpec", "DataBase", "ImageData", "TorchvisionData", "ImageFolderData",
     "CsvData", "TextData", "TimeSeriesData", "SyntheticData", "Categorical", "Numeric", "NullIndicator",
-    "KNOWN_DATASETS", "LOADER_KEYS", "TargetKind", "static_shape",
+    "KNOWN_DATASETS", "LOADER_KEYS", "LoaderSettings", "TargetKind", "kind_of", "reads_inputs", "static_shape",
 ]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Sequence
 
 from pydantic import Field, model_validator
 
 from ...errors import SpecError
 from .._forms import spec_error
-from ..base import PositiveInt
+from ..base import DATA_LOCATION, RESUME_SAFE, PositiveInt
 from ..transforms import ImageShape, ToTensor, Transform
-from ._base import DataBase, Shape
+from ._base import DataBase, Shape, StoredKeys
 
 # Image shape and class count of the built-in torchvision data sets, before transforms.
 KNOWN_DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -21,13 +21,62 @@ KNOWN_DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {
     "kmnist": ((1, 28, 28), 10),
     "cifar10": ((3, 32, 32), 10),
 }
+# The torchvision.datasets class of each.
+TORCHVISION_CLASSES = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
+
+
+def image_pipeline(preprocessing: dict[str, Any]) -> Callable[[Any], Any]:
+    """PIL image -> (C, H, W) float tensor, as the run's evaluation data was prepared: converted to
+    the mode the model was trained on (L or RGB), through the deterministic transforms with the
+    stored statistics, and resized to the model's input size if the transforms do not fix it."""
+    from pydantic import TypeAdapter
+    from torchvision.transforms import v2
+
+    from ..transforms import Transform
+
+    transforms = TypeAdapter(list[Transform]).validate_python(preprocessing.get("transforms") or [])
+    norm = preprocessing.get("normalize")
+    stats = (norm["mean"], norm["std"]) if norm else None
+    steps = [t.build(stats) for t in transforms if not t.random]
+    channels, *size = preprocessing["input_shape"]
+    mode = "L" if channels == 1 else "RGB"
+    pipeline = v2.Compose(steps)
+
+    def prepare(image):
+        x = pipeline(image.convert(mode))
+        if list(x.shape[-2:]) != size:  # the transforms leave the size as the file has it
+            x = v2.functional.resize(x, size, antialias=True)
+        return x
+
+    return prepare
 
 
 class ImageData(DataBase):
-    root: str = "data"  # where torchvision data sets live, or the image folder's root
+    root: Annotated[str, DATA_LOCATION] = "data"
+    """Where torchvision data sets live, or the image folder's root."""
     transforms: list[Transform] = Field(default_factory=lambda: [ToTensor()])
-    input_shape: Optional[list[PositiveInt]] = None  # per sample, after transforms; inferred if known
-    num_classes: Optional[PositiveInt] = None  # inferred from the data set if known
+    """Per-image transforms, in order (random ones augment training only); default: to_tensor."""
+    input_shape: Optional[list[PositiveInt]] = None
+    """Per-sample shape [C, H, W] after the transforms; inferred where known, checked where given."""
+    num_classes: Optional[PositiveInt] = None
+    """The number of classes; inferred from the data set where known, checked where given."""
+
+    # Predict reads images through the stored transforms and their normalisation statistics.
+    stored_keys: ClassVar[StoredKeys] = {"transforms": list, "normalize": (dict, type(None))}
+
+    @classmethod
+    def read_inputs(cls, arguments: Sequence[str], preprocessing: dict[str, Any], **_: Any):
+        """Image files, or folders of them (searched recursively); an unreadable file is that
+        input's error, the others are still predicted."""
+        from ...readers.images import read_image_items
+
+        return read_image_items(arguments, image_pipeline(preprocessing))
+
+    def read_labelled(self, path, preprocessing, class_names):
+        """New labelled images: one folder per class, named as in training."""
+        from ...readers.images import labelled_images
+
+        return labelled_images(Path(path), class_names or [], image_pipeline(preprocessing))
 
     def sample_transforms(self):
         return list(self.transforms)
@@ -64,9 +113,20 @@ class ImageData(DataBase):
 
 
 class TorchvisionData(ImageData):
+    """A torchvision data set by name (its images and labels, train and test splits)."""
+
     dataset: Literal["fashion_mnist", "mnist", "kmnist", "cifar10"]
-    download: bool = False  # torchvision's default: never reach the network unless asked
+    """The torchvision data set: fashion_mnist, mnist, kmnist or cifar10."""
+    download: Annotated[bool, RESUME_SAFE] = False
+    """Whether to download the data set into `root` when it is missing (torchvision's default: never
+    reach the network unless asked)."""
     target_kind: Literal["classes"] = "classes"
+    """The targets are class indices."""
+
+    @property
+    def torchvision_class(self) -> str:
+        """The name of the data set's class in torchvision.datasets."""
+        return TORCHVISION_CLASSES[self.dataset]
 
     def _image_shape(self):
         shape, known_classes = KNOWN_DATASETS[self.dataset]
@@ -79,7 +139,7 @@ class TorchvisionData(ImageData):
         return shape, known_classes
 
     def open(self, seed):
-        from ...data.images import open_torchvision
+        from ...readers.images import open_torchvision
 
         return open_torchvision(self, seed)
 
@@ -88,10 +148,15 @@ class ImageFolderData(ImageData):
     """Class folders under root/train_dir and root/test_dir (torchvision's ImageFolder layout)."""
 
     dataset: Literal["image_folder"]
+    """Folders of images, one folder per class."""
     train_dir: str = "train"
-    test_dir: Optional[str] = "test"  # None: no test split; a missing folder is none either
-    # classes: one index per class folder (sorted); binary: two folders, the second in sorted order is 1.
+    """The training images' folder under `root`, one folder per class."""
+    test_dir: Optional[str] = "test"
+    """The test images' folder under `root`, with the same class folders; null (or a missing
+    folder): no test split."""
     target_kind: Literal["classes", "binary"] = "classes"
+    """classes: one index per class folder (sorted); binary: two folders, the second in sorted
+    order is 1 (one 0/1 output)."""
 
     unknown_shape_note = (
         "image_folder: the image size is known only from the data, so shapes are checked at run time; "
@@ -135,6 +200,6 @@ class ImageFolderData(ImageData):
         return shape, classes_out if classes_out is not None else len(classes)
 
     def open(self, seed):
-        from ...data.images import open_image_folder
+        from ...readers.images import open_image_folder
 
         return open_image_folder(self, seed)

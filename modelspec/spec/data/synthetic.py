@@ -21,15 +21,25 @@ class SyntheticData(DataBase):
     (`binary`: one is a binary task, several a multi-label one), or `num_targets` real values (`real`)."""
 
     dataset: Literal["synthetic"]
+    """Learnable random samples, made in memory (no files, no download)."""
     input_shape: list[PositiveInt]
-    num_classes: Optional[PositiveInt] = None  # classes, or 0/1 outputs; required unless real
+    """The shape of one sample, e.g. [1, 28, 28] or, for tokens, [sequence length]."""
+    num_classes: Optional[PositiveInt] = None
+    """Classes (target_kind classes), or 0/1 outputs (binary); required unless the targets are real."""
     target_kind: Literal["classes", "binary", "real"] = "classes"
-    num_targets: PositiveInt = 1  # real values per sample (target_kind: real)
+    """What the teacher makes: a class index, 0/1 values, or real values."""
+    num_targets: PositiveInt = 1
+    """Real values per sample (target_kind: real)."""
     size: PositiveInt = 1024
-    test_size: NonNegativeInt = 256  # 0: no test split
+    """Training samples (validation is carved from them)."""
+    test_size: NonNegativeInt = 256
+    """Test samples; 0: no test split."""
     vocab_size: Optional[PositiveInt] = None
-    seed: Seed = 0  # the same data for every run, whatever the run's seed
-    transforms: list[Transform] = Field(default_factory=list)  # on float tensors (normalize)
+    """Samples of integer token ids in [0, vocab_size) instead of real numbers, where given."""
+    seed: Seed = 0
+    """The seed of the samples and their teacher: the same data for every run, whatever the run's seed."""
+    transforms: list[Transform] = Field(default_factory=list)
+    """Per-sample transforms on the float tensors (normalize); default: none."""
 
     @model_validator(mode="after")
     def _targets(self):
@@ -65,6 +75,6 @@ class SyntheticData(DataBase):
         return list(self.transforms)
 
     def open(self, seed):
-        from ...data.synthetic import open_synthetic
+        from ...readers.synthetic import open_synthetic
 
         return open_synthetic(self, seed)

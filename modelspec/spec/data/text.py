@@ -6,18 +6,14 @@ with the model as tokenizer.json, which any `tokenizers` client loads.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Sequence
 
 from pydantic import Field, model_validator
 
+from ...readers.tokens import PAD_ID, PAD_TOKEN, SPECIAL_TOKENS, UNK_ID, UNK_TOKEN  # noqa: F401 - named here too
 from .._forms import spec_error
-from ..base import PositiveInt
-from ._base import DataBase
-
-# Fixed ids of the two special tokens, as torchtext's vocabularies numbered them: 0 unknown, 1 padding.
-UNK_TOKEN, PAD_TOKEN = "<unk>", "<pad>"
-UNK_ID, PAD_ID = 0, 1
-SPECIAL_TOKENS = 2
+from ..base import DATA_LOCATION, PositiveInt
+from ._base import DataBase, TableFormat
 # Tokens a text, at most: Hugging Face tokenizers holds about 110 bytes a token while it encodes (ids,
 # offsets, masks, the token strings) and the ids take 8, so a million tokens is about 0.1 GB a text
 # before the model sees it; past that max_length is a typo (an extra zero), like the layer limits.
@@ -26,26 +22,43 @@ ENCODING_BYTES_PER_TOKEN = 118
 
 
 class TextData(DataBase):
+    """Labelled texts, tokenised into a fixed number of word ids."""
+
     dataset: Literal["text"]
+    """Labelled texts: a table or JSON lines file, or a folder of class folders of .txt files."""
     file_keys = ("path", "test_path", "tokenizer")  # checked at validate time (DataBase.check_files)
     folder_keys = ("path", "test_path")  # a file of texts, or a folder of class folders
-    column_keys = ("text_column", "label_column")  # in a .csv/.tsv file's header
-    # A .csv, .tsv or .jsonl file with a text and a label column, or a folder with one folder of
-    # .txt files per class (IMDB's train/pos, train/neg).
-    path: str
-    test_path: Optional[str] = None  # the same form; without it, `test_split` of `path` is held out
+    column_keys = ("text_column", "label_column")  # in a table's header
+    path: Annotated[str, DATA_LOCATION]
+    """A .csv, .tsv, .parquet or .jsonl file with a text and a label column, or a folder with one
+    folder of .txt files per class (IMDB's train/pos, train/neg)."""
+    test_path: Annotated[Optional[str], DATA_LOCATION] = None
+    """Test texts in the same form; without it, `test_split` of `path` is held out."""
     test_split: float = Field(0.0, ge=0.0, lt=1.0)
-    class_folders: Optional[list[str]] = None  # folders only: the class folders to read; default all
-    text_column: str = "text"  # files only
-    label_column: str = "label"  # files only
-    # classes: labels numbered in sorted order; binary: two labels, the second in sorted order is 1.
+    """The fraction of `path`'s texts held out for testing, drawn with the spec's seed (0: none)."""
+    format: Optional[TableFormat] = None
+    """How a table of texts is read: csv, tsv or parquet; default: by the file's suffix (.jsonl
+    files are JSON lines)."""
+    class_folders: Optional[list[str]] = None
+    """Folders only: the class folders to read; default: every folder that holds .txt files."""
+    text_column: str = "text"
+    """Files only: the column holding the texts."""
+    label_column: str = "label"
+    """Files only: the column holding the labels."""
     target_kind: Literal["classes", "binary"] = "classes"
-    max_words: PositiveInt = 10_000  # the most frequent words kept, besides <unk> and <pad>
-    min_frequency: PositiveInt = 1  # a word must occur at least this often in training to be kept
+    """classes: labels numbered in sorted order; binary: two labels, the second in sorted order is 1."""
+    max_words: PositiveInt = 10_000
+    """The most frequent training words kept in the vocabulary, besides <unk> and <pad>."""
+    min_frequency: PositiveInt = 1
+    """How often a word must occur in the training texts to be kept."""
     lowercase: bool = True
-    max_length: PositiveInt = 200  # tokens per text: longer texts are cut, shorter ones padded
-    tokenizer: Optional[str] = None  # a tokenizer.json to use as it is instead of fitting one
-    num_classes: Optional[PositiveInt] = None  # checked against the data; lets validate check shapes
+    """Whether texts are lower-cased before they are split into words."""
+    max_length: PositiveInt = 200
+    """Tokens per text: longer texts are cut, shorter ones padded."""
+    tokenizer: Annotated[Optional[str], DATA_LOCATION] = None
+    """A tokenizer.json (Hugging Face tokenizers) to use as it is instead of fitting one."""
+    num_classes: Optional[PositiveInt] = None
+    """The number of classes: checked against the data, and lets validate check shapes."""
 
     @model_validator(mode="after")
     def _classes(self):
@@ -85,7 +98,7 @@ class TextData(DataBase):
         """A folder of class folders is listed (names only, as image_folder's): the class count is
         known, and one class refused, before anything runs."""
         shape, classes = super().check_files(seed)
-        from ...data.text import folder_classes
+        from ...readers.text import folder_classes
 
         found = folder_classes(self)
         if found is None or self.target_kind == "binary":
@@ -93,6 +106,21 @@ class TextData(DataBase):
         return shape, len(found)
 
     def open(self, seed):
-        from ...data.text import open_text
+        from ...readers.text import open_text
 
         return open_text(self, seed)
+
+    @classmethod
+    def read_inputs(cls, arguments: Sequence[str], preprocessing: dict[str, Any], column: str | None = None,
+                    folder=None, **_: Any):
+        """One text per line of a text file, or a column (`--column`, default `text`) of a table or
+        JSON lines file, tokenised with the stored tokenizer."""
+        from ...readers.raw import read_texts
+
+        return read_texts(arguments, preprocessing, column=column, folder=folder)
+
+    def read_labelled(self, path, preprocessing, class_names):
+        """New labelled texts in the spec's layout (a file with its columns, or class folders)."""
+        from ...readers.raw import labelled_texts
+
+        return labelled_texts(self, path, preprocessing)

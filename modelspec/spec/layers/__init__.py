@@ -1,41 +1,50 @@
-"""The registry of layer kinds: the discriminated union is the registry.
+"""The registry of layer kinds, found by scanning this package: the discriminated union is the registry.
 
-Adding a layer kind = one class in this folder + one entry in `LAYER_KINDS`. A layer may be written
-as a bare name (`relu`), a one-key mapping (`conv: {out_channels: 6}`) or the long form
+Adding a layer kind = one module in this folder (or one class in a module here) whose `LayerSpec`
+subclass has a `type: Literal["name"] = "name"` tag; nothing else lists it. A layer may be written as a
+bare name (`relu`), a one-key mapping (`conv: {out_channels: 6}`) or the long form
 (`{type: conv, out_channels: 6}`); `normalize_layer` turns the first two into the third.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+import typing
 from typing import Annotated, Any, Optional, Union
 
 from pydantic import BeforeValidator, Field
 
 from .._forms import input_forms, tagged
-from .activation import (
-    ELU, GELU, Hardswish, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, Scale, Sigmoid, SiLU, Softmax, Softplus, Tanh,
-)
 from .base import INPUT, LayerSpec, Shape, fmt_shape
 from .block import BlockUse
-from .conv import Conv, ConvTranspose
-from .dropout import Dropout, Dropout2d
 from .embedding import Embedding
-from .linear import Flatten, Linear
-from .merge import AddSpec, ConcatSpec, MultiplySpec
-from .norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
-from .pool import GlobalPool, Pool
-from .recurrent import GRU, LSTM
-from .resample import Pad, PixelShuffle, Upsample
-from .shape import IdentitySpec, PermuteSpec, ReshapeSpec, SelectSpec, SqueezeSpec, TransposeSpec, UnsqueezeSpec
 from .torchvision import TorchVision
 
-LAYER_KINDS: tuple[type[LayerSpec], ...] = (
-    Conv, ConvTranspose, Pool, GlobalPool, Flatten, Linear, BatchNorm, LayerNorm, GroupNorm, InstanceNorm,
-    Dropout, Dropout2d, LSTM, GRU, Embedding,
-    PermuteSpec, TransposeSpec, ReshapeSpec, UnsqueezeSpec, SqueezeSpec, SelectSpec, IdentitySpec,
-    Upsample, Pad, PixelShuffle, AddSpec, MultiplySpec, ConcatSpec, TorchVision,
-    ReLU, LeakyReLU, GELU, ELU, Tanh, Sigmoid, Softmax, LogSoftmax, SiLU, Mish, Softplus, Hardswish, PReLU, Scale,
-)
+
+def _is_kind(cls: Any, module: str) -> bool:
+    """A concrete layer kind defined in `module`: a LayerSpec subclass whose `type` is one literal."""
+    if not (inspect.isclass(cls) and issubclass(cls, LayerSpec) and cls.__module__ == module) or cls is BlockUse:
+        return False
+    tag = cls.model_fields.get("type")
+    return tag is not None and typing.get_origin(tag.annotation) is typing.Literal and tag.default is not None
+
+
+def discover_kinds() -> tuple[type[LayerSpec], ...]:
+    """Every layer kind of the package's public modules, in module then definition order.
+
+    `BlockUse` is left out: a use of the spec's own blocks is no kind of its own (the root spec
+    resolves it), so the per-kind tests leave it out too."""
+    kinds: list[type[LayerSpec]] = []
+    for info in pkgutil.iter_modules(__path__):  # sorted by name
+        if not info.name.startswith("_"):  # _modules, _recurrent: torch modules, no kinds
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            kinds += [cls for cls in vars(module).values() if _is_kind(cls, module.__name__)]  # as defined
+    return tuple(kinds)
+
+
+LAYER_KINDS: tuple[type[LayerSpec], ...] = discover_kinds()
 LAYER_TYPES: dict[str, type[LayerSpec]] = {cls.model_fields["type"].default: cls for cls in LAYER_KINDS}
 # What a network's list may hold: the layer kinds, and uses of the spec's own blocks (which the root
 # spec resolves; they are no kind of their own, so the per-kind tests leave them out).

@@ -8,6 +8,7 @@ names, `output_shape(input_shape)` is the static shape rule (it also checks the 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, ClassVar, Optional, Sequence, Union
 
 from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
@@ -28,6 +29,35 @@ def fmt_shape(shape: Sequence[int]) -> str:
     return "×".join(str(s) for s in shape) if shape else "scalar"
 
 
+@dataclass(frozen=True)
+class ExportExample:
+    """A small network that holds a kind, which the export tests build, export to every format and verify.
+
+    Plain data: synthetic data of `input_shape` with 3 classes (token ids below `vocab_size` when it is
+    given), and a network of `layers`, then a linear to the classes unless `head` is false."""
+
+    input_shape: Shape
+    layers: tuple = ()
+    vocab_size: int | None = None
+    head: bool = True
+
+    @classmethod
+    def around(cls, activation: str | dict) -> ExportExample:
+        """An element-wise kind between a linear and the head, on a vector."""
+        return cls((6,), ({"linear": {"out_features": 5}}, activation))
+
+    @property
+    def data(self) -> dict:
+        """The spec's `data` section."""
+        data = {"dataset": "synthetic", "input_shape": list(self.input_shape), "num_classes": 3}
+        return data if self.vocab_size is None else {**data, "vocab_size": self.vocab_size}
+
+    @property
+    def network(self) -> list:
+        """The spec's `model` list."""
+        return [*self.layers, *([{"linear": {"out_features": "num_classes"}}] if self.head else [])]
+
+
 class LayerSpec(SpecModel):
     """Base of every layer kind. Subclasses set `type: Literal[...]` and override the two methods.
 
@@ -40,7 +70,11 @@ class LayerSpec(SpecModel):
 
     type: str
     name: Optional[NodeName] = None
+    """Names this layer's output, so a later layer can take it in `from`; also its module's name in
+    the state dict. Unnamed layers are known by their index."""
     from_: Optional[Union[NodeName, list[NodeName]]] = Field(None, alias="from")
+    """The layer(s) whose output feeds this one: a name, a list of names, or `input` (the network's
+    input). Omitted, the layer takes the previous layer's output."""
     # Multi-input kinds (add, concat, ...) get their inputs as one list, in `from` order.
     takes_list: ClassVar[bool] = False
     # Keeps the time steps: on a (T, ...) input, output step t is made from input step t (element-wise
@@ -49,6 +83,12 @@ class LayerSpec(SpecModel):
     per_step: ClassVar[bool] = False
     # Takes a second argument, each sequence's real length (N,), when it reads padded token steps.
     takes_lengths: ClassVar[bool] = False
+    examples: ClassVar[tuple[tuple[dict, Shape | list[Shape]], ...]] = ()
+    """(arguments, per-sample input shape) pairs the per-kind tests build: the static shape rule against a
+    real forward, the parameter count, and the dump round trip; several where a kind has modes worth
+    checking. A merge takes a list of input shapes. Every kind declares at least one."""
+    export_example: ClassVar[ExportExample | None] = None
+    """The small network the export tests export to every format and verify; every kind declares one."""
 
     @model_serializer(mode="wrap")
     def _without_unset_wiring(self, handler: SerializerFunctionWrapHandler) -> dict:

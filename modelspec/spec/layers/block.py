@@ -19,10 +19,16 @@ ParamValue = bool | int | float | str | list[int] | list[float] | None
 
 
 class BlockUse(LayerSpec):
+    """A use of a block defined under `blocks:`, written `- name: {param: value, repeat: n}`: the block's
+    layers with its parameters substituted, as one layer."""
+
     type: Literal["block"] = "block"
-    block: str  # a name under `blocks:`
-    with_: dict[str, ParamValue] = Field(default_factory=dict, alias="with")  # the block's parameters
-    repeat: PositiveInt = Field(1, le=100)  # the block this many times in a row
+    block: str
+    """The block's name under `blocks:`."""
+    with_: dict[str, ParamValue] = Field(default_factory=dict, alias="with")
+    """The block's parameters for this use, by name; parameters the definition defaults may be omitted."""
+    repeat: PositiveInt = Field(1, le=100)
+    """How many copies of the block to chain in a row, up to 100 (default 1)."""
     # Filled by the spec from `blocks:`; not written by users and not dumped.
     body: SkipJsonSchema[list[Any]] = Field(default_factory=list, exclude=True)
     definition: SkipJsonSchema[tuple[str | int, ...]] = Field(default=(), exclude=True)  # its spec path

@@ -7,7 +7,7 @@ from typing import Literal
 from ...errors import SpecError
 from .._torch import nn
 from ..base import NonNegativeInt, PositiveInt
-from .base import LayerSpec, Shape, check_given, fmt_shape, per_dim, sliding_output, spatial_rank
+from .base import ExportExample, LayerSpec, Shape, check_given, fmt_shape, per_dim, sliding_output, spatial_rank
 
 _CONV = {1: "Conv1d", 2: "Conv2d", 3: "Conv3d"}  # nn's, by input rank
 
@@ -26,18 +26,44 @@ def _in_channels(layer: LayerSpec, input_shape: Shape) -> int:
 
 
 class Conv(LayerSpec):
+    """Convolution, `nn.Conv1d`/`Conv2d`/`Conv3d` picked from the input rank ((C, L), (C, H, W) or (C, D, H,
+    W)); in_channels and dim are inferred from the input, so only out_channels and kernel_size are needed."""
+
     type: Literal["conv"] = "conv"
     out_channels: PositiveInt
+    """Channels of the output: the number of learned filters."""
     kernel_size: PositiveInt | list[PositiveInt]
+    """The window's size: one number for every spatial dim, or a list with one per dim."""
     stride: PositiveInt | list[PositiveInt] = 1
-    # An int, a list, or torch's "same" (keeps the size; stride 1 only) / "valid" (no padding).
+    """The window's step: one number, or one per spatial dim (default 1)."""
     padding: NonNegativeInt | list[NonNegativeInt] | Literal["same", "valid"] = 0
+    """Zeros (or `padding_mode` values) added on both sides: a number, one per dim, `same` (keeps the size;
+    stride 1 only) or `valid` (none). Default 0."""
     dilation: PositiveInt | list[PositiveInt] = 1
+    """Spacing between the kernel's taps: one number, or one per spatial dim (default 1)."""
     groups: PositiveInt = 1
+    """Splits the channels into this many groups convolved separately; must divide in_channels and
+    out_channels (default 1; in_channels gives a depthwise conv)."""
     bias: bool = True
+    """Whether to learn an additive bias per output channel (default true)."""
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
-    in_channels: PositiveInt | None = None  # inferred from the input
-    dim: Literal[1, 2, 3] | None = None  # inferred from the input rank
+    """What the padding holds: `zeros` (default), `reflect`, `replicate` or `circular`."""
+    in_channels: PositiveInt | None = None
+    """Channels of the input; omit it to infer it from the input (dim 0), or give it to have it checked."""
+    dim: Literal[1, 2, 3] | None = None
+    """1, 2 or 3 spatial dims; omit it to pick it from the input's rank, or give it to have it checked."""
+
+    examples = (
+        ({"out_channels": 4, "kernel_size": 3}, (2, 8, 8)),
+        ({"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}, (2, 9)),  # 1d
+        ({"out_channels": 3, "kernel_size": 2, "bias": False}, (1, 4, 5, 6)),  # 3d
+        ({"out_channels": 6, "kernel_size": [3, 1], "padding": "same"}, (2, 7, 7)),
+        ({"out_channels": 6, "kernel_size": 3, "dilation": 2, "groups": 2, "padding": "valid"}, (4, 9, 9)),
+        ({"out_channels": 2, "kernel_size": 3, "padding": [1, 2], "padding_mode": "reflect"}, (3, 6, 6)),
+    )
+    export_example = ExportExample(
+        (2, 6, 6), ({"conv": {"out_channels": 4, "kernel_size": 3, "padding": 1}}, "flatten")
+    )
 
     @property
     def label(self) -> str:
@@ -83,20 +109,45 @@ _CONV_TRANSPOSE = {1: "ConvTranspose1d", 2: "ConvTranspose2d", 3: "ConvTranspose
 
 
 class ConvTranspose(LayerSpec):
-    """The transposed convolution (a learned upsampling), 1d/2d/3d from the input rank."""
+    """Transposed convolution (a learned upsampling), `nn.ConvTranspose1d`/`2d`/`3d` picked from the input
+    rank; in_channels and dim are inferred from the input."""
 
     type: Literal["conv_transpose"] = "conv_transpose"
     out_channels: PositiveInt
+    """Channels of the output: the number of learned filters."""
     kernel_size: PositiveInt | list[PositiveInt]
+    """The window's size: one number for every spatial dim, or a list with one per dim."""
     stride: PositiveInt | list[PositiveInt] = 1
+    """The upsampling step: one number, or one per spatial dim (default 1)."""
     padding: NonNegativeInt | list[NonNegativeInt] = 0
-    # Extra size on one side of the output, to pick among the sizes a strided conv maps back to.
+    """Removes this much from both sides of the output, as torch's ConvTranspose does: a number or one per dim
+    (default 0)."""
     output_padding: NonNegativeInt | list[NonNegativeInt] = 0
+    """Extra size added on one side of the output, to pick among the sizes a strided conv maps back to; must
+    be smaller than the stride or the dilation (default 0)."""
     dilation: PositiveInt | list[PositiveInt] = 1
+    """Spacing between the kernel's taps: one number, or one per spatial dim (default 1)."""
     groups: PositiveInt = 1
+    """Splits the channels into this many groups; must divide in_channels and out_channels (default 1)."""
     bias: bool = True
-    in_channels: PositiveInt | None = None  # inferred from the input
-    dim: Literal[1, 2, 3] | None = None  # inferred from the input rank
+    """Whether to learn an additive bias per output channel (default true)."""
+    in_channels: PositiveInt | None = None
+    """Channels of the input; omit it to infer it from the input (dim 0), or give it to have it checked."""
+    dim: Literal[1, 2, 3] | None = None
+    """1, 2 or 3 spatial dims; omit it to pick it from the input's rank, or give it to have it checked."""
+
+    examples = (
+        ({"out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}, (2, 5, 5)),
+        ({"out_channels": 4, "kernel_size": 4, "stride": 2, "bias": False}, (2, 6)),  # 1d
+        ({"out_channels": 2, "kernel_size": 2, "groups": 2, "dilation": 2}, (4, 3, 3, 3)),  # 3d
+    )
+    export_example = ExportExample(
+        (2, 6, 6),
+        (
+            {"conv_transpose": {"out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}},
+            "flatten",
+        ),
+    )
 
     @property
     def label(self) -> str:

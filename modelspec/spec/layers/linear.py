@@ -8,14 +8,22 @@ from typing import Literal
 from ...errors import SpecError
 from .._torch import nn
 from ..base import Int, PositiveInt
-from .base import LayerSpec, Shape, check_given, fmt_shape
+from .base import ExportExample, LayerSpec, Shape, check_given, fmt_shape
 
 
 class Flatten(LayerSpec):
+    """Flatten, `nn.Flatten`: merges the dims from start_dim to end_dim into one, e.g. (C, H, W) -> (C·H·W),
+    ready for a linear."""
+
     type: Literal["flatten"] = "flatten"
-    # torch's dims count the batch dim: 1 keeps the batch, flattens the rest.
     start_dim: Int = 1
+    """The first dim to merge, counting the batch dim as 0 as torch does; the default 1 keeps the batch and
+    flattens the rest."""
     end_dim: Int = -1
+    """The last dim to merge, counting the batch dim as 0; -1 (the default) is the last."""
+
+    examples = (({}, (2, 3, 4)), ({"start_dim": 2}, (2, 3, 4)), ({"start_dim": 1, "end_dim": 2}, (2, 3, 4)))
+    export_example = ExportExample((2, 6, 6), ("flatten",))
 
     def _span(self, input_shape: Shape) -> tuple[int, int]:
         rank = len(input_shape) + 1  # with the batch dim
@@ -41,11 +49,23 @@ class Flatten(LayerSpec):
 
 
 class Linear(LayerSpec):
+    """Fully connected layer, `nn.Linear`, applied to the input's last dim; in_features is inferred from the
+    input."""
+
     type: Literal["linear"] = "linear"
-    # A number, or `num_classes`: the data set's class count, resolved when the model is compiled.
     out_features: PositiveInt | Literal["num_classes"]
+    """Features of the output: a number, or `num_classes` for the data set's class count (resolved when the
+    model is compiled)."""
     bias: bool = True
-    in_features: PositiveInt | None = None  # inferred: the input's last dim
+    """Whether to learn an additive bias (default true)."""
+    in_features: PositiveInt | None = None
+    """Features of the input; omit it to infer it from the input's last dim, or give it to have it checked."""
+
+    examples = (
+        ({"out_features": 5}, (7,)),
+        ({"out_features": 5, "bias": False, "in_features": 7}, (4, 7)),  # over the last dim
+    )
+    export_example = ExportExample((6,), ({"linear": {"out_features": 4}},))
 
     @property
     def label(self) -> str:

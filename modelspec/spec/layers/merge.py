@@ -7,7 +7,7 @@ from typing import ClassVar, Literal, Sequence
 from ...errors import SpecError
 from .._torch import modules, nn
 from ..base import Int
-from .base import LayerSpec, Shape, fmt_shape
+from .base import ExportExample, LayerSpec, Shape, fmt_shape
 from .shape import sample_dim
 
 
@@ -47,7 +47,16 @@ class _Elementwise(_Merge):
 
 
 class AddSpec(_Elementwise):
+    """Element-wise sum of the layers named in `from` (a residual connection); their shapes must be equal, and
+    the output has that shape."""
+
     type: Literal["add"] = "add"
+
+    examples = (({}, [(3, 4), (3, 4)]), ({}, [(2,), (2,), (2,)]))
+    # A graph: the merge reads a named layer and the input.
+    export_example = ExportExample(
+        (6,), ({"linear": {"out_features": 6}}, {"relu": {"name": "a"}}, {"add": {"from": ["input", "a"]}})
+    )
 
     def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
         self.graph_output_shape(input_shapes)
@@ -55,7 +64,17 @@ class AddSpec(_Elementwise):
 
 
 class MultiplySpec(_Elementwise):
+    """Element-wise product of the layers named in `from` (gating); their shapes must be equal, and the output
+    has that shape."""
+
     type: Literal["multiply"] = "multiply"
+
+    examples = (({}, [(2, 3, 3), (2, 3, 3)]),)
+    # A graph: the merge reads a named layer and the input.
+    export_example = ExportExample(
+        (6,),
+        ({"linear": {"out_features": 6}}, {"sigmoid": {"name": "gate"}}, {"multiply": {"from": ["gate", "input"]}}),
+    )
 
     def graph_build(self, input_shapes: Sequence[Shape]) -> nn.Module:
         self.graph_output_shape(input_shapes)
@@ -63,8 +82,23 @@ class MultiplySpec(_Elementwise):
 
 
 class ConcatSpec(_Merge):
+    """Concatenation (`torch.cat`) of the layers named in `from` along one dim; the other dims must match."""
+
     type: Literal["concat"] = "concat"
-    dim: Int = 1  # batch = 0; 1 is the channels of (C, H, W) or the features of (F)
+    dim: Int = 1
+    """The dim to join along, counting the batch dim as 0: the default 1 is the channels of (C, H, W) or the
+    features of (F)."""
+
+    examples = (({}, [(2, 4), (3, 4)]), ({"dim": -1}, [(2, 3), (2, 5)]))
+    # A graph: the merge reads a named layer and the input.
+    export_example = ExportExample(
+        (2, 6, 6),
+        (
+            {"conv": {"out_channels": 3, "kernel_size": 3, "padding": 1, "name": "c"}},
+            {"concat": {"from": ["c", "input"]}},
+            "flatten",
+        ),
+    )
 
     def graph_output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
         self._check_count(input_shapes)

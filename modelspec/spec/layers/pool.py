@@ -9,7 +9,7 @@ from pydantic import model_validator
 from ...errors import SpecError
 from .._torch import modules, nn
 from ..base import NonNegativeInt, PositiveInt
-from .base import LayerSpec, Shape, per_dim, sliding_output, spatial_rank
+from .base import ExportExample, LayerSpec, Shape, per_dim, sliding_output, spatial_rank
 
 _POOL = {  # nn's classes by name
     ("max", 1): "MaxPool1d", ("max", 2): "MaxPool2d", ("max", 3): "MaxPool3d",
@@ -22,14 +22,38 @@ _ADAPTIVE = {
 
 
 class Pool(LayerSpec):
+    """Max or average pooling, `nn.MaxPool1d`/`2d`/`3d` or `AvgPool…` picked from the input rank; with
+    output_size, adaptive pooling (`nn.AdaptiveMaxPool2d`…) to that size. Give kernel_size or output_size,
+    exactly one."""
+
     type: Literal["pool"] = "pool"
     kind: Literal["max", "avg"] = "max"
+    """`max` (default) or `avg`."""
     kernel_size: PositiveInt | list[PositiveInt] | None = None
-    stride: PositiveInt | list[PositiveInt] | None = None  # torch's default: the kernel size
+    """The window's size: one number, or one per spatial dim. Give this or output_size."""
+    stride: PositiveInt | list[PositiveInt] | None = None
+    """The window's step: one number or one per dim; omitted, it equals kernel_size (torch's default)."""
     padding: NonNegativeInt | list[NonNegativeInt] = 0
+    """Padding on both sides, at most half the kernel: one number or one per dim (default 0)."""
     ceil_mode: bool = False
-    output_size: PositiveInt | list[PositiveInt] | None = None  # adaptive pooling to this size
+    """Whether to round the output size up instead of down, keeping a last partial window (default false)."""
+    output_size: PositiveInt | list[PositiveInt] | None = None
+    """Adaptive pooling to this output size (one number, or one per dim), whatever the input size. Give this
+    or kernel_size."""
     dim: Literal[1, 2, 3] | None = None
+    """1, 2 or 3 spatial dims; omit it to pick it from the input's rank, or give it to have it checked."""
+
+    examples = (
+        ({"kernel_size": 2}, (3, 8, 8)),
+        ({"kind": "avg", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 8, 8)),
+        ({"kind": "max", "kernel_size": 2, "ceil_mode": True}, (2, 9)),  # 1d, a last partial window
+        ({"kind": "avg", "output_size": 3}, (2, 7, 7)),  # adaptive
+        ({"kind": "max", "output_size": [2, 1]}, (2, 6, 5)),
+    )
+    # Adaptive pooling exports to ONNX only where the output size divides the input size (4 -> 2).
+    export_example = ExportExample(
+        (2, 8, 8), ({"pool": {"kind": "avg", "kernel_size": 2}}, {"pool": {"output_size": 2}}, "flatten")
+    )
 
     @model_validator(mode="after")
     def _one_of_kernel_or_output(self):
@@ -77,9 +101,19 @@ class Pool(LayerSpec):
 
 
 class GlobalPool(LayerSpec):
+    """Global max or average pooling over every position, (C, H, W) -> (C) (or (C, 1, 1) with keepdim), for
+    any input size."""
+
     type: Literal["global_pool"] = "global_pool"
     kind: Literal["avg", "max"] = "avg"
-    keepdim: bool = False  # false: (C, H, W) -> (C), ready for a linear; true: (C, 1, 1)
+    """`avg` (default) or `max`."""
+    keepdim: bool = False
+    """false (default): (C, H, W) -> (C), ready for a linear; true keeps size-1 spatial dims, (C, 1, 1)."""
+
+    examples = (({}, (3, 5, 5)), ({"kind": "max", "keepdim": True}, (3, 4, 4)), ({}, (2, 7)))
+    export_example = ExportExample(
+        (2, 6, 6), ({"conv": {"out_channels": 4, "kernel_size": 3}}, {"global_pool": {"kind": "max"}})
+    )
 
     @property
     def label(self) -> str:

@@ -18,7 +18,7 @@ from pydantic import Field
 from ...errors import SpecError
 from .._torch import nn
 from ..base import PositiveInt
-from .base import LayerSpec, Shape, check_given, fmt_shape
+from .base import ExportExample, LayerSpec, Shape, check_given, fmt_shape
 
 # What the layer hands on: the output at the last step (N, H·D), the outputs at all steps
 # (N, T, H·D), or the last layer's final hidden state (N, H·D; D=2 when bidirectional).
@@ -27,16 +27,28 @@ Output = Literal["last", "all", "hidden"]
 
 class _Recurrent(LayerSpec):
     hidden_size: PositiveInt
+    """Features of the hidden state, per direction."""
     # Deep stacks are a typo: torch takes seconds to build 1,000 layers, even on the meta device.
     num_layers: PositiveInt = Field(1, le=100)
+    """How many recurrent layers to stack, up to 100 (default 1)."""
     bidirectional: bool = False
-    dropout: float = Field(0.0, ge=0.0, le=1.0)  # between stacked layers, as torch applies it
+    """Whether to run a second layer over the reversed sequence and join both outputs, doubling the output
+    width (default false)."""
+    dropout: float = Field(0.0, ge=0.0, le=1.0)
+    """Dropout between stacked layers (not after the last), 0 to 1, as torch applies it (default 0.0)."""
     bias: bool = True
+    """Whether to learn bias weights (default true)."""
     # modelspec tensors are always batch first (N, T, F); the field exists so torch code reads the same.
     batch_first: Literal[True] = True
+    """Always true: modelspec's tensors are batch first, (N, T, F)."""
     output: Output = "last"
+    """What the layer hands on: `last` (default), the output at the last real step (N, H·D); `all`, the
+    outputs at all steps (N, T, H·D); `hidden`, the last layer's final hidden state (N, H·D), with D = 2
+    when bidirectional."""
     takes_lengths: ClassVar[bool] = True
-    input_size: PositiveInt | None = None  # inferred: the input's feature dim
+    input_size: PositiveInt | None = None
+    """Features per step of the input; omit it to infer it from the input's last dim, or give it to have it
+    checked."""
 
     @property
     def label(self) -> str:
@@ -71,7 +83,19 @@ class _Recurrent(LayerSpec):
 
 
 class LSTM(_Recurrent):
+    """Long short-term memory, `nn.LSTM`, over a (T, F) sequence, batch first; padded token sequences are read
+    up to their real length. input_size is inferred from the input."""
+
     type: Literal["lstm"] = "lstm"
+
+    examples = (
+        ({"hidden_size": 3}, (5, 4)),
+        ({"hidden_size": 3, "output": "all"}, (5, 4)),
+        ({"hidden_size": 3, "output": "hidden", "bidirectional": True}, (5, 4)),
+        ({"hidden_size": 3, "output": "all", "bidirectional": True, "num_layers": 2, "dropout": 0.1}, (5, 4)),
+        ({"hidden_size": 3, "output": "last", "bidirectional": True, "bias": False}, (5, 4)),
+    )
+    export_example = ExportExample((7, 4), ({"lstm": {"hidden_size": 6, "num_layers": 2}},))  # (T, F) floats
 
     def build(self, input_shape: Shape) -> nn.Module:
         from ._recurrent import LSTMBlock
@@ -80,7 +104,24 @@ class LSTM(_Recurrent):
 
 
 class GRU(_Recurrent):
+    """Gated recurrent unit, `nn.GRU`, over a (T, F) sequence, batch first; padded token sequences are read up
+    to their real length. input_size is inferred from the input."""
+
     type: Literal["gru"] = "gru"
+
+    examples = (
+        ({"hidden_size": 3}, (5, 4)),
+        ({"hidden_size": 3, "output": "all", "bidirectional": True}, (5, 4)),
+        ({"hidden_size": 3, "output": "hidden", "num_layers": 3}, (5, 4)),
+    )
+    export_example = ExportExample(
+        (9,),
+        (
+            {"embedding": {"num_embeddings": 20, "embedding_dim": 5}},
+            {"gru": {"hidden_size": 6, "bidirectional": True, "output": "all"}},
+        ),
+        vocab_size=20,
+    )
 
     def build(self, input_shape: Shape) -> nn.Module:
         from ._recurrent import GRUBlock

@@ -10,18 +10,38 @@ from pydantic import Field, model_validator
 from ...errors import SpecError
 from .._torch import modules, nn
 from ..base import NonNegativeInt, PositiveInt
-from .base import LayerSpec, Shape, fmt_shape, per_dim, spatial_rank
+from .base import ExportExample, LayerSpec, Shape, fmt_shape, per_dim, spatial_rank
 
 # The interpolations and the spatial ranks they take, as torch's F.interpolate has them.
 _MODE_RANKS = {"nearest": (1, 2, 3), "linear": (1,), "bilinear": (2,), "bicubic": (2,), "trilinear": (3,)}
 
 
 class Upsample(LayerSpec):
+    """Upsampling without weights, `nn.Upsample`, over the spatial dims of (C, L), (C, H, W) or (C, D, H, W).
+    Give scale_factor or size, exactly one."""
+
     type: Literal["upsample"] = "upsample"
     mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = "nearest"
-    scale_factor: Optional[float | list[float]] = None  # output = floor(input × scale_factor)
-    size: Optional[PositiveInt | list[PositiveInt]] = None  # or a fixed output size
-    align_corners: Optional[bool] = None  # the interpolating modes only
+    """The interpolation: `nearest` (default), `linear` (1 spatial dim), `bilinear`/`bicubic` (2) or
+    `trilinear` (3)."""
+    scale_factor: Optional[float | list[float]] = None
+    """The output size as a multiple of the input's: output = floor(input × scale_factor); one number or one
+    per spatial dim."""
+    size: Optional[PositiveInt | list[PositiveInt]] = None
+    """A fixed output size instead of a scale: one number or one per spatial dim."""
+    align_corners: Optional[bool] = None
+    """For the interpolating modes only: whether the corner pixels of input and output align (torch's default
+    when omitted)."""
+
+    examples = (
+        ({"scale_factor": 2}, (2, 3, 3)),
+        ({"mode": "bilinear", "size": [5, 7], "align_corners": False}, (2, 3, 3)),
+        ({"mode": "bicubic", "scale_factor": [1.5, 2.0]}, (1, 4, 4)),
+        ({"size": 6}, (2, 3)),  # nearest, 1d
+    )
+    export_example = ExportExample(
+        (2, 6, 6), ({"upsample": {"scale_factor": 2}}, {"upsample": {"mode": "bilinear", "size": 9}}, "flatten")
+    )
 
     @model_validator(mode="after")
     def _one_of_scale_or_size(self):
@@ -65,12 +85,26 @@ class Upsample(LayerSpec):
 
 
 class Pad(LayerSpec):
+    """Padding without weights, `F.pad`, over the spatial dims."""
+
     type: Literal["pad"] = "pad"
-    # One number: that much on both sides of every spatial dim. A list: torch's F.pad order, the
-    # last dim first: [left, right] or [left, right, top, bottom] ...
     padding: NonNegativeInt | list[NonNegativeInt]
+    """One number pads that much on both sides of every spatial dim; a list follows torch's F.pad order, the
+    last dim first: [left, right] or [left, right, top, bottom] ..."""
     mode: Literal["constant", "reflect", "replicate"] = "constant"
-    value: float = 0.0  # the constant mode's fill
+    """What the padding holds: `constant` (default, `value`), `reflect` or `replicate`."""
+    value: float = 0.0
+    """The fill of the `constant` mode (default 0.0)."""
+
+    examples = (
+        ({"padding": 1}, (2, 3, 3)),
+        ({"padding": [1, 2], "mode": "reflect"}, (2, 4)),
+        ({"padding": [0, 1, 2, 0], "mode": "replicate"}, (2, 3, 3)),
+        ({"padding": [1, 1], "value": 0.5}, (5,)),
+    )
+    export_example = ExportExample(
+        (2, 6, 6), ({"pad": {"padding": 1, "mode": "reflect"}}, {"pad": {"padding": [0, 1], "value": 1.0}}, "flatten")
+    )
 
     @model_validator(mode="after")
     def _pairs(self):
@@ -118,8 +152,17 @@ class Pad(LayerSpec):
 
 
 class PixelShuffle(LayerSpec):
+    """Pixel shuffle, `nn.PixelShuffle`: (C·r², H, W) -> (C, H·r, W·r), a sub-pixel upsampling."""
+
     type: Literal["pixel_shuffle"] = "pixel_shuffle"
     upscale_factor: PositiveInt = Field(le=64)
+    """The factor r each spatial dim grows by; the channels must divide by r² (at most 64)."""
+
+    examples = (({"upscale_factor": 2}, (8, 3, 3)),)
+    export_example = ExportExample(
+        (2, 6, 6),
+        ({"conv": {"out_channels": 8, "kernel_size": 3}}, {"pixel_shuffle": {"upscale_factor": 2}}, "flatten"),
+    )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         r = self.upscale_factor

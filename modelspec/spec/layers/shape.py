@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from ...errors import SpecError
 from .._torch import modules, nn
 from ..base import Int
-from .base import LayerSpec, Shape, fmt_shape
+from .base import ExportExample, LayerSpec, Shape, fmt_shape
 
 
 def sample_dim(layer: LayerSpec, dim: int, input_shape: Shape, name: str = "dim", extra: int = 0) -> int:
@@ -33,8 +33,16 @@ def sample_dim(layer: LayerSpec, dim: int, input_shape: Shape, name: str = "dim"
 
 
 class PermuteSpec(LayerSpec):
+    """Reorders the dims (`torch.permute`), e.g. (C, T) -> (T, C) with dims [0, 2, 1]."""
+
     type: Literal["permute"] = "permute"
-    dims: list[Int] = Field(min_length=2)  # a permutation of all dims, batch first: [0, 2, 1]
+    dims: list[Int] = Field(min_length=2)
+    """A permutation of all dims, the batch first as torch counts them: [0, 2, 1] swaps the last two."""
+
+    examples = (({"dims": [0, 2, 3, 1]}, (3, 4, 5)), ({"dims": [0, -1, 1]}, (3, 4)))
+    export_example = ExportExample(
+        (2, 6, 6), ({"permute": {"dims": [0, 2, 3, 1]}}, {"linear": {"out_features": 4}}, "flatten")
+    )
 
     def _dims(self, input_shape: Shape) -> list[int]:
         rank = len(input_shape) + 1
@@ -56,9 +64,18 @@ class PermuteSpec(LayerSpec):
 
 
 class TransposeSpec(LayerSpec):
+    """Swaps two dims (`torch.transpose`), counting the batch dim as 0."""
+
     type: Literal["transpose"] = "transpose"
     dim0: Int = 1
+    """The first dim to swap, batch = 0 (default 1)."""
     dim1: Int = 2
+    """The second dim to swap, batch = 0 (default 2)."""
+
+    examples = (({}, (3, 4)), ({"dim0": -1, "dim1": 1}, (2, 3, 4)))
+    export_example = ExportExample(
+        (7, 4), ({"transpose": {}}, {"conv": {"out_channels": 4, "kernel_size": 3}}, "flatten")
+    )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         a = sample_dim(self, self.dim0, input_shape, "dim0")
@@ -73,8 +90,14 @@ class TransposeSpec(LayerSpec):
 
 
 class ReshapeSpec(LayerSpec):
+    """Reshapes each sample (`torch.reshape`) to `shape`; the element count must stay the same."""
+
     type: Literal["reshape"] = "reshape"
-    shape: list[Int] = Field(min_length=1)  # per sample (no batch dim); one -1 is inferred
+    shape: list[Int] = Field(min_length=1)
+    """The new per-sample shape (no batch dim); one entry may be -1, inferred from the others."""
+
+    examples = (({"shape": [2, -1]}, (3, 4)), ({"shape": [12]}, (3, 2, 2)))
+    export_example = ExportExample((6,), ({"reshape": {"shape": [2, -1]}}, {"linear": {"out_features": 4}}, "flatten"))
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -103,8 +126,16 @@ class ReshapeSpec(LayerSpec):
 
 
 class UnsqueezeSpec(LayerSpec):
+    """Inserts a size-1 dim (`torch.unsqueeze`), e.g. (T) -> (T, 1)."""
+
     type: Literal["unsqueeze"] = "unsqueeze"
-    dim: Int  # where the new size-1 dim goes (batch = 0)
+    dim: Int
+    """Where the new size-1 dim goes, counting the batch dim as 0; negatives count from the end."""
+
+    examples = (({"dim": 1}, (4,)), ({"dim": -1}, (3, 4)))
+    export_example = ExportExample(
+        (6,), ({"unsqueeze": {"dim": 1}}, {"conv": {"out_channels": 2, "kernel_size": 3}}, "flatten")
+    )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         at = sample_dim(self, self.dim, input_shape, extra=1)
@@ -116,8 +147,16 @@ class UnsqueezeSpec(LayerSpec):
 
 
 class SqueezeSpec(LayerSpec):
+    """Removes a size-1 dim (`torch.squeeze`)."""
+
     type: Literal["squeeze"] = "squeeze"
-    dim: Int  # a size-1 dim to remove (batch = 0); never the batch, which may be 1 by chance
+    dim: Int
+    """The size-1 dim to remove, counting the batch dim as 0; never the batch, which may be 1 by chance."""
+
+    examples = (({"dim": 2}, (4, 1)), ({"dim": 1}, (1, 3, 3)))
+    export_example = ExportExample(
+        (2, 6, 6), ({"conv": {"out_channels": 1, "kernel_size": 3}}, {"squeeze": {"dim": 1}}, "flatten")
+    )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         at = sample_dim(self, self.dim, input_shape)
@@ -135,9 +174,17 @@ class SqueezeSpec(LayerSpec):
 
 
 class SelectSpec(LayerSpec):
+    """Takes one entry along a dim (`torch.select`), dropping that dim: the last time step of a (T, F)
+    sequence by default."""
+
     type: Literal["select"] = "select"
-    dim: Int = 1  # batch = 0; 1 is the time step of a (T, F) sequence
-    index: Int = -1  # -1: the last entry (the last time step)
+    dim: Int = 1
+    """The dim to index, counting the batch dim as 0; the default 1 is the time step of a (T, F) sequence."""
+    index: Int = -1
+    """The entry to take; -1 (the default) is the last (the last time step)."""
+
+    examples = (({}, (5, 3)), ({"dim": 2, "index": 0}, (2, 4)))
+    export_example = ExportExample((7, 4), ({"select": {"dim": 1, "index": -1}},))
 
     @property
     def label(self) -> str:
@@ -160,8 +207,13 @@ class SelectSpec(LayerSpec):
 
 
 class IdentitySpec(LayerSpec):
+    """Passes its input through unchanged, `nn.Identity` (a named junction in a graph)."""
+
     type: Literal["identity"] = "identity"
     per_step: ClassVar[bool] = True
+
+    examples = (({}, (3, 4)),)
+    export_example = ExportExample((6,), ("identity",))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return input_shape

@@ -16,9 +16,10 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ...errors import SpecError, did_you_mean
+from ...fileio import safe_load
 from .._torch import nn, torch
 from ..base import PositiveInt
-from .base import LayerSpec, Shape, fmt_shape
+from .base import ExportExample, LayerSpec, Shape, fmt_shape
 
 KwargValue = bool | int | float | str | list[int] | list[float] | None
 # Arguments modelspec sets itself: the head size and the weights have their own keys.
@@ -42,14 +43,30 @@ def _is_file(weights: str) -> bool:
 
 
 class TorchVision(LayerSpec):
+    """A torchvision classification model by name (resnet18, vgg16, ...) as one layer, built by its
+    torchvision.models builder; its head is sized to num_classes, or dropped with features_only."""
+
     type: Literal["torchvision"] = "torchvision"
-    name: str  # the model: resnet18, vgg16, ... (torchvision.models.list_models()); also the node's name
-    num_classes: PositiveInt | Literal["num_classes"] = "num_classes"  # the head's size
-    features_only: bool = False  # drop the last linear layer: the output is the pooled features
-    # None: random init; a file: a state dict (weights_only=True); a name: IMAGENET1K_V1, DEFAULT,
-    # or ResNet18_Weights.IMAGENET1K_V1 (downloads when not in torch's cache).
+    name: str
+    """The torchvision model: resnet18, vgg16, ... (torchvision.models.list_models()); also the node's name in
+    a graph."""
+    num_classes: PositiveInt | Literal["num_classes"] = "num_classes"
+    """The size of the classification head: a number, or `num_classes` (the default) for the data set's class
+    count."""
+    features_only: bool = False
+    """Drop the last linear layer, so the output is the pooled features (default false)."""
     weights: Optional[str] = None
-    kwargs: dict[str, KwargValue] = Field(default_factory=dict)  # the builder's other arguments
+    """Omitted: random initialisation. A file path (.pt, .pth, .bin): a state dict, loaded with weights_only.
+    A name: IMAGENET1K_V1, DEFAULT or ResNet18_Weights.IMAGENET1K_V1 (downloaded when not in torch's
+    cache)."""
+    kwargs: dict[str, KwargValue] = Field(default_factory=dict)
+    """The model builder's other arguments (e.g. dropout), passed as written."""
+
+    examples = (
+        ({"name": "resnet18", "num_classes": 5}, (3, 32, 32)),
+        ({"name": "resnet18", "features_only": True, "kwargs": {"zero_init_residual": True}}, (3, 32, 32)),
+    )
+    export_example = ExportExample((3, 32, 32), ({"torchvision": {"name": "resnet18"}},), head=False)
 
     @field_validator("name")
     @classmethod
@@ -118,8 +135,6 @@ class TorchVision(LayerSpec):
     def _pretrained(self) -> dict[str, torch.Tensor]:
         """The weights' state dict (never on the meta device: shapes need no values)."""
         if _is_file(self.weights):
-            from ...artifacts import safe_load
-
             state = safe_load(Path(self.weights).expanduser(), "weights file")
             state = state.get("state_dict", state) if isinstance(state, dict) else state
             if not isinstance(state, dict):

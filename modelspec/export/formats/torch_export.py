@@ -15,8 +15,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .format import Format, Runner
-from .plan import ExportPlan
+from ..format import Format, Runner
+from ..plan import ExportPlan
 
 
 @contextlib.contextmanager

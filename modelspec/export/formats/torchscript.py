@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .format import Format, Runner
-from .plan import ExportPlan
+from ..format import Format, Runner
+from ..plan import ExportPlan
 
 
 def _save(module: torch.jit.ScriptModule, plan: ExportPlan, path: Path) -> None:

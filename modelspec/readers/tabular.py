@@ -1,9 +1,10 @@
-"""Tables: a CSV file -> (N, F) float32 features and the targets, per-column treatments fitted on
-the training rows only.
+"""Tables: a CSV, TSV or Parquet file -> (N, F) float32 features and the targets, per-column
+treatments fitted on the training rows only.
 
 What is fitted is plain JSON (one entry per feature column, in order), applied by `encode_columns` to
 the training, validation and test rows alike, and stored with the model so that new raw rows can be
-encoded the same way without the training data (README: "Using a trained model on raw data").
+encoded the same way without the training data (README: "Using a trained model on raw data"). Each
+column's treatment (the spec's classes) fits itself with `fit_categorical` / `fit_numeric` here.
 """
 
 from __future__ import annotations
@@ -15,25 +16,29 @@ import numpy as np
 import torch
 
 from ..errors import Path, SpecError
-from ..spec.data import Categorical, Numeric
-from .columns import check_columns, read_header
-from .files import kind_problem
+from .columns import check_columns
+from .files import format_key, kind_problem
 from .sources import Opened, carve, encode_targets, fit_classes, label_key, optional_import, sorted_labels, tensor_source
+from .tables import format_of, read_frame, separator_of
 
 
-def read_table(path: str, separator: str, key: str = "path"):
-    """A CSV file as a pandas DataFrame; a missing or unreadable file is a SpecError naming it. Its
-    header is read first, by itself: a table past the column limit is refused before pandas parses
-    a row."""
-    pd = optional_import("pandas")
+def read_table(path: str, separator: str | None = None, key: str = "path", format: str | None = None,
+               at: Path | None = None):
+    """A table file (`format`, else by its suffix) as a pandas DataFrame; a missing or unreadable
+    file is a SpecError naming it, and a table past the column limit is refused before pandas
+    parses a row. `at`: where a format that the file's bytes contradict is located."""
     problem = kind_problem(path)
     if problem is not None:
         raise SpecError(problem, path=("data", key), hint="check the path (relative to the working folder)")
-    read_header(path, separator, key)
-    try:
-        return pd.read_csv(path, sep=separator)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
-        raise SpecError(f"cannot read {path} as CSV: {str(exc).splitlines()[0][:200]}", path=("data", key)) from None
+    fmt = format_of(path, format)
+    return read_frame(path, fmt, separator_of(fmt, separator), key, at)
+
+
+def read_spec_table(data, key: str):
+    """The table a spec key (`path`, `test_path`) names, read as the spec says (`data.table_format`)."""
+    path = getattr(data, key)
+    fmt, separator = data.table_format(path)
+    return read_table(path, separator, key, fmt, format_key(data))
 
 
 def require_columns(frame, names: list[str], path: str, key: str) -> None:
@@ -84,28 +89,34 @@ def numbers(series, name: str, what: str, key: Path = (), missing: bool = True) 
                     f"{shown}{more}", path=key, hint=hint)
 
 
-def fit_column(name: str, treatment, series, what: str, key: Path = ()) -> dict[str, Any]:
-    """What one column's treatment learns from the training rows (of the file `what`, named at
-    `key`), as JSON."""
-    if isinstance(treatment, Categorical):
-        keys = {label_key(v) for v in series[series.notna()].tolist()}
-        return {"name": name, "type": "categorical", "categories": sorted_labels(keys),
-                "missing_column": treatment.missing_column}
-    if isinstance(treatment, Numeric):
-        values = numbers(series, name, what, key)
-        present = values[~np.isnan(values)]
-        if isinstance(treatment.fill, str):
-            fill = float(getattr(np, treatment.fill)(present)) if len(present) else 0.0
-        else:
-            fill = float(treatment.fill)
-        fitted = {"name": name, "type": "numeric", "fill": fill, "null_column": treatment.null_column,
-                  "mean": None, "std": None}
-        if treatment.standardize:
-            filled = np.where(np.isnan(values), fill, values)
-            std = float(filled.std())
-            fitted.update(mean=float(filled.mean()), std=std if std > 0 else 1.0)
-        return fitted
-    return {"name": name, "type": "null_indicator"}
+def fit_categorical(name: str, series, missing_column: bool) -> dict[str, Any]:
+    """One-hot: the sorted categories of the training rows, as JSON."""
+    keys = {label_key(v) for v in series[series.notna()].tolist()}
+    return {"name": name, "type": "categorical", "categories": sorted_labels(keys), "missing_column": missing_column}
+
+
+def fit_numeric(name: str, series, fill: str | float, null_column: bool, standardize: bool, what: str,
+                key: Path = ()) -> dict[str, Any]:
+    """A number column's fill (the training rows' mean or median, or a constant) and, to standardize,
+    their mean and std after filling, as JSON. Cells that are no number are an error at `key`,
+    naming the file `what`."""
+    values = numbers(series, name, what, key)
+    present = values[~np.isnan(values)]
+    if isinstance(fill, str):
+        fill = float(getattr(np, fill)(present)) if len(present) else 0.0
+    fitted = {"name": name, "type": "numeric", "fill": float(fill), "null_column": null_column,
+              "mean": None, "std": None}
+    if standardize:
+        filled = np.where(np.isnan(values), fitted["fill"], values)
+        std = float(filled.std())
+        fitted.update(mean=float(filled.mean()), std=std if std > 0 else 1.0)
+    return fitted
+
+
+def is_number_column(series) -> bool:
+    """Whether a column holds numbers (not booleans): by default those are numeric, others categorical."""
+    pd = optional_import("pandas")
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
 def column_outputs(column: dict[str, Any]) -> list[str]:
@@ -147,12 +158,6 @@ def encode_columns(columns: list[dict[str, Any]], frame, what: str = "the rows",
         return np.zeros((len(frame), 0), dtype=np.float32)
     parts = [_encode_column(c, frame[c["name"]], what, key) for c in columns]
     return np.concatenate(parts, axis=1).astype(np.float32)
-
-
-def default_treatment(series):
-    """Number columns are numeric (mean fill), the others categorical."""
-    pd = optional_import("pandas")
-    return Numeric() if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series) else Categorical()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,12 +211,12 @@ def _outputs(target: dict[str, Any]) -> int | None:
 def _fit(data, seed: int):
     """The training and test rows, the validation carve, and what the training rows fit (feature
     columns, target): what `open_csv` encodes, and all that validate's `csv_shape` needs."""
-    frame = read_table(data.path, data.separator)
+    frame = read_spec_table(data, "path")
     check_columns([str(c) for c in frame.columns], data.named_columns(), data.path)
     targets = data.target_columns
     features = data.features if data.features is not None else [c for c in frame.columns if c not in targets]
     if data.test_path is not None:
-        test_frame = read_table(data.test_path, data.separator, "test_path")
+        test_frame = read_spec_table(data, "test_path")
         check_columns([str(c) for c in test_frame.columns], {("data", "target"): targets, ("data", "features"): features},
                       data.test_path, at=("data", "test_path"))
     else:
@@ -221,8 +226,10 @@ def _fit(data, seed: int):
         raise SpecError(f"{data.path} has no rows", path=("data", "path"))
     train_idx, val_idx = carve(len(frame), data.val_split, seed + 1)
     fitting = frame.iloc[train_idx.numpy()]  # statistics and categories: training rows only
-    treatments = {name: data.columns.get(name) or default_treatment(frame[name]) for name in features}
-    columns = [fit_column(name, treatments[name], fitting[name], data.path, ("data", "path")) for name in features]
+    # A treatment the spec gives, else the default for the column's values; each fits itself.
+    treatments = {name: data.columns.get(name) or data.default_treatment(is_number_column(frame[name]))
+                  for name in features}
+    columns = [treatments[name].fit(name, fitting[name], data.path, ("data", "path")) for name in features]
     target = fit_target(data, frame, data.path)
     return frame, test_frame, train_idx, val_idx, columns, target
 

@@ -18,20 +18,20 @@ from typing import Any
 import torch
 
 from ..errors import SpecError
-from ..spec.data.text import PAD_ID, PAD_TOKEN, SPECIAL_TOKENS, UNK_ID, UNK_TOKEN
 from .columns import check_spec_columns
 from .sources import (Opened, carve, encode_targets, fit_classes, is_missing, optional_import, read_utf8,
                       require_labels, tensor_source)
+from .tables import SUFFIXES, check_format, format_of, separator_of
+from .tokens import PAD_ID, PAD_TOKEN, SPECIAL_TOKENS, UNK_ID, UNK_TOKEN
 
-
-# How a file of texts is read is decided by its suffix, in any case (.CSV is a CSV): a table's separator,
-# or None for JSON lines. Any other file is a table of comma-separated values in training, and plain
-# lines of text for `predict`.
-TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+# How a file of texts is read is decided by the spec's `format`, else by its suffix, in any case (.CSV
+# is a CSV): a table (CSV, TSV, Parquet), or JSON lines. Any other file is a table of comma-separated
+# values in training, and plain lines of text for `predict`.
+JSON_LINES = ".jsonl"
 
 
 def is_text_table(path: Path) -> bool:
-    return path.suffix.lower() in TABLE_SUFFIXES
+    return path.suffix.lower() in SUFFIXES or path.suffix.lower() == JSON_LINES
 
 
 def _text_files(folder: Path) -> list[Path]:
@@ -105,14 +105,18 @@ def _json_lines(text: str, path: Path, key: str | None) -> tuple[list[int], list
     return numbers, records
 
 
-def read_text_table(path: Path, key: str | None = "path"):
-    """A .csv, .tsv or .jsonl file of texts as a DataFrame of its values as written: CSV cells as
-    strings (see `read_cells`), JSON values as JSON has them (NaN where a line lacks the key), its
-    index the line numbers (`index.name` is `line`). Unreadable or not UTF-8 is a SpecError at
-    `data.<key>` (at no key with `key=None`, for a predict input)."""
-    separator = TABLE_SUFFIXES.get(path.suffix.lower(), ",")
-    if separator is not None:
-        return read_cells(path, separator, key)
+def read_text_table(path: Path, key: str | None = "path", format: str | None = None):
+    """A .csv, .tsv, .parquet or .jsonl file of texts (or one in the spec's `format`) as a DataFrame
+    of its values as written: CSV cells as strings (see `read_cells`), Parquet and JSON values as
+    they are typed (NaN where a line lacks the key), its index the rows or the line numbers
+    (`index.name` is `row` or `line`). Unreadable or not UTF-8 is a SpecError at `data.<key>` (at
+    no key with `key=None`, for a predict input)."""
+    if format is not None or path.suffix.lower() != JSON_LINES:
+        fmt = format_of(path, format)
+        if fmt == "parquet":
+            return read_parquet_cells(path, key, ("data", "format") if format else None)
+        check_format(path, fmt, key, ("data", "format") if format else None)
+        return read_cells(path, separator_of(fmt), key)
     pd = optional_import("pandas")
     numbers, records = _json_lines(read_utf8(path, key), path, key)
     return pd.DataFrame(records, index=pd.Index(numbers, name="line"), dtype=object)
@@ -132,13 +136,24 @@ def read_cells(path: Path, separator: str, key: str | None = "path"):
     return frame
 
 
+def read_parquet_cells(path: Path, key: str | None = "path", at=None):
+    """A Parquet table of texts, its values as typed (objects, so labels keep their form), its index
+    the rows counted from 1 (`index.name` is `row`)."""
+    from .tables import read_frame
+
+    pd = optional_import("pandas")
+    frame = read_frame(path, "parquet", key=key, at=at).astype(object)
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+    return frame
+
+
 def texts_of(column) -> list[str]:
     """A column's texts: a missing value is the empty text."""
     return ["" if is_missing(value) else str(value) for value in column]
 
 
 def _read_file(data, path: Path, key: str) -> tuple[list[str], list[Any]]:
-    frame = read_text_table(path, key)
+    frame = read_text_table(path, key, getattr(data, "format", None))
     check_spec_columns(data, [str(c) for c in frame.columns], str(path), key)  # at their keys, as validate
     labels = frame[data.label_column].tolist()
     require_labels(labels, str(path), [f"{frame.index.name} {n}" for n in frame.index], data.label_column)

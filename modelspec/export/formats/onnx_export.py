@@ -17,10 +17,10 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..errors import SpecError
-from .format import Format, Runner
-from .inputs import INPUT_NAME, OUTPUT_NAME
-from .plan import ExportPlan
+from ...errors import SpecError
+from ..format import Format, Runner
+from ..inputs import INPUT_NAME, OUTPUT_NAME
+from ..plan import ExportPlan
 from .torch_export import dynamic_shapes
 
 INSTALL_HINT = "pip install 'modelspec[onnx]'"

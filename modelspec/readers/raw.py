@@ -1,4 +1,7 @@
-"""Raw tables, texts and series to model inputs, through the preprocessing fitted at training time.
+"""Raw tables, texts and series to model inputs, through the preprocessing fitted at training time:
+what `modelspec predict` reads (`read_rows`, `read_texts`, `read_series`) and `modelspec evaluate
+--data` (`labelled_rows`, `labelled_texts`; a series: `time_series.labelled_samples`), called by
+the data kinds' hooks. A table's format is its suffix's (.csv, .tsv, .parquet/.pq; else CSV).
 
 The fitted data (`preprocessing["data"]`: a table's column treatments, a text's tokenizer, a series'
 scaler and window) are applied with the very functions training used, so a prediction sees what
@@ -16,7 +19,8 @@ import numpy as np
 import torch
 
 from ..errors import SpecError
-from .inputs import Item
+from .sources import Item, read_utf8
+from .tables import format_of, records, separator_of
 
 
 def fitted(preprocessing: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -45,22 +49,33 @@ def _unreadable(path: Path, exc: SpecError) -> list[Item]:
     return [Item(str(path), None, exc.issues[0].message.removeprefix(f"{path}: ").removeprefix(f"{path} "))]
 
 
-def read_rows(arguments: Sequence[str], preprocessing: dict[str, Any], **_) -> list[Item]:
-    """A CSV's rows; the feature columns by name, encoded as training did. Every column comes back as
-    the file has it (cells as text, an empty one empty): the parsed values only feed the model."""
-    from ..data.sources import read_utf8
-    from ..data.tabular import encode_columns, read_table, require_columns
-    from ..data.text import read_cells
-
-    columns = fitted(preprocessing, "table")["columns"]
-    path = _one_file(arguments, "CSV")
+def _readable_text(path: Path) -> list[Item] | None:
+    """None for a text table that is UTF-8 (or a Parquet file); else the one item it is, reported."""
+    if format_of(path) == "parquet":
+        return None
     try:
         read_utf8(path, None)
     except SpecError as exc:
         return _unreadable(path, exc)
-    frame = read_table(str(path), ",")  # bounded in columns, parsed: what the model reads
+    return None
+
+
+def read_rows(arguments: Sequence[str], preprocessing: dict[str, Any], **_) -> list[Item]:
+    """A table's rows; the feature columns by name, encoded as training did. Every column comes back
+    as the file has it (a CSV's cells as text, an empty one empty; a Parquet file's as typed): the
+    parsed values only feed the model."""
+    from .tabular import encode_columns, read_table, require_columns
+    from .text import read_cells
+
+    columns = fitted(preprocessing, "table")["columns"]
+    path = _one_file(arguments, "CSV")
+    unreadable = _readable_text(path)
+    if unreadable is not None:
+        return unreadable
+    frame = read_table(str(path))  # bounded in columns, parsed: what the model reads
     require_columns(frame, [c["name"] for c in columns], str(path), "features")
-    extras = read_cells(path, ",", None).to_dict("records")  # as written, for the output
+    fmt = format_of(path)  # the rows as written, for the output
+    extras = records(frame) if fmt == "parquet" else read_cells(path, separator_of(fmt), None).to_dict("records")
     try:
         x = torch.from_numpy(encode_columns(columns, frame, str(path)))
         return [Item(f"row {i + 1}", x[i], extra=extras[i]) for i in range(len(frame))]
@@ -83,7 +98,7 @@ def tokenizer_of(data: dict[str, Any], folder: Path | None):
     """The fitted tokenizer: inline (a run's weights) or tokenizer.json beside an export."""
     from tokenizers import Tokenizer
 
-    from ..data.text import _fixed_length
+    from .text import _fixed_length
 
     stored = data["tokenizer"]
     if isinstance(stored, str):  # a file name, in an export folder
@@ -106,8 +121,7 @@ def read_texts(arguments: Sequence[str], preprocessing: dict[str, Any], column: 
                folder: Path | None = None, **_) -> list[Item]:
     """One text per line of a text file, or a column (`--column`, default `text`) of a .csv/.tsv/.jsonl
     file (suffixes in any case), whose columns come back as the file has them."""
-    from ..data.sources import read_utf8
-    from ..data.text import encode_texts, is_text_table, read_text_table, texts_of
+    from .text import encode_texts, is_text_table, read_text_table, texts_of
 
     data = fitted(preprocessing, "text")
     path = _one_file(arguments, "text")
@@ -146,17 +160,15 @@ def read_series(arguments: Sequence[str], preprocessing: dict[str, Any], last: b
     is reported with that row; the others are still predicted."""
     from bisect import bisect_left, bisect_right
 
-    from ..data.sources import read_utf8
-    from ..data.tabular import read_table, require_columns
-    from ..data.time_series import apply_scaler, last_known, model_values, read_values
+    from .tabular import read_table, require_columns
+    from .time_series import apply_scaler, last_known, model_values, read_values
 
     data = fitted(preprocessing, "time_series")
     path = _one_file(arguments, "CSV")
-    try:
-        read_utf8(path, None)
-    except SpecError as exc:
-        return _unreadable(path, exc)
-    frame = read_table(str(path), ",")
+    unreadable = _readable_text(path)
+    if unreadable is not None:
+        return unreadable
+    frame = read_table(str(path))
     columns, window, difference = data["columns"], data["window"], data["difference"]
     require_columns(frame, columns, str(path), "features")
     levels, bad = read_values(frame, columns)  # (rows, C), NaN where a row is bad
@@ -215,3 +227,29 @@ def _units_before_targets_had_their_own(data: dict[str, Any]) -> dict[str, Any]:
     scaler = data["scaler"]
     return {"scale": [scaler["scale"][j] for j in index], "offset": [scaler["offset"][j] for j in index],
             "base": data["difference"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# labelled data for `modelspec evaluate --data`
+
+
+def labelled_rows(path: Path, preprocessing: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """New labelled rows (a table with the target columns), encoded with what training fitted."""
+    from .tabular import encode_columns, encode_target, read_table, require_columns
+
+    table = fitted(preprocessing, "table")
+    frame = read_table(str(path), key="path")  # its format by its suffix
+    require_columns(frame, [c["name"] for c in table["columns"]] + table["target"]["columns"], str(path), "path")
+    x = torch.from_numpy(encode_columns(table["columns"], frame, str(path)))
+    return x, encode_target(table["target"], frame, str(path))
+
+
+def labelled_texts(data, path: Path, preprocessing: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """New labelled texts in the spec's layout (`data`: its text kind), tokenised as in training."""
+    from .sources import encode_targets
+    from .text import encode_texts, read_texts
+
+    text = fitted(preprocessing, "text")
+    texts, labels = read_texts(data, str(path), "path")
+    x = encode_texts(tokenizer_of(text, None), texts)
+    return x, encode_targets(labels, data.target_kind, text["target"]["classes"], str(path))

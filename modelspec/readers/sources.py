@@ -1,7 +1,8 @@
 """What opening a data set gives: its splits as `Source`s, the validation carve, what was fitted.
 
-Each data kind has its own module here (images, synthetic, tabular, text, time_series) with one
-`open_*` function, which its spec class calls; this module holds what they share.
+Each data kind has its own reader module here (images, synthetic, tabular, text, time_series) with
+one `open_*` function, which its spec class calls; this module holds what they share, and `Item`,
+one raw input read for `modelspec predict`.
 
 Targets, the contract the runner relies on: int64 (N,) class indices for `classes`; float32 (N,) or
 (N, T) for 0/1 (`binary`, several columns: multi-label) and real-valued (`real`) targets.
@@ -9,7 +10,6 @@ Targets, the contract the runner relies on: int64 (N,) class indices for `classe
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import SpecError
+from .extras import optional_import  # noqa: F401 - the readers' one way to import an extra
 
 
 @dataclass
@@ -31,6 +32,17 @@ class Source:
     is_image: bool  # uint8 images that `to_tensor` scales to [0, 1]
     class_names: list[str] | None = None  # names of the class indices, stored with the weights
     target_names: list[str] | None = None  # the target columns (tables, series)
+
+
+@dataclass
+class Item:
+    """One raw input for `modelspec predict`: its name (a file, a row), the model input, or why
+    there is none."""
+
+    name: str
+    x: torch.Tensor | None
+    error: str | None = None
+    extra: dict[str, Any] | None = None  # columns a table row brings along, kept in the output
 
 
 @dataclass
@@ -56,15 +68,6 @@ def tensor_source(x: torch.Tensor, y: torch.Tensor, num_classes: int | None, cla
                   target_names: list[str] | None = None) -> Source:
     """A split already encoded as tensors (tables, texts, series)."""
     return Source(torch.utils.data.TensorDataset(x, y), y, x, num_classes, False, class_names, target_names)
-
-
-def optional_import(module: str, extra: str = "data"):
-    """A package of an extra, imported where it is used; missing, one message naming the install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise SpecError(f"this data kind needs the Python package '{module}', which is not installed",
-                        path=("data", "dataset"), hint=f"pip install 'modelspec[{extra}]'") from None
 
 
 def read_utf8(path, key: str | None = "path") -> str:

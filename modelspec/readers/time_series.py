@@ -1,4 +1,4 @@
-"""Time series: a CSV ordered by time -> (N, window, F) float32 windows and their targets.
+"""Time series: a table (CSV, TSV, Parquet) ordered by time -> (N, window, F) float32 windows and their targets.
 
 Row i of the file is the level x[i]. The windows hold the levels, or with `difference` their first
 changes (step i: x[i+1] - x[i]). A window's last known level is x[t]; the model learns x[t+h] for
@@ -26,7 +26,8 @@ import torch
 from ..errors import SpecError
 from .sources import Opened, optional_import, tensor_source
 from .columns import check_spec_columns
-from .tabular import SHOWN, holds, read_table, require_columns
+from .tabular import SHOWN, holds, read_spec_table, read_table, require_columns
+from .tables import format_of
 
 
 def fit_scaler(kind: str, values: np.ndarray) -> dict[str, Any]:
@@ -126,7 +127,7 @@ def samples(scaled: np.ndarray, levels: np.ndarray, starts: np.ndarray,
 def labelled_samples(path: str, fitted: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Every window of a new series (`evaluate --data`) whose target row is in the file, with its
     target, through what training fitted."""
-    frame = read_table(path, ",", key="path")
+    frame = read_table(path, key="path")  # its format by its suffix
     require_columns(frame, fitted["columns"], path, "path")
     levels, bad = read_values(frame, fitted["columns"])
     if bad.rows:
@@ -170,13 +171,18 @@ def check_spans(data, rows: int) -> tuple[int, int]:
     return val_start, test_start
 
 
-def count_rows(path: str, limit: int = 256 << 20) -> int | None:
-    """The data rows of a CSV (non-blank lines after the header, as pandas reads them), or None
-    for what is no file, or one over `limit` bytes: validate reads no more than that."""
+def count_rows(path: str, limit: int = 256 << 20, format: str | None = None) -> int | None:
+    """The data rows of a table: a CSV's non-blank lines after the header, as pandas reads them, a
+    Parquet file's row count from its footer; None for what is no file, or a CSV over `limit`
+    bytes: validate reads no more than that."""
     from pathlib import Path
 
     try:
-        if not Path(path).is_file() or Path(path).stat().st_size > limit:
+        if not Path(path).is_file():
+            return None
+        if format_of(path, format) == "parquet":
+            return _parquet_rows(path)
+        if Path(path).stat().st_size > limit:
             return None
         with open(path, "rb") as handle:
             return max(0, sum(1 for line in handle if line.strip()) - 1)
@@ -184,8 +190,18 @@ def count_rows(path: str, limit: int = 256 << 20) -> int | None:
         return None
 
 
+def _parquet_rows(path: str) -> int | None:
+    """A Parquet file's row count, from its footer; None where it cannot be read (reading it for
+    real says why)."""
+    pq = optional_import("pyarrow.parquet")
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError):
+        return None
+
+
 def open_time_series(data, seed: int) -> Opened:  # noqa: ARG001 - chronological splits need no seed
-    frame = read_table(data.path, data.separator)
+    frame = read_spec_table(data, "path")
     columns = list(dict.fromkeys(data.features + data.targets))
     check_spec_columns(data, [str(c) for c in frame.columns], data.path)  # at features / targets, as validate
     levels, bad = read_values(frame, columns)  # (rows, C)

@@ -9,13 +9,14 @@ test and unreadable images end as one `SpecError` that names the folder or the f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 
 from ..errors import SpecError
-from .sources import Opened, Source, carve
+from .sources import Item, Opened, Source, carve
 
-_TORCHVISION = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def _cause(exc: Exception) -> str:
@@ -36,7 +37,7 @@ def expected_folder(data, cls) -> Path:
 def _torchvision_split(data, train: bool) -> Source:
     import torchvision
 
-    cls = getattr(torchvision.datasets, _TORCHVISION[data.dataset])
+    cls = getattr(torchvision.datasets, data.torchvision_class)
     folder = expected_folder(data, cls)
     existed = [p for p in (folder, *folder.parents) if p.exists()]
     # torchvision fails with "Dataset not found", "Error downloading", a URLError, and, for a damaged
@@ -217,3 +218,73 @@ def open_image_folder(data, seed: int) -> Opened:
     source = _folder_source(data, train, classes)
     train_idx, val_idx = carve(len(source.targets), data.val_split, seed)
     return Opened(source, test, train_idx, val_idx)
+
+
+# --------------------------------------------------------------------------------------------------
+# raw images for predict and evaluate: `prepare` turns a PIL image into the model's input
+
+
+def image_files(arguments: Sequence[str]) -> list[Path]:
+    """Files as given, folders expanded to their images (sorted, recursively)."""
+    files: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise SpecError(f"{path} holds no image files", hint="suffixes: " + ", ".join(sorted(IMAGE_SUFFIXES)))
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise SpecError(f"no such input: {path}", hint="give image files or folders")
+    return files
+
+
+def read_image_items(arguments: Sequence[str], prepare: Callable[[Any], torch.Tensor]) -> list[Item]:
+    """One item per image file; a file that cannot be read is that item's error, the rest go on."""
+    from PIL import Image
+
+    items = []
+    for path in image_files(arguments):
+        try:
+            with Image.open(path) as image:
+                items.append(Item(str(path), prepare(image)))
+        except image_errors() as exc:  # that one file's problem (a decompression bomb too); the rest go on
+            items.append(Item(str(path), None, f"cannot read the image: {image_problem(exc)}"))
+    return items
+
+
+def labelled_images(folder: Path, class_names: list[str],
+                    prepare: Callable[[Any], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """New labelled images, one folder per class named as in training: (N, C, H, W) inputs and the
+    class indices of the model's classes."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        dataset = ImageFolder(str(folder))
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise SpecError(f"cannot read the image folder {folder}: {exc}",
+                        hint="give a folder with one sub-folder of images per class") from None
+    unknown = sorted(set(dataset.classes) - set(class_names))
+    if unknown:
+        raise SpecError(f"{folder} has classes the model was not trained on: {', '.join(unknown)}",
+                        hint="the model's classes: " + ", ".join(class_names))
+    samples, labels = [], []
+    for path, label in dataset.samples:
+        samples.append(_labelled_image(path, prepare))
+        labels.append(class_names.index(dataset.classes[label]))
+    return torch.stack(samples), torch.tensor(labels)
+
+
+def _labelled_image(path: str, prepare: Callable[[Any], torch.Tensor]) -> torch.Tensor:
+    """One labelled image, prepared; one that cannot be read (truncated, not an image, a decompression
+    bomb) is an error naming it: its label would be missing from the measure."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return prepare(image)
+    except image_errors() as exc:
+        raise SpecError(f"cannot read the image {path}: {image_problem(exc)}",
+                        hint="remove or replace the file, and evaluate again") from None

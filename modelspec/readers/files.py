@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 
 from ..errors import SpecError, SpecIssue
-from .columns import check_spec_columns, read_header
+from .columns import check_spec_columns
+from .tables import table_header
 
 # The keys whose file holds the rows the columns are named in (a tokenizer file holds no columns).
 TABLE_KEYS = ("path", "test_path")
@@ -25,9 +26,27 @@ def kind_problem(file: str, takes_file: bool = True, takes_folder: bool = False)
     return f"no file or folder at {file}"  # nothing, or nothing to read (a pipe, a device)
 
 
+def format_key(data) -> tuple[str, str] | None:
+    """Where a table's format mismatch is located: at `data.format` where the spec names one."""
+    return ("data", "format") if getattr(data, "format", None) else None
+
+
+def _table(data, key: str, file: str) -> tuple[str, str] | None:
+    """(format, separator) of a file at a key whose file holds the named columns in a header; None
+    where there is no header to check (a folder, JSON lines, a tokenizer)."""
+    where = FilePath(file)
+    if key not in TABLE_KEYS or not where.is_file():
+        return None
+    if where.suffix.lower() == ".jsonl" and not getattr(data, "format", None):
+        return None
+    return data.table_format(file)
+
+
 def check_named_files(data) -> None:
     """Every file a `file_keys` key names is a file (a folder where `folder_keys` has the key);
-    every table among them has the named columns. All problems are raised together, each at its key."""
+    every table among them has the named columns (`data.table_format(file)`: its format and
+    separator, or None for a file without a header to check). All problems are raised together,
+    each at its key."""
     issues: list[SpecIssue] = []
     for key in dict.fromkeys(data.file_keys + data.folder_keys):
         file = getattr(data, key, None)
@@ -38,11 +57,11 @@ def check_named_files(data) -> None:
             issues.append(SpecIssue(problem, ("data", key),
                                     "check the path (relative paths start at the working folder)"))
             continue
-        separator = data.table_separator(file) if key in TABLE_KEYS else None
-        if separator is None:
+        table = _table(data, key, file)
+        if table is None:
             continue
         try:
-            header = read_header(file, separator, key)
+            header = table_header(file, *table, key, format_key(data))
             check_spec_columns(data, header, file, key)
         except SpecError as exc:
             issues += exc.issues
