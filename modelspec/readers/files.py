@@ -10,9 +10,6 @@ from ..errors import SpecError, SpecIssue
 from .columns import check_spec_columns
 from .tables import table_header
 
-# The keys whose file holds the rows the columns are named in (a tokenizer file holds no columns).
-TABLE_KEYS = ("path", "test_path")
-
 
 def kind_problem(file: str, takes_file: bool = True, takes_folder: bool = False) -> str | None:
     """What is wrong with the path `file` for a key that takes a file, a folder or either: nothing
@@ -35,7 +32,7 @@ def _table(data, key: str, file: str) -> tuple[str, str] | None:
     """(format, separator) of a file at a key whose file holds the named columns in a header; None
     where there is no header to check (a folder, JSON lines, a tokenizer)."""
     where = FilePath(file)
-    if key not in TABLE_KEYS or not where.is_file():
+    if key not in data.table_keys or not where.is_file():
         return None
     if where.suffix.lower() == ".jsonl" and not getattr(data, "format", None):
         return None

@@ -88,6 +88,9 @@ class DataBase(LoaderSettings):
     # The keys that name a folder (a key in both takes either): a file where a folder is expected, or
     # the reverse, is refused at the key.
     folder_keys: ClassVar[tuple[str, ...]] = ()
+    # The file keys whose file is a table with a header row (CSV, TSV, Parquet) that holds the columns
+    # `column_keys` name: validate reads that header, and only that.
+    table_keys: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _more_than_one_class(self):

@@ -121,6 +121,7 @@ class CsvData(DataBase):
     """The number of classes: checked against the data, and lets validate check shapes."""
 
     file_keys: ClassVar[tuple[str, ...]] = ("path", "test_path")
+    table_keys: ClassVar[tuple[str, ...]] = ("path", "test_path")
     column_keys: ClassVar[tuple[str, ...]] = ("target", "features", "columns")
 
     unknown_shape_note: ClassVar[str] = (

@@ -28,6 +28,7 @@ class TextData(DataBase):
     """Labelled texts: a table or JSON lines file, or a folder of class folders of .txt files."""
     file_keys = ("path", "test_path", "tokenizer")  # checked at validate time (DataBase.check_files)
     folder_keys = ("path", "test_path")  # a file of texts, or a folder of class folders
+    table_keys = ("path", "test_path")  # where a file: a table of texts and labels (or JSON lines)
     column_keys = ("text_column", "label_column")  # in a table's header
     path: Annotated[str, DATA_LOCATION]
     """A .csv, .tsv, .parquet or .jsonl file with a text and a label column, or a folder with one

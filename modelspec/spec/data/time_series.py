@@ -22,6 +22,7 @@ class TimeSeriesData(DataBase):
     dataset: Literal["time_series"]
     """A time series: one table row per time step, oldest first."""
     file_keys = ("path",)  # checked at validate time (DataBase.check_files), as the keys below
+    table_keys = ("path",)
     column_keys = ("features", "targets")
     path: Annotated[str, DATA_LOCATION]
     """The series: a table file (.csv or .tsv with a header row, or .parquet / .pq), one row per
