@@ -31,3 +31,11 @@ def test_bench_grid_smoke(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ratio" in done.stdout and done.stdout.strip().splitlines()[-1].split()[0] == "2", done.stdout
+
+
+@pytest.mark.slow
+def test_bench_stacked_optim_smoke(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_stacked_optim.py"), "--smoke"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ratio to stacked") == 6, done.stdout  # two kinds, three ways each
