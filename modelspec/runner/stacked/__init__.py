@@ -1,5 +1,6 @@
 """Many runs as one: the pieces that train a pack of runs stacked along a first dim (R, ...)."""
 
 from .optim import StackedOptimizer, Unpackable
+from .schedule import StackedSchedules
 
-__all__ = ["StackedOptimizer", "Unpackable"]
+__all__ = ["StackedOptimizer", "StackedSchedules", "Unpackable"]
