@@ -51,7 +51,7 @@ class StackedSchedules:
     def step_epoch(self, monitored: Sequence[float | None], active: Sequence[bool] | None = None) -> None:
         """After an epoch: the others; plateau reads the run's monitored value (`monitored[i]`)."""
         for i in self._stepping(active):
-            self._step(i, lambda scheduler: self.specs[i].step_epoch(scheduler, monitored[i]))
+            self._step(i, lambda scheduler, i=i: self.specs[i].step_epoch(scheduler, monitored[i]))
 
     def _stepping(self, active: Sequence[bool] | None) -> list[int]:
         return [i for i, s in enumerate(self.schedulers) if s is not None and (active is None or active[i])]
