@@ -14,6 +14,7 @@ weights, run.json and confusion matrix files).
     python bench/bench_grid.py --runs 1000 --per-run   # modelspec's time per run, by tenths of the grid
     python bench/bench_grid.py --runs 64 --waits       # where each side's wall time goes: CPU, load, waits
     python bench/bench_grid.py --runs 64 --interleave 8   # both sides as alternating grids of 8: the same load
+    python bench/bench_grid.py --runs 64 --executor vmap  # modelspec's side packed (#22; bench_vmap.py: all three)
 
 Both sides run in this one process with one torch thread, alternately, each on fresh folders, as
 many rounds as `--repeat` says; the figures are the fastest round's wall seconds per grid of each
@@ -102,14 +103,26 @@ def hand_written(runs: int, epochs: int, size: int, folder: Path, x: torch.Tenso
         writer.close()
 
 
-def modelspec_grid(runs: int, epochs: int, size: int, folder: Path, overrides: list[str]) -> None:
+def modelspec_grid(runs: int, epochs: int, size: int, folder: Path, overrides: list[str], executor=None) -> list[str]:
+    """One grid through `run_grid` (one run after another, or by `executor`); the lines it logged."""
     from modelspec.load import loads_spec
     from modelspec.runner import run_grid
 
     text = SPEC.format(size=size, epochs=epochs, seeds=list(range(runs)))
     loaded = loads_spec(text, "tiny.yaml", [f"tracking.dir={folder}", *overrides])
-    result = run_grid(loaded, quiet=True, log=lambda _: None)
+    lines: list[str] = []
+    result = run_grid(loaded, quiet=True, log=lines.append, executor=executor)
     assert not result.failed, [o.reason for o in result.outcomes.values()]
+    return lines
+
+
+def make_executor(name: str, pack_size: int | None):
+    """None (run_grid's default: one run after another) or the vmap executor of issue #22."""
+    if name == "local":
+        return None
+    from modelspec.runner.vmap_grid import VmapExecutor
+
+    return VmapExecutor(pack_size=pack_size)
 
 
 def per_run(runs: int, epochs: int, size: int, overrides: list[str]) -> None:
@@ -120,7 +133,7 @@ def per_run(runs: int, epochs: int, size: int, overrides: list[str]) -> None:
     from modelspec.runner import grid
 
     times: list[float] = []
-    run_one = grid._Grid._run_one
+    run_one = grid.Grid.run_one
 
     def timed(self, *args, **kwargs):
         start = time.perf_counter()
@@ -129,12 +142,12 @@ def per_run(runs: int, epochs: int, size: int, overrides: list[str]) -> None:
         finally:
             times.append(time.perf_counter() - start)
 
-    grid._Grid._run_one = timed
+    grid.Grid.run_one = timed
     try:
         with tempfile.TemporaryDirectory(prefix="bench_grid_per_run_") as folder:
             modelspec_grid(runs, epochs, size, Path(folder), overrides)
     finally:
-        grid._Grid._run_one = run_one
+        grid.Grid.run_one = run_one
     step = max(runs // 10, 1)
     print(f"modelspec, {runs} runs: median ms per run by tenth of the grid")
     print("  " + " ".join(f"{1000 * statistics.median(times[i : i + step]):.1f}" for i in range(0, runs, step)))
@@ -221,7 +234,8 @@ def switches() -> tuple[int, int]:
     return counts.get("voluntary_ctxt_switches", 0), counts.get("nonvoluntary_ctxt_switches", 0)
 
 
-def waits(runs: int, epochs: int, size: int, overrides: list[str], x: torch.Tensor, y: torch.Tensor) -> None:
+def waits(runs: int, epochs: int, size: int, overrides: list[str], x: torch.Tensor, y: torch.Tensor,
+          executor=None) -> None:
     """Both sides once, each with its training thread's wall time split into CPU, waiting for a core
     (the machine's load) and blocked (waiting on something of its own), and modelspec's waits timed
     where it can wait."""
@@ -231,7 +245,7 @@ def waits(runs: int, epochs: int, size: int, overrides: list[str], x: torch.Tens
             if name == "hand":
                 hand_written(runs, epochs, size, Path(folder), x, y)
             else:
-                modelspec_grid(runs, epochs, size, Path(folder), overrides)
+                modelspec_grid(runs, epochs, size, Path(folder), overrides, executor)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             thread, ready, slices = (b - a for a, b in zip(before, schedstat()))
             voluntary, involuntary = (b - a for a, b in zip(switched, switches()))
@@ -243,7 +257,7 @@ def waits(runs: int, epochs: int, size: int, overrides: list[str], x: torch.Tens
 
 
 def interleaved(runs: int, chunk: int, epochs: int, size: int, overrides: list[str], x: torch.Tensor,
-                y: torch.Tensor) -> None:
+                y: torch.Tensor, executor=None) -> None:
     """Each side's `runs` as grids of `chunk` runs, the two sides alternating grid by grid, so that
     both meet the same load on a busy machine; the ratios of the sums. (A grid of `chunk` runs pays
     its per-grid costs runs/chunk times: the ratio is a little above a single grid's.)"""
@@ -255,7 +269,7 @@ def interleaved(runs: int, chunk: int, epochs: int, size: int, overrides: list[s
                 if name == "hand":
                     hand_written(chunk, epochs, size, Path(folder), x, y)
                 else:
-                    modelspec_grid(chunk, epochs, size, Path(folder), overrides)
+                    modelspec_grid(chunk, epochs, size, Path(folder), overrides, executor)
                 figures = {"wall": time.perf_counter() - start, "cpu": time.process_time() - start_cpu,
                            "ready": schedstat()[1] - start_ready}
                 sums[name] = {key: sums[name][key] + value for key, value in figures.items()}
@@ -277,7 +291,12 @@ def main() -> None:
     parser.add_argument("--per-run", action="store_true", help="only modelspec, each run timed: the median of each tenth")
     parser.add_argument("--interleave", type=int, metavar="CHUNK", help="each side as grids of CHUNK runs, alternating")
     parser.add_argument("--waits", action="store_true", help="each side once: its training thread's CPU, waits for a core, blocked time")
+    parser.add_argument("--executor", choices=("local", "vmap"), default="local",
+                        help="how modelspec's side runs its grid: one run after another, or packed (#22)")
+    parser.add_argument("--pack-size", type=int, help="with --executor vmap: runs per pack at most")
     args = parser.parse_args()
+    if args.per_run and args.executor != "local":
+        parser.error("--per-run times the runs of a sequential grid one by one: a pack trains its runs at once")
     if args.smoke:
         args.runs, args.epochs, args.size, args.repeat = [2], 2, 128, 1
     torch.set_num_threads(1)
@@ -286,20 +305,23 @@ def main() -> None:
 
     data = loads_spec(SPEC.format(size=args.size, epochs=1, seeds=[0]), "tiny.yaml").spec.data
     source = synthetic_split(data, train=True)
-    print(f"tiny MLP, {args.size} samples, batch 64, {args.epochs} epochs per run; torch {torch.__version__}, 1 thread")
+    executor = make_executor(args.executor, args.pack_size)
+    print(f"tiny MLP, {args.size} samples, batch 64, {args.epochs} epochs per run; torch {torch.__version__}, 1 thread;"
+          f" modelspec's executor: {args.executor}")
     with tempfile.TemporaryDirectory() as folder:  # imports and first-use costs, untimed
-        modelspec_grid(1, 1, args.size, Path(folder), args.set)
+        modelspec_grid(2, 1, args.size, Path(folder), args.set, executor)
     if args.per_run:
         for runs in args.runs:
             per_run(runs, args.epochs, args.size, args.set)
         return
     if args.interleave:
         for runs in args.runs:
-            interleaved(runs, args.interleave, args.epochs, args.size, args.set, source.tensors, source.targets)
+            interleaved(runs, args.interleave, args.epochs, args.size, args.set, source.tensors, source.targets,
+                        executor)
         return
     if args.waits:
         for runs in args.runs:
-            waits(runs, args.epochs, args.size, args.set, source.tensors, source.targets)
+            waits(runs, args.epochs, args.size, args.set, source.tensors, source.targets, executor)
         return
     print(f"{'runs':>5} {'hand s':>8} {'modelspec s':>12} {'ratio':>6} {'hand ms/ep':>11} {'ms ms/ep':>9}"
           f" {'hand cpu s':>11} {'ms cpu s':>9} {'cpu ratio':>9} {'own ratio':>9}")
@@ -315,7 +337,7 @@ def main() -> None:
                     if name == "hand":
                         hand_written(runs, args.epochs, args.size, Path(folder), source.tensors, source.targets)
                     else:
-                        modelspec_grid(runs, args.epochs, args.size, Path(folder), args.set)
+                        modelspec_grid(runs, args.epochs, args.size, Path(folder), args.set, executor)
                     wall, ready = time.perf_counter() - start, schedstat()[1] - start_ready
                     figures = {"wall": wall, "cpu": time.process_time() - start_cpu, "own": wall - ready}
                     best[name] = {key: min(best[name][key], value) for key, value in figures.items()}

@@ -66,17 +66,24 @@ def build_model(loaded: "LoadedSpec", run: str | None = None) -> "nn.Module":
 
 
 def run_grid(loaded: "LoadedSpec", *, resume: str | Path | None = None, quiet: bool = True,
-        fail_fast: bool = False, log: Callable[[str], None] = print) -> "GridResult":
-    """Train every run of the grid one after another here, as `modelspec run` does (runs that export
-    after training export too); `resume` continues a grid folder. Returns the grid's result: its
-    folder, each run's outcome and rows, and which failed."""
+        fail_fast: bool = False, log: Callable[[str], None] = print, executor: str | None = None,
+        **options: Any) -> "GridResult":
+    """Train every run of the grid, as `modelspec run` does (runs that export after training export
+    too); `resume` continues a grid folder. `executor` is `--executor` (`local`: one run after another,
+    the default; `vmap`: packed; `ray`), `options` its command-line options by their Python names
+    (`pack_size=16`, `address="auto"`). Returns the grid's result: its folder, each run's outcome and
+    rows, and which failed."""
     from .export.pipeline import export_after_run
+    from .runner.executor import make_executor
+    from .runner.folder import stored_executor
     from .runner.grid import run_grid as _run_grid
     from .runner.memory import steady_allocator
 
+    folder = Path(resume) if resume is not None else None
+    chosen = make_executor(executor, stored_executor(folder) if folder is not None else None, options)
     steady_allocator()
-    return _run_grid(loaded, resume_folder=Path(resume) if resume is not None else None, quiet=quiet,
-                    fail_fast=fail_fast, log=log, exporter=export_after_run)
+    return _run_grid(loaded, resume_folder=folder, quiet=quiet, fail_fast=fail_fast, log=log,
+                     exporter=export_after_run, executor=chosen)
 
 
 def export_run(target: str | Path, out: str | Path | None = None, formats: Sequence[str] | None = None, *,

@@ -39,3 +39,42 @@ def test_bench_stacked_optim_smoke(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("ratio to stacked") == 6, done.stdout  # two kinds, three ways each
+
+
+@pytest.mark.slow
+def test_bench_grid_smoke_with_the_vmap_executor_and_per_run(tmp_path):
+    bench = str(REPO / "bench" / "bench_grid.py")
+    done = subprocess.run([sys.executable, bench, "--smoke", "--executor", "vmap"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "modelspec's executor: vmap" in done.stdout and done.stdout.strip().splitlines()[-1].split()[0] == "2"
+    done = subprocess.run([sys.executable, bench, "--smoke", "--per-run"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "modelspec, 2 runs: median ms per run" in done.stdout, done.stdout
+    done = subprocess.run([sys.executable, bench, "--smoke", "--per-run", "--executor", "vmap"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "--per-run times the runs of a sequential grid" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_bench_vmap_smoke_times_both_grids(tmp_path):
+    # The smoke's Fashion-MNIST images are synthetic, written to a temporary folder: no data set needed.
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_vmap.py"), "--smoke"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["runs"])
+    assert [line.split()[0] for line in lines[header + 1 : header + 3]] == ["1", "3"], done.stdout
+    assert all(len(line.split()) == 12 for line in lines[header + 1 : header + 3]), done.stdout
+    assert "synthetic images" in done.stdout and "s/v wall" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+def test_bench_vmap_refuses_to_time_runs_that_did_not_pack(tmp_path):
+    # Runs under mixed precision train alone: a benchmark of them would not measure packing at all.
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_vmap.py"), "--smoke", "--only", "tiny",
+                           "--set", "train.amp=bf16"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "expected all 3 runs packed, 0 were" in done.stderr
+    assert "trains alone: mixed precision (train.amp)" in done.stderr

@@ -256,13 +256,13 @@ def _evaluation(ranks: Ranks) -> tuple[dict[str, float], torch.Tensor]:
     """The `bn` network, freshly seeded, evaluated on the validation split by these ranks."""
     from modelspec.compile import build_from_shapes
     from modelspec.data import make_feeds, prepare_data
-    from modelspec.runner.loop import Parts, _resolve, evaluate
+    from modelspec.runner.loop import Parts, resolve_run, evaluate
     from modelspec.runner.metrics import MetricSet
 
     plan = loads_spec(SPEC, "spec.yaml").runs()[1]
     spec, cpu = plan.spec, torch.device("cpu")
     prepared = prepare_data(spec.data, spec.seed, cpu, log=lambda _: None)
-    shapes, task = _resolve(plan, prepared)
+    shapes, task = resolve_run(plan, prepared)
     torch.manual_seed(0)
     model = build_from_shapes(shapes)
     val = ranks.shard_feeds(make_feeds(prepared, spec.data, None, spec.seed))[1]

@@ -228,7 +228,7 @@ def _kill_group(process: subprocess.Popen) -> None:
     (["--executor", "dask"], "--executor dask: no such executor"),
     (["--executor", "ray", "--gpus-per-run", "1.5"], "--gpus-per-run 1.5: Ray shares a GPU by fractions below 1"),
     (["--executor", "ray", "--cpus-per-run", "0"], "--cpus-per-run 0: a run needs some CPU"),
-    (["--executor", "ray", "--nproc", "2"], "--executor ray runs each run as one Ray task; it does not go with"),
+    (["--executor", "ray", "--nproc", "2"], "--executor ray trains runs its own way; it does not go with"),
 ])
 @needs_ray
 def test_ray_options_that_cannot_work_are_usage_errors(tmp_path, monkeypatch, args, message):

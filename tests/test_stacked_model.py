@@ -13,13 +13,16 @@ from functools import lru_cache
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
 
 from modelspec.compile import infer_shapes
+from modelspec.compile.finetune import prepare_finetuning
 from modelspec.load import loads_spec
 from modelspec.runner import loop, run_grid
 from modelspec.runner.stacked import StackedModel, StackedOptimizer, Unpackable
 from modelspec.runner.stacked import model as stacked_model
-from modelspec.runner.stacked.model import build_run, packable
+from modelspec.runner.stacked.model import build_run, packable, unpackable_reason
 
 R, N, STEPS = 3, 8, 4
 SEEDS = [1, 2, 3]
@@ -81,10 +84,38 @@ NETWORKS = {
 }
 
 
+# Networks with dropout: each run draws its own masks, the ones it draws alone.
+DROPOUT = {
+    "mlp-dropout": _spec("[10]", """\
+  - linear: {out_features: 16}
+  - relu
+  - dropout: {p: 0.3}
+  - linear: {out_features: num_classes}"""),
+    "cnn-dropout2d": _spec("[2, 8, 8]", """\
+  - conv: {out_channels: 4, kernel_size: 3, padding: 1}
+  - dropout2d: {p: 0.3}
+  - relu
+  - pool: {kernel_size: 2}
+  - flatten
+  - dropout: {p: 0.5}
+  - linear: {out_features: num_classes}"""),
+    "residual-dropout": _spec("[2, 6, 6]", """\
+  - dropout: {p: 0.2}
+  - conv: {out_channels: 4, kernel_size: 3, padding: 1, name: stem}
+  - relu
+  - dropout2d: {p: 0.25}
+  - conv: {out_channels: 4, kernel_size: 3, padding: 1, name: main}
+  - add: {from: [main, stem]}
+  - global_pool
+  - dropout: {p: 0.4}
+  - linear: {out_features: num_classes}"""),
+}
+
+
 @lru_cache
 def _network(name: str):
-    """(shapes, input shape) of a network of NETWORKS."""
-    spec = loads_spec(NETWORKS[name], f"{name}.yaml").runs()[0].spec
+    """(shapes, input shape) of a network of NETWORKS or DROPOUT."""
+    spec = loads_spec((NETWORKS | DROPOUT)[name], f"{name}.yaml").runs()[0].spec
     data = spec.data
     return infer_shapes(spec.layers, tuple(data.input_shape), data.num_classes, tokens=data.tokens), tuple(data.input_shape)
 
@@ -204,10 +235,6 @@ def test_unstacked_weights_load_into_the_runs_own_network(name):
 
 # name: (input shape, layers, what the reason says)
 REFUSED = {
-    "dropout": ("[10]", ["linear: {out_features: 8}", "dropout: {p: 0.2}", "linear: {out_features: num_classes}"],
-                "draws a random mask"),
-    "dropout2d": ("[2, 6, 6]", ["conv: {out_channels: 3, kernel_size: 3}", "dropout2d: {p: 0.2}", "flatten",
-                                "linear: {out_features: num_classes}"], "draws a random mask"),
     "lstm": ("[5, 3]", ["lstm: {hidden_size: 4, output: last}", "linear: {out_features: num_classes}"],
              "no batching rule"),
     "gru": ("[5, 3]", ["gru: {hidden_size: 4, output: last}", "linear: {out_features: num_classes}"],
@@ -227,14 +254,13 @@ def test_packable_refuses_what_vmap_cannot_compute_as_the_run_does(name, monkeyp
     shapes = infer_shapes(spec.layers, shape, spec.data.num_classes)
     with pytest.raises(Unpackable, match=reason):
         StackedModel(shapes, SEEDS)
-    # The reason is real: stacked anyway, the training forward fails under vmap (dropout: it draws
-    # random numbers, which the pack's vmap refuses rather than draw other masks than the runs').
+    # The reason is real: stacked anyway, the training forward fails under vmap.
     monkeypatch.setattr(stacked_model, "unpackable_reason", lambda model: None)
     stacked = StackedModel(shapes, SEEDS)
     with pytest.raises(RuntimeError, match="random operation|Batching rule not implemented|item"):
         stacked(torch.randn(R, N, *shape))
-    stacked.eval()  # evaluating, dropout is the identity and a cumulative batch norm reads no count
-    if "dropout" in name or "batchnorm" in name:
+    stacked.eval()  # evaluating, a cumulative batch norm reads no count
+    if "batchnorm" in name:
         assert stacked(torch.randn(R, N, *shape)).shape == (R, N, 4)
 
 
@@ -245,11 +271,226 @@ def test_packable_accepts_the_networks_that_stack(name):
 
 
 def test_dropout_drawn_in_a_pack_is_not_the_runs_own_draw():
-    """Why dropout is refused rather than stacked with vmap's randomness="different": the pack draws
-    every run's mask from one generator, so run i's is not the mask its own seed draws alone."""
+    """Why masks are drawn per run outside vmap rather than with vmap's randomness="different": that
+    draws every run's mask from one generator, so run i's is not the mask its own seed draws alone."""
     x = torch.ones(R, 1000)
     torch.manual_seed(SEEDS[0])
     packed = torch.vmap(lambda t: F.dropout(t, 0.5), randomness="different")(x)
     for i in range(1, R):
         torch.manual_seed(SEEDS[i])
         assert not torch.equal(packed[i], F.dropout(x[i], 0.5))
+
+
+# ---- dropout: each run draws its own masks, the ones it draws alone
+
+
+def _record_masks(stacked: StackedModel, monkeypatch) -> list[tuple[torch.Tensor, ...]]:
+    """What each training forward of `stacked` draws: per forward, per dropout call, masks (R, *noise)."""
+    drawn, draw = [], stacked._draw
+
+    def spy(x):
+        drawn.append(draw(x))
+        return drawn[-1]
+
+    monkeypatch.setattr(stacked, "_draw", spy)
+    return drawn
+
+
+def _alone(shapes, seed: int, batches, lr: float, prepare=None):
+    """Run `seed` built and trained alone with SGD: (model, generator state after the build, output
+    per step, (input, output) per dropout call, generator state at the end)."""
+    model = build_run(shapes, seed, prepare=prepare)
+    start, calls, outs = torch.get_rng_state(), [], []
+    for module in model.modules():
+        if isinstance(module, _DropoutNd):
+            module.register_forward_hook(lambda _, inp, out: calls.append((inp[0].detach().clone(), out.detach())))
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, foreach=False)
+    for x, y in batches:
+        optimizer.zero_grad()
+        out = model(x)
+        F.cross_entropy(out, y).backward()
+        optimizer.step()
+        outs.append(out.detach())
+    return model, start, outs, calls, torch.get_rng_state()
+
+
+def _train(stacked: StackedModel, batches, lrs: list[float]) -> list[torch.Tensor]:
+    optimizer = StackedOptimizer(stacked.params, "sgd", [{"lr": lr} for lr in lrs])
+    outs = []
+    for x, y in batches:
+        optimizer.zero_grad()
+        out = stacked(x)
+        sum(F.cross_entropy(out[i], y[i]) for i in range(R)).backward()
+        optimizer.step()
+        outs.append(out.detach())
+    return outs
+
+
+def _check_against_alone(stacked, drawn, starts, outs, batches, lrs, prepare=None, name="mlp-dropout"):
+    shapes, _ = _network(name)
+    for i, seed in enumerate(SEEDS):
+        own_batches = [(x[i], y[i]) for x, y in batches]
+        model, start, own_outs, calls, end = _alone(shapes, seed, own_batches, lrs[i], prepare)
+        assert torch.equal(starts[i], start)  # the generator starts where the run's build leaves torch's
+        masks = [step[c][i] for step in drawn for c in range(len(step))]
+        assert len(masks) == len(calls) > 0
+        for c, (mask, (inp, out)) in enumerate(zip(masks, calls)):
+            assert torch.equal(out, inp * mask), f"run {i} dropout call {c}"  # the run's own mask, bit for bit
+            assert (mask == 0).any() and (mask != 0).any()
+        assert torch.equal(stacked.rng_state(i), end)  # drew as much as the run alone, nothing else
+        for step, (mine, own) in enumerate(zip(outs, own_outs)):
+            assert torch.allclose(mine[i], own, rtol=0, atol=1e-6), (i, step, _max_diff(mine[i], own))
+        for k, v in model.state_dict().items():
+            mine = stacked.unstack(i)[k]
+            assert torch.allclose(mine.float(), v.float(), rtol=1e-5, atol=1e-6), (i, k, _max_diff(mine, v))
+    assert not torch.equal(drawn[0][0][0], drawn[0][0][1])  # each run its own masks
+
+
+@pytest.mark.parametrize("name", DROPOUT)
+def test_dropout_draws_each_runs_own_masks_as_it_trains_alone(name, monkeypatch):
+    shapes, input_shape = _network(name)
+    spec = loads_spec(DROPOUT[name], f"{name}.yaml").runs()[0].spec
+    assert packable(spec.layers, input_shape, spec.data.num_classes) is None
+    stacked = StackedModel(shapes, SEEDS)
+    drawn = _record_masks(stacked, monkeypatch)
+    starts = [stacked.rng_state(i) for i in range(R)]
+    lrs = [0.1, 0.05, 0.02]
+    batches = _batches(input_shape, STEPS)
+    outs = _train(stacked, batches, lrs)
+    _check_against_alone(stacked, drawn, starts, outs, batches, lrs, name=name)
+
+
+@pytest.mark.parametrize("name", ["cnn-dropout2d", "residual-dropout"])
+def test_evaluating_draws_no_mask(name):
+    shapes, input_shape = _network(name)
+    stacked = StackedModel(shapes, SEEDS).eval()
+    states = [stacked.rng_state(i) for i in range(R)]
+    ((x, _),) = _batches(input_shape)
+    with torch.no_grad():
+        out = stacked(x)
+    assert all(torch.equal(stacked.rng_state(i), states[i]) for i in range(R))
+    for i, seed in enumerate(SEEDS):
+        with torch.no_grad():
+            own = build_run(shapes, seed).eval()(x[i])
+        assert torch.allclose(out[i], own, rtol=0, atol=1e-6)
+    stacked.train()(x)
+    assert not torch.equal(stacked.rng_state(0), states[0])  # training again, it draws
+
+
+def test_rng_state_round_trip_redraws_the_same_masks(monkeypatch):
+    """A resumed run's generator state (a checkpoint's) gives back the masks it drew from there."""
+    shapes, input_shape = _network("cnn-dropout2d")
+    stacked = StackedModel(shapes, SEEDS)
+    drawn = _record_masks(stacked, monkeypatch)
+    ((x, _),) = _batches(input_shape)
+    saved = [stacked.rng_state(i).clone() for i in range(R)]
+    with torch.no_grad():
+        first = stacked(x)
+        for i in range(R):
+            stacked.set_rng_state(i, saved[i])
+        second = stacked(x)
+        assert torch.equal(first, second)
+        assert all(torch.equal(a, b) for a, b in zip(drawn[0], drawn[1]))
+        stacked.set_rng_state(2, saved[0])  # run 2 from run 0's state draws run 0's masks
+        stacked(x)
+    assert all(torch.equal(masks[2], first_masks[0]) for masks, first_masks in zip(drawn[2], drawn[0]))
+    assert not torch.equal(drawn[2][0][1], drawn[0][0][1])  # and run 1 its next ones
+
+
+def test_prepare_sets_each_run_up_as_alone_init_from_and_freeze(tmp_path, monkeypatch):
+    """The runner's fine-tuning set-up (train.init_from, train.freeze) applied to each run's network:
+    the loaded layer holds the file's weights in every run, frozen (no gradient, unmoved); the head
+    is each seed's own and trains; the masks are still each run's own."""
+    shapes, input_shape = _network("mlp-dropout")
+    source = build_run(shapes, seed=99).state_dict()
+    torch.save({k: v for k, v in source.items() if k.startswith("0.")}, tmp_path / "weights.pt")
+    prepare = lambda model: prepare_finetuning(model, str(tmp_path / "weights.pt"), ["0"])
+    stacked = StackedModel(shapes, SEEDS, prepare=prepare)
+    assert not stacked.params["0.weight"].requires_grad and stacked.params["3.weight"].requires_grad
+    for i in range(R):
+        assert torch.equal(stacked.unstack(i)["0.weight"], source["0.weight"])
+    assert not torch.equal(stacked.unstack(0)["3.weight"], stacked.unstack(1)["3.weight"])
+    drawn = _record_masks(stacked, monkeypatch)
+    starts = [stacked.rng_state(i) for i in range(R)]
+    lrs = [0.1, 0.05, 0.02]
+    batches = _batches(input_shape, STEPS)
+    head = stacked.params["3.weight"].detach().clone()
+    outs = _train(stacked, batches, lrs)
+    assert stacked.params["0.weight"].grad is None and stacked.params["0.bias"].grad is None
+    assert all(torch.equal(stacked.unstack(i)["0.weight"], source["0.weight"]) for i in range(R))
+    assert not torch.equal(stacked.params["3.weight"], head)
+    _check_against_alone(stacked, drawn, starts, outs, batches, lrs, prepare, "mlp-dropout")
+
+
+def test_the_runner_draws_its_masks_from_the_state_each_run_starts_from(tmp_path, monkeypatch):
+    """The premise, checked on the runner itself (a 1-epoch grid): after a run's build and fine-tuning
+    set-up, torch's global generator draws only its dropout masks, so the pack's per-run generator,
+    started from that state, is at each training batch where the run alone is."""
+    runs: list[list] = []  # per run: the generator state after its set-up, then before each training mask
+    prepare, forward = loop.prepare_finetuning, nn.Dropout.forward
+
+    def after_prepare(model, init_from, patterns):
+        counts = prepare(model, init_from, patterns)
+        runs.append([(torch.get_rng_state(), None)])
+        return counts
+
+    def dropout(self, x):
+        if self.training:
+            runs[-1].append((torch.get_rng_state(), tuple(x.shape)))
+        return forward(self, x)
+
+    monkeypatch.setattr(loop, "prepare_finetuning", after_prepare)
+    monkeypatch.setattr(nn.Dropout, "forward", dropout)
+    loaded = loads_spec(DROPOUT["mlp-dropout"], "mlp-dropout.yaml", [f"tracking.dir={tmp_path}", "train.epochs=2"])
+    assert not run_grid(loaded, quiet=True, log=lambda _: None).failed and len(runs) == R
+
+    shapes, input_shape = _network("mlp-dropout")
+    stacked = StackedModel(shapes, SEEDS)
+    assert len(runs[0]) > 4 and all(len(calls) == len(runs[0]) for calls in runs)
+    for step, (_, shape) in enumerate(runs[0]):
+        for i in range(R):
+            assert torch.equal(stacked.rng_state(i), runs[i][step][0]), (i, step)
+        if shape is not None:  # the next batch's masks (one dropout: one draw per batch)
+            stacked(torch.randn(R, shape[0], *input_shape))
+
+
+class _DropoutUses(nn.Module):
+    """Dropout as torch's other classes and other networks call it: channel dropout of 1-d and 3-d
+    inputs, batched and not, a transposed (non-contiguous) input, one module called twice, in place,
+    and p = 1. Only element-wise arithmetic, so the pack's forward is the run's bit for bit."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.randn(6, 4))
+        self.d1, self.d3 = nn.Dropout1d(0.4), nn.Dropout3d(0.3)
+        self.twice, self.inplace, self.all = nn.Dropout(0.5), nn.Dropout(0.3, inplace=True), nn.Dropout(1.0)
+
+    def forward(self, x):  # (N, 6, 4)
+        h = x * self.scale
+        kept = h + 1
+        self.inplace(kept)  # drops `kept` itself
+        return (self.d1(h), self.d1(h[0]), self.d3(h.reshape(-1, 6, 2, 2, 1)), self.d3(h.reshape(-1, 6, 2, 2)),
+                self.twice(self.twice(h.transpose(1, 2))), kept, self.all(h))
+
+
+def test_every_exact_dropout_class_and_use_draws_the_runs_own_masks(monkeypatch):
+    monkeypatch.setattr(stacked_model, "build_from_shapes", lambda shapes: _DropoutUses())
+    assert unpackable_reason(_DropoutUses()) is None
+    stacked = StackedModel(None, SEEDS)
+    xs = [torch.randn(R, N, 6, 4) for _ in range(2)]
+    outs = [stacked(x) for x in xs]
+    for i, seed in enumerate(SEEDS):
+        model = build_run(None, seed)
+        for x, out in zip(xs, outs):
+            own = model(x[i])
+            for k, (mine, theirs) in enumerate(zip(out, own)):
+                assert torch.equal(mine[i], theirs), (i, k)
+        assert torch.equal(stacked.rng_state(i), torch.get_rng_state())
+    assert (outs[0][5][0] == 0).any() and (outs[0][6] == 0).all()
+
+
+@pytest.mark.parametrize("module", [nn.AlphaDropout(0.2), nn.FeatureAlphaDropout(0.2)])
+def test_alpha_dropout_is_refused(module):
+    said = unpackable_reason(nn.Sequential(nn.Linear(4, 4), module))
+    assert said is not None and "draws a random mask" in said and type(module).__name__ in said
+    assert unpackable_reason(nn.Sequential(nn.Linear(4, 4), type(module)(0.0))) is None  # p 0 draws nothing

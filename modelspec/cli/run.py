@@ -26,9 +26,13 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SPEC, EXIT_TERMINATED, 
 NprocOpt = Annotated[int, typer.Option(
     "--nproc", min=1, help="Train each run with DDP on N processes of this machine (starts torchrun).")]
 ExecutorOpt = Annotated[Optional[str], typer.Option(
-    "--executor", metavar="local|ray",
-    help="local: one run after another in this process (the default); ray: each run a Ray task. "
-         "A resume runs as the grid was started unless given.")]
+    "--executor", metavar="local|vmap|ray",
+    help="local: one run after another in this process (the default); vmap: runs of one network trained "
+         "together as one stacked model; ray: each run a Ray task. A resume runs as the grid was started "
+         "unless given.")]
+PackSizeOpt = Annotated[Optional[int], typer.Option(
+    "--pack-size", min=1, help="With --executor vmap: the most runs trained together (default: as many as "
+                               "half the free memory holds by an estimate).")]
 AddressOpt = Annotated[Optional[str], typer.Option(
     "--address", help="With --executor ray: the cluster to join (auto, or ray://HOST:PORT); "
                       "without it Ray starts on this machine.")]
@@ -70,31 +74,13 @@ def _results_table(result: GridResult) -> Table:
     return table
 
 
-def _executor(kind: Optional[str], address: Optional[str], cpus: Optional[float], gpus: Optional[float],
-              stored: Optional[dict] = None):
-    """None (one run after another here) or Ray's executor, from the options and, on a resume, the
-    settings the grid was started with."""
-    stored = stored or {}
-    kind = kind or stored.get("kind", "local")
-    if kind not in ("local", "ray"):
-        raise SpecError(f"--executor {kind}: no such executor", hint="use --executor local or --executor ray")
-    if kind == "local":
-        given = [name for name, value in (("--address", address), ("--cpus-per-run", cpus),
-                                          ("--gpus-per-run", gpus)) if value is not None]
-        if given:
-            raise SpecError(f"{', '.join(given)} goes with --executor ray", hint="add --executor ray")
-        return None
-    from ..runner.ray_grid import RayExecutor, import_ray
+def _executor(kind: Optional[str], stored: Optional[dict], **options):
+    """The executor (runner/executor.py) from the options and, on a resume, the settings the grid was
+    started with; None for one run after another here."""
+    from ..runner.executor import LocalExecutor, make_executor
 
-    import_ray()  # a missing extra is said before anything starts
-    if address is not None:  # as is an address where nothing listens
-        from ..runner.ray_start import check_reachable
-
-        check_reachable(address)
-    settings = RayExecutor.from_json(stored) if stored.get("kind") == "ray" else RayExecutor()
-    return RayExecutor(address if address is not None else settings.address,
-                       cpus if cpus is not None else settings.cpus_per_run,
-                       gpus if gpus is not None else settings.gpus_per_run)
+    chosen = make_executor(kind, stored, options)
+    return None if isinstance(chosen, LocalExecutor) else chosen
 
 
 def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_fast: bool,
@@ -141,8 +127,9 @@ def _under_torchrun(loaded: LoadedSpec, nproc: int, executor=None) -> None:
     """`--nproc N` outside torchrun: start torchrun's launcher with this same command, and wait.
     What the spec can be refused for is refused here, once, before any process starts."""
     if executor is not None and (nproc > 1 or distributed.launched_by_torchrun()):
-        raise SpecError("--executor ray runs each run as one Ray task; it does not go with torchrun or --nproc",
-                        hint="train each run on several processes with --nproc N, or a grid on Ray, not both")
+        kind = executor.as_json()["kind"]
+        raise SpecError(f"--executor {kind} trains runs its own way; it does not go with torchrun or --nproc",
+                        hint=f"train each run on several processes with --nproc N, or --executor {kind}, not both")
     if nproc > 1 and not distributed.launched_by_torchrun():
         distributed.check_batch_sizes(loaded, distributed.Ranks(world=nproc))
         raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
@@ -174,6 +161,7 @@ def run(
     address: AddressOpt = None,
     cpus_per_run: CpusOpt = None,
     gpus_per_run: GpusOpt = None,
+    pack_size: PackSizeOpt = None,
 ) -> None:
     """Train every run of the spec's grid; log to TensorBoard; save the results table."""
     # The data's files are checked too (they exist, hold the named columns), before any folder exists.
@@ -183,7 +171,8 @@ def run(
             typer.echo(plan.name)
         return
     folder = latest_grid_folder(loaded) if resume else None
-    chosen = _executor(executor, address, cpus_per_run, gpus_per_run, stored_executor(folder) if folder else None)
+    chosen = _executor(executor, stored_executor(folder) if folder else None, address=address,
+                       cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, pack_size=pack_size)
     _under_torchrun(loaded, nproc, chosen)
     _train(loaded, folder, quiet, fail_fast, executor=chosen)
 
@@ -225,6 +214,7 @@ def resume(
     address: AddressOpt = None,
     cpus_per_run: CpusOpt = None,
     gpus_per_run: GpusOpt = None,
+    pack_size: PackSizeOpt = None,
 ) -> None:
     """Continue an interrupted grid from its folder, with the spec stored there."""
     path = Path(folder)
@@ -235,6 +225,7 @@ def resume(
     loaded = load_stored_spec(path, set_ or [], log=typer.echo, unset=unset or [])
     # Relative paths in the stored spec mean the directory the grid was started from.
     loaded = anchor_data_root(loaded, started_from(path, loaded.spec.tracking.dir))
-    chosen = _executor(executor, address, cpus_per_run, gpus_per_run, stored_executor(path))
+    chosen = _executor(executor, stored_executor(path), address=address, cpus_per_run=cpus_per_run,
+                       gpus_per_run=gpus_per_run, pack_size=pack_size)
     _under_torchrun(loaded, nproc, chosen)
     _train(loaded, path, quiet, fail_fast, restart_run or [], chosen)

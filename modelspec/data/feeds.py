@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
@@ -88,21 +88,38 @@ class TensorFeed(_Sharded):
     def batches(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch; `skip` batches of it already done (a resumed epoch draws the same order and
         the same augmentation). Under DDP, this rank's part of each global batch."""
-        bs, device, sharded = self.batch_size, self.x.device, self.shard.world > 1
-        order = (torch.randperm(self.size, generator=self.generator, device=device) if self.shuffle
-                 else torch.arange(self.size, device=device))
-        draws = self.augment.draw(self.size, tuple(self.x.shape[1:]), self.generator) if self.augment else None
+        epoch = self.draw_epoch()
         for b in range(skip, len(self)):
-            if not (self.shuffle or sharded or draws is not None):  # in order, without a copy
-                yield self.x[b * bs : (b + 1) * bs], self.y[b * bs : (b + 1) * bs]
-                continue
-            index = order[b * bs : (b + 1) * bs]
-            if sharded:
-                index = index[self.shard.part(len(index))]
-                if not len(index):
-                    continue
-            x, y = self.x.index_select(0, index), self.y.index_select(0, index)
-            yield (self.augment(x, draws, index) if draws is not None else x), y
+            batch = self.batch_at(b, epoch)
+            if batch is not None:
+                yield batch
+
+    def draw_epoch(self) -> tuple[torch.Tensor | None, Any]:
+        """What an epoch draws from the generator before its first batch: its order (None: in order)
+        and its random transforms' parameters (None: none)."""
+        order = torch.randperm(self.size, generator=self.generator, device=self.x.device) if self.shuffle else None
+        draws = self.augment.draw(self.size, tuple(self.x.shape[1:]), self.generator) if self.augment else None
+        return order, draws
+
+    def batch_indices(self, b: int, order: torch.Tensor | None) -> torch.Tensor:
+        """The sample indices of batch `b` of an epoch drawn as `order` (its whole batch, unsharded)."""
+        bs = self.batch_size
+        return order[b * bs : (b + 1) * bs] if order is not None else \
+            torch.arange(b * bs, min((b + 1) * bs, self.size), device=self.x.device)
+
+    def batch_at(self, b: int, epoch: tuple[torch.Tensor | None, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Batch `b` of the epoch `draw_epoch` drew (None: this rank's part of it is empty)."""
+        order, draws = epoch
+        bs, sharded = self.batch_size, self.shard.world > 1
+        if order is None and not sharded and draws is None:  # in order, without a copy
+            return self.x[b * bs : (b + 1) * bs], self.y[b * bs : (b + 1) * bs]
+        index = self.batch_indices(b, order)
+        if sharded:
+            index = index[self.shard.part(len(index))]
+            if not len(index):
+                return None
+        x, y = self.x.index_select(0, index), self.y.index_select(0, index)
+        return (self.augment(x, draws, index) if draws is not None else x), y
 
 
 class _EpochOrder(Sampler[int]):

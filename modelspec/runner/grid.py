@@ -15,7 +15,7 @@ import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 from ..fileio import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue, Terminated, did_you_mean
@@ -26,6 +26,7 @@ from ..tracking import ResultsTable, ResultsTracker
 from ..tracking.results import taken_columns
 from .background import after, in_background
 from .device import resolve_device
+from .executor import Executor, LocalExecutor
 from .folder import RUN_FILE, check_unchanged, create_grid_folder, previous_results, read_run_state
 from .distributed import SINGLE, Ranks
 from .lock import GridLock
@@ -89,7 +90,7 @@ def check_devices(loaded: LoadedSpec, runs: list[RunPlan]) -> dict[str, Any]:
     return devices
 
 
-def _check_training_split(prepared, plan: RunPlan) -> None:
+def check_training_split(prepared, plan: RunPlan) -> None:
     """The real cause of a training split that gives no batch, before the run starts."""
     data = plan.spec.data
     n_train, n_all = len(prepared.train_indices), len(prepared.train_source.targets)
@@ -204,21 +205,22 @@ def run_grid(
     exporter: Callable[..., Any] | None = None,
     restart: Sequence[str] = (),
     ranks: Ranks = SINGLE,
-    executor: "Executor | None" = None,
+    executor: Executor | None = None,
 ) -> GridResult:
-    """Every run of the grid: here, one after another, or by an `executor` (Ray: runner/ray_grid.py).
+    """Every run of the grid, by its `executor` (runner/executor.py; default: one after another, here).
     Under torchrun every rank calls this; rank 0 alone writes and prints."""
+    executor = executor or LocalExecutor()
     log = log if ranks.main else (lambda message: None)
     quiet = quiet or not ranks.main
     runs = loaded.runs()
     loaded.spec.tracking.check()  # the tracking backends can work here (their packages are installed)
-    # An executor's runs find their devices where they run (a GPU of a cluster node, not of this one).
-    devices = check_devices(loaded, runs) if executor is None else {}
+    # Runs trained elsewhere find their devices where they run (a GPU of a cluster node, not of this one).
+    devices = check_devices(loaded, runs) if executor.runs_here else {}
     restarts = _pick_restarts(runs, restart)
     if restarts and resume_folder is None:
         raise SpecError("--restart-run goes with a resume", hint="modelspec resume GRID_FOLDER --restart-run RUN")
     # Rank 0 makes (or locks) the folder; the other ranks only learn where it is.
-    stored = executor.as_json() if executor is not None else None
+    stored = executor.as_json()
     opened = _open_folder(loaded, resume_folder, log, stored) if ranks.main else (None, _NoLock(), None)
     folder, lock, new_grid = ranks.from_main(lambda: opened[0]), opened[1], opened[2]
     grid = Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks, executor)
@@ -241,16 +243,8 @@ def run_grid(
     return grid.result
 
 
-class Executor(Protocol):
-    """What runs a grid's runs other than one after another here (runner/ray_grid.py)."""
-
-    def as_json(self) -> dict[str, Any]: ...  # stored in grid.json, so that a resume runs the same way
-
-    def run(self, grid: "Grid", todo: list[tuple[RunPlan, Path]]) -> None: ...
-
-
 class Grid:
-    """The runs of one grid, one after another (or by an executor), with the results table they share."""
+    """The runs of one grid, trained by its executor, with the results table they share."""
 
     def __init__(self, loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks: Ranks = SINGLE,
                  executor: Executor | None = None, writes_table: bool = True,
@@ -258,7 +252,8 @@ class Grid:
         self.loaded, self.runs, self.folder, self.devices = loaded, runs, folder, devices
         self.ranks = ranks  # under torchrun: every rank trains, rank 0 alone writes
         self.quiet, self.fail_fast, self.log, self.exporter = quiet, fail_fast, log, exporter
-        self.executor = executor
+        self.executor = executor or LocalExecutor()
+        self.resuming = False  # whether this is a resume: runs with a checkpoint continue from it
         self.writes_table = writes_table and ranks.main  # a Ray task writes its run's files, not the grid's
         self.short = _grid_columns(list(loaded.spec.grid))
         self.logs_graph = _first_of_their_network(runs)
@@ -267,10 +262,10 @@ class Grid:
         self.prepared_cache: dict[str, Any] = {} if prepared_cache is None else prepared_cache
         self.trained = False  # whether any run got as far as training
         self.exports: dict[str, str] = {}
-        # Runs run here one after another return before their closing files are written, and their
-        # run.json follows those files on the files thread while the next run trains (a Ray task's
-        # one run has nothing to overlap with, and its driver reads the run.json as soon as it ends).
-        self.overlap_files = executor is None and self.writes_table
+        # Runs trained here return before their closing files are written, and their run.json
+        # follows those files on the files thread while the next run trains (a Ray task's one run has
+        # nothing to overlap with, and its driver reads the run.json as soon as it ends).
+        self.overlap_files = self.executor.runs_here and self.writes_table
         self.unsettled: list[tuple[RunPlan, Path, Any]] = []  # (plan, run_dir, its run.json's Future)
         self.metric_pool = MetricPool()  # the runs' metric sets, taken up again by the next run
 
@@ -280,13 +275,12 @@ class Grid:
         self.log(f"{len(self.runs)} run(s) -> {self.folder}")
         with StopFlag() as stop, QuietDiskFullThreads(), Progress(len(self.runs), enabled=not self.quiet) as progress:
             self.stop, self.progress = stop, progress
+            self.resuming = resuming
             if resuming:
                 self._load_previous(restarts)
             try:
                 todo = self._todo(resuming)
-                if self.executor is None:
-                    self._run_here(todo, resuming)
-                elif todo:
+                if todo:
                     self.executor.run(self, todo)
             finally:
                 self.settle()
@@ -302,17 +296,6 @@ class Grid:
             if not (resuming and self.done_before(plan, run_dir)):
                 todo.append((plan, run_dir))
         return todo
-
-    def _run_here(self, todo: list[tuple[RunPlan, Path]], resuming: bool) -> None:
-        for plan, run_dir in todo:
-            if self.stop.requested:
-                self.result.interrupted = True
-                break
-            outcome = self.run_one(plan, run_dir, resuming)
-            if outcome is None:  # the disk is full: stop where the checkpoint is
-                break
-            if self.result.interrupted or (self.fail_fast and outcome.status == "failed"):
-                break
 
     def _load_previous(self, restarts: set[str]) -> None:
         """Every row the grid had, in grid order, so that saving the table never drops one."""
@@ -343,11 +326,11 @@ class Grid:
         self.progress.start_run(plan.name, plan.spec.train.epochs)
         context: RunContext | None = None  # once made, it knows the run's monitor (for a failed run's summary)
         try:
-            prepared = self._prepared(plan)
-            _check_training_split(prepared, plan)
+            prepared = self.prepared_data(plan)
+            check_training_split(prepared, plan)
             self.trained = True
             self.stop.graceful = True
-            context = self._context(plan, run_dir)
+            context = self.context(plan, run_dir)
             outcome = train_run(plan, run_dir, prepared, context, resume=resuming)
         except Interrupted as exc:
             self.result.interrupted = True
@@ -356,7 +339,7 @@ class Grid:
             raise locate_run_error(exc, self.loaded, plan) from None
         except Exception as exc:
             if is_disk_full(exc):
-                return self._disk_full(plan, exc)
+                return self.disk_full(plan, exc)
             # Anything else that ends one run (a NaN, an OOM, a corrupt sample, a bug) is that run's
             # failure, with its type and message; the grid goes on.
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -374,7 +357,7 @@ class Grid:
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            return self._disk_full(plan, exc)
+            return self.disk_full(plan, exc)
         return None if self.result.disk_full else outcome  # met by the run before's files: stop here
 
     def record(self, plan: RunPlan, run_dir: Path, outcome: RunOutcome, write_state: bool) -> None:
@@ -409,7 +392,7 @@ class Grid:
                 continue
             outcome = self.result.outcomes[plan.name]
             if is_disk_full(exc):
-                self._disk_full(plan, exc)
+                self.disk_full(plan, exc)
                 outcome = self.result.outcomes[plan.name]
             else:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -420,7 +403,7 @@ class Grid:
 
     # ---- helpers
 
-    def _prepared(self, plan: RunPlan):
+    def prepared_data(self, plan: RunPlan):
         """The decoded data, shared by consecutive runs that read the same data the same way."""
         from ..data import describe, prepare_data
 
@@ -438,7 +421,7 @@ class Grid:
             self.log(describe(self.prepared_cache[key], plan.spec.data))
         return self.prepared_cache[key]
 
-    def _context(self, plan: RunPlan, run_dir: Path) -> RunContext:
+    def context(self, plan: RunPlan, run_dir: Path) -> RunContext:
         export = None
         if self.exporter is not None and plan.spec.export.after_run:
             export = lambda model, info: self._export(plan, run_dir, model, info)  # noqa: E731
@@ -471,7 +454,7 @@ class Grid:
             self.exports[plan.name] = f"failed: {reason}"
             self.progress.log(f"run {plan.name}: training finished, but its export failed: {reason}")
 
-    def _disk_full(self, plan: RunPlan, exc: BaseException) -> None:
+    def disk_full(self, plan: RunPlan, exc: BaseException) -> None:
         where = getattr(exc, "filename", None) or self.folder
         self.result.disk_full = f"no space left on the disk writing {where}"
         rows = self.table.rows.get(plan.name, [])

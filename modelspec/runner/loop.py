@@ -201,7 +201,7 @@ def evaluate(parts: Parts, model: nn.Module, feed, metrics: MetricSet) -> dict[s
 # the run
 
 
-def _resolve(plan: RunPlan, prepared: PreparedData):
+def resolve_run(plan: RunPlan, prepared: PreparedData):
     """The network's shapes and the run's task, from the data's real shape and targets."""
     spec = plan.spec
     network_path = spec.network_path(spec.network_name)
@@ -229,7 +229,7 @@ def _network_shapes(spec: Spec, prepared: PreparedData, network_path: tuple[str,
     return _SHAPES[key]
 
 
-def _monitors(task: Task, spec: Spec, available: set[str], log) -> tuple[Monitor, Monitor | None, Monitor | None]:
+def watch_monitors(task: Task, spec: Spec, available: set[str], log) -> tuple[Monitor, Monitor | None, Monitor | None]:
     """The run's monitor, early stopping's and plateau's, each moved to a split the run has."""
     def on_split(monitor: Monitor, what: str) -> Monitor:
         moved = monitor.on_split(available)
@@ -314,11 +314,11 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
 
     # ---- a fresh, re-seeded network (the NetworkFactory of hand-written studies), its task and data
     seed_everything(spec.seed)
-    shapes, task = _resolve(plan, prepared)
+    shapes, task = resolve_run(plan, prepared)
     generator = make_generator(device, spec.seed)  # the data order; part of the run's state
     train_feed, val_feed, test_feed = ranks.shard_feeds(make_feeds(prepared, spec.data, generator, spec.seed))
     available = {"train"} | ({"val"} if val_feed else set()) | ({"test"} if test_feed else set())
-    monitor, stop, plateau = _monitors(task, spec, available, ctx.log)
+    monitor, stop, plateau = watch_monitors(task, spec, available, ctx.log)
     ctx.monitor = monitor
     pool = ctx.metric_pool
     state = _new_state(plan, shapes, task, device, generator, stop, plateau, len(train_feed), ranks, pool)
@@ -326,16 +326,16 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
     val_metrics = pool.take(task, device, confusion=True) if val_feed else None
     test_metrics = pool.take(task, device, confusion=True) if test_feed else None
 
-    restored = _restore(state, run_dir, ctx) if resume else False
-    trackers = [*_backends(spec, run_dir, ctx, restored), *ctx.trackers] if ranks.main else []
+    restored = restore(state, run_dir, ctx) if resume else False
+    trackers = [*tracking_backends(spec, run_dir, ctx, restored), *ctx.trackers] if ranks.main else []
     parts = Parts(spec, task, *_models(state.model, train, ranks, device), train.loss.build().to(device), device,
                   run_dir, trackers, ranks)
     for tracker in trackers:
         tracker.start(state.epoch if resume else None, state.rows)  # rows a resumed run has
 
     outcome = RunOutcome("stopped", state.rows, monitor=monitor)
-    info = _model_info(prepared, task)
-    with _closing_files(wait_on_success=not ctx.leave_files_writing) as closing:
+    info = model_info(prepared, task)
+    with closing_files(wait_on_success=not ctx.leave_files_writing) as closing:
 
         def write_results(picture: bool) -> None:
             """The run's final weights and confusion matrix (with its picture when `picture`), as soon
@@ -344,7 +344,7 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
             if ranks.main:  # durable once run.json's write syncs the folder (grid.py: record)
                 closing.append(in_background(atomic_write_bytes, run_dir / "weights.pt",
                                               weights_bytes(state.model, spec, info), False))
-            closing.append(_final_confusion(parts, state, prepared, (val_feed, test_feed), (val_metrics, test_metrics),
+            closing.append(final_confusion(parts, state, prepared, (val_feed, test_feed), (val_metrics, test_metrics),
                                             monitor, ctx, picture))
 
         try:
@@ -365,11 +365,11 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         if ctx.export is not None and ranks.main:
             ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
     outcome.status, outcome.files = "finished", closing
-    _hand_files(trackers, run_dir, closing)
+    hand_files(trackers, run_dir, closing)
     return outcome
 
 
-def _backends(spec: Spec, run_dir: Path, ctx: RunContext, restored: bool) -> list[Tracker]:
+def tracking_backends(spec: Spec, run_dir: Path, ctx: RunContext, restored: bool) -> list[Tracker]:
     """The spec's tracking backends, found by name in the registry, each guarded: one that fails
     says so once and is off for the rest of the run, which goes on (the results table has its rows)."""
     if not spec.tracking.backends:
@@ -382,7 +382,7 @@ def _backends(spec: Spec, run_dir: Path, ctx: RunContext, restored: bool) -> lis
     return [Guarded(TRACKERS[name](run, spec.tracking.options(name)), ctx.log) for name in spec.tracking.backends]
 
 
-def _hand_files(trackers: list[Tracker], run_dir: Path, closing: list[Future]) -> None:
+def hand_files(trackers: list[Tracker], run_dir: Path, closing: list[Future]) -> None:
     """The run's files to the backends that take them, once written: its weights, confusion files and
     export folder (an export after the run writes `export/`)."""
     takers = [tracker for tracker in trackers if tracker.takes_files]
@@ -394,9 +394,10 @@ def _hand_files(trackers: list[Tracker], run_dir: Path, closing: list[Future]) -
         tracker.artefacts([path for path in paths if path.exists()])
 
 
-def _restore(state: RunState, run_dir: Path, ctx: RunContext) -> bool:
-    """Every state as it was at the run's checkpoint; False when it has none (it starts afresh)."""
-    checkpoint = ctx.ranks.local_checkpoint(load_checkpoint(run_dir))
+def restore(state: RunState, run_dir: Path, ctx: RunContext, checkpoint: dict[str, Any] | None = None) -> bool:
+    """Every state as it was at the run's checkpoint (read from `run_dir` unless given); False when it
+    has none (it starts afresh)."""
+    checkpoint = ctx.ranks.local_checkpoint(checkpoint if checkpoint is not None else load_checkpoint(run_dir))
     if checkpoint is None:
         return False
     if checkpoint["spec_hash"] != state.spec_hash:
@@ -407,7 +408,7 @@ def _restore(state: RunState, run_dir: Path, ctx: RunContext) -> bool:
 
 
 @contextlib.contextmanager
-def _closing_files(wait_on_success: bool):
+def closing_files(wait_on_success: bool):
     """The Futures of files a run writes in the background, waited for before it counts as finished
     (here, or by the caller once the run returns). Their error (a full disk) is the run's, unless the
     run already failed for another reason."""
@@ -434,7 +435,7 @@ def _on_every_rank(ranks: Ranks, exc: Exception) -> Exception:
 
 
 @dataclass
-class _Extras:
+class Extras:
     """When this run checkpoints and logs its histograms and confusion images (runner/cadence.py)."""
 
     checkpoints: Cadence
@@ -442,7 +443,7 @@ class _Extras:
     images: Cadence
 
     @classmethod
-    def of(cls, spec: Spec) -> "_Extras":
+    def of(cls, spec: Spec) -> "Extras":
         tracking = spec.tracking
         return cls(Cadence(spec.train.checkpoint_every, last_under_auto=False), Cadence(tracking.histogram_every),
                    Cadence(tracking.image_every))
@@ -455,7 +456,7 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
     train_feed, val_feed, test_feed = feeds
     monitor, plateau = monitors
     train = parts.spec.train
-    extras = _Extras.of(parts.spec)
+    extras = Extras.of(parts.spec)
     if state.stopper is not None and state.stopper.stopped:
         return  # resumed from the checkpoint after the epoch that stopped the run early
     while state.epoch <= train.epochs:
@@ -464,7 +465,7 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
 
         # ---- once per epoch: read the sums, evaluate, log, checkpoint
         if state.train_metrics.count == 0:
-            # The grid says why before the run starts (grid.py: _check_training_split).
+            # The grid says why before the run starts (grid.py: check_training_split).
             raise RunFailed("the training split gave no batch (see data.val_split, drop_last and batch_size)")
         values = state.train_metrics.compute()
         if not math.isfinite(values["loss"]):
@@ -485,7 +486,7 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
         images = extras.images.due(epoch, last)  # asked once: under `auto` the answer is the clock's
         if last:
             at_last(images)
-        _track(parts, state, epoch, row, split_metrics, extras, last, images)
+        track_epoch(parts, lambda: state.model, epoch, row, split_metrics, extras, last, images)
         ctx.on_epoch(row, list(values))
         state.end_epoch()
         # Every rank decides alike: the checkpoint gathers from all of them.
@@ -501,14 +502,15 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
             break
 
 
-def _track(parts: Parts, state: RunState, epoch: int, row: dict[str, Any], split_metrics, extras: _Extras,
-           last: bool, images_due: bool) -> None:
+def track_epoch(parts: Parts, model: Callable[[], nn.Module], epoch: int, row: dict[str, Any], split_metrics,
+                extras: Extras, last: bool, images_due: bool) -> None:
+    """The epoch's row to every tracker, with the histograms of `model()` and the confusion images when due."""
     histograms = bool(parts.trackers) and extras.histograms.due(epoch, last)
     images = bool(parts.trackers) and images_due
     for tracker in parts.trackers:
         tracker.log(epoch, row)
         if histograms:
-            tracker.model_state(epoch, state.model)
+            tracker.model_state(epoch, model())
         for split, metrics in zip(("val", "test"), split_metrics):
             if images and metrics is not None and metrics.confusion is not None:
                 tracker.confusion(epoch, split, metrics.confusion_counts(), parts.task.class_names)
@@ -518,7 +520,7 @@ def _track(parts: Parts, state: RunState, epoch: int, row: dict[str, Any], split
         extras.images.restart()
 
 
-def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:
+def model_info(prepared: PreparedData, task: Task) -> ModelInfo:
     return ModelInfo(
         list(prepared.input_shape), "int64" if prepared.tokens else "float32", prepared.num_classes,
         {"mean": prepared.stats[0], "std": prepared.stats[1]} if prepared.stats else None,
@@ -529,7 +531,7 @@ def _model_info(prepared: PreparedData, task: Task) -> ModelInfo:
     )
 
 
-def _final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_feeds, split_metrics,
+def final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split_feeds, split_metrics,
                      monitor: Monitor, ctx: RunContext, picture: bool) -> Future:
     """confusion_matrix.csv (and .png with `picture`: drawing and encoding it costs a tiny run a tenth
     of its time) of the final model on the monitor's split (val, else test, else train), written in

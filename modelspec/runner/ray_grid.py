@@ -26,7 +26,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from ..fileio import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue
@@ -71,8 +71,25 @@ class RayExecutor:
             raise SpecError(f"--gpus-per-run {self.gpus_per_run:g}: Ray shares a GPU by fractions below 1, "
                             "or gives whole GPUs", hint="e.g. --gpus-per-run 0.25 (four runs per GPU) or 1")
 
+    runs_here: ClassVar[bool] = False  # each run finds its device where its task runs
+    OPTIONS: ClassVar[tuple[str, ...]] = ("address", "cpus_per_run", "gpus_per_run")
+
     def as_json(self) -> dict[str, Any]:
         return {"kind": "ray", **asdict(self)}
+
+    @classmethod
+    def from_options(cls, stored: dict[str, Any], address: str | None = None, cpus_per_run: float | None = None,
+                     gpus_per_run: float | None = None) -> "RayExecutor":
+        """The command line's settings over those the grid was started with (a resume's `stored`)."""
+        import_ray()  # a missing extra is said before anything starts
+        if address is not None:  # as is an address where nothing listens
+            from .ray_start import check_reachable
+
+            check_reachable(address)
+        settings = cls.from_json(stored) if stored else cls()
+        return cls(address if address is not None else settings.address,
+                   cpus_per_run if cpus_per_run is not None else settings.cpus_per_run,
+                   gpus_per_run if gpus_per_run is not None else settings.gpus_per_run)
 
     @classmethod
     def from_json(cls, stored: dict[str, Any]) -> "RayExecutor":
@@ -290,7 +307,7 @@ class _Driver:
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            grid._disk_full(plan, exc)  # as the sequential grid says it
+            grid.disk_full(plan, exc)  # as the sequential grid says it
             with contextlib.suppress(OSError):  # the stop file may not fit either: the tasks meet the disk
                 self._request_stop()
             return

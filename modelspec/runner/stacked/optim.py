@@ -46,7 +46,7 @@ class StackedOptimizer:
             raise Unpackable(f"optimizer {kind!r}: the stacked step has no update for it "
                              f"(it has {', '.join(KINDS)}); these runs train one at a time")
         self.name, self.kind, self.params, self.R = kind, KINDS[kind], params, len(runs)
-        self.flags, numbers = _split(self.kind, runs)
+        self.flags, numbers = split_arguments(self.kind, runs)
         device = next(iter(params.values())).device
         # Per-run numbers in float64: torch computes with them as Python floats.
         self.hyper = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in numbers.items()}
@@ -122,7 +122,7 @@ class StackedOptimizer:
     def load_run_state(self, i: int, sd: dict[str, Any], names: list[str]) -> None:
         """The reverse of `run_state`: run i's numbers and slot from a torch optimizer's state dict."""
         (group,) = sd["param_groups"]
-        flags, numbers = _split(self.kind, [{k: group[k] for k in self.run_kwargs(i) if k in group}])
+        flags, numbers = split_arguments(self.kind, [{k: group[k] for k in self.run_kwargs(i) if k in group}])
         if flags != self.flags:
             raise Unpackable(f"run {i}'s optimizer has {flags}; the pack has {self.flags}")
         for k, v in numbers.items():
@@ -135,7 +135,7 @@ class StackedOptimizer:
                 st[k][i] = v
 
 
-def _split(kind: type[Kind], runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list]]:
+def split_arguments(kind: type[Kind], runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list]]:
     """Each run's arguments over the torch defaults, split into the pack's flags (equal in every run)
     and the per-run numbers (lists of R values)."""
     defaults = kind.defaults()

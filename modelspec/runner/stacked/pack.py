@@ -1,0 +1,247 @@
+"""A pack: R runs of one network trained at once, as loop.py trains each of them alone.
+
+Every batch, each active run draws its own batch from its own data-order generator (as its feed
+would), the R batches go through the stacked network in one vmapped forward, each run's loss is its
+own (R,), one backward gives every run its own gradient, and `StackedOptimizer` steps each with its
+own hyper-parameters and its scheduler's rate. Each epoch ends as a run alone's does (member.py):
+metrics, evaluation (stacked too), the row, trackers, early stopping, checkpoints, and the run's end.
+
+A run that has ended (finished, stopped early, its loss NaN) is masked out of the optimizer step: its
+slot is still computed (the stacked tensors keep their shape) but never read again. The runs of a
+pack are always at the same batch of their epochs (same data size, batch size and drop_last; a
+resumed pack is made of runs checkpointed at one place), so their epochs end together.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from ...compile import build_from_shapes
+from ...compile.finetune import prepare_finetuning
+from ..loop import Interrupted, RunContext
+from .member import Candidate, Member, pack_checkpoints
+from .model import StackedModel
+from .optim import StackedOptimizer
+from .schedule import StackedSchedules
+
+
+class Pack:
+    def __init__(self, runs: list[Candidate], contexts: list[RunContext], *, log: Callable[[str], None],
+                 on_batch: Callable[[int, int], None], stop_requested: Callable[[], bool],
+                 on_end: Callable[[Member], None]):
+        self.log, self.on_batch, self.stop_requested, self.on_end = log, on_batch, stop_requested, on_end
+        self.members = [Member.open(i, run, ctx) for i, (run, ctx) in enumerate(zip(runs, contexts))]
+        first = runs[0].plan.spec
+        self.device = contexts[0].device
+        self.task = runs[0].task
+        self.stacked = _stacked_model(runs, self.device)
+        names = [name for name, p in self.stacked.params.items() if p.requires_grad]
+        train_specs = [run.plan.spec.train for run in runs]
+        self.optimizer = StackedOptimizer({n: self.stacked.params[n] for n in names}, first.train.optimizer.name,
+                                          [{"lr": t.optimizer.lr, **t.optimizer.kwargs} for t in train_specs])
+        self.schedules = StackedSchedules(
+            [t.scheduler for t in train_specs], [t.optimizer.lr for t in train_specs],
+            epochs=[t.epochs for t in train_specs], steps_per_epoch=len(self.members[0].feeds[0]),
+            higher_is_better=[m.plateau.higher_is_better if m.plateau else False for m in self.members])
+        self.per_batch = any(t.scheduler is not None and t.scheduler.per_batch for t in train_specs)
+        clip = [t.grad_clip for t in train_specs]
+        self.max_norm = torch.tensor(clip, device=self.device) if clip[0] is not None else None
+        self.loss = _Losses([t.loss for t in train_specs], self.task, self.device)
+        plain = _plain_network(runs[0].shapes, self.device)
+
+        def module_of(i: int) -> nn.Module:
+            plain.load_state_dict(self.stacked.unstack(i))
+            return plain.train()
+
+        for m in self.members:
+            m.attach(self.stacked, self.optimizer, self.schedules, names, lambda i=m.index: module_of(i),
+                     self.loss.fns[m.index])
+        self.optimizer.set_lr(self.schedules.lrs())  # the rates the runs' schedulers start at (or resumed at)
+        self.checkpoints = pack_checkpoints(first)
+        self.shared = all(run.prepared is runs[0].prepared for run in runs)
+        self.active_mask = torch.ones(len(runs), dtype=torch.bool, device=self.device)
+
+    def active(self) -> list[Member]:
+        return [m for m in self.members if m.active]
+
+    def _update_mask(self) -> None:
+        self.active_mask = torch.tensor([m.active for m in self.members], device=self.device)
+
+    def _ended(self, member: Member) -> None:
+        self._update_mask()
+        self.on_end(member)
+
+    # ---- the loop
+
+    def train(self) -> None:
+        """Every run's epochs still to train; on a stop request, checkpoint every run mid-epoch and
+        raise Interrupted (the runs still active are the caller's to mark stopped)."""
+        for m in self.active():
+            if m.state.stopper is not None and m.state.stopper.stopped or m.state.epoch > m.epochs:
+                raise AssertionError("a run with nothing left to train was packed")  # vmap_grid.py keeps them out
+        n = len(self.members[0].feeds[0])
+        while active := self.active():
+            start, epoch = time.perf_counter(), active[0].state.epoch
+            for m in active:
+                m.state.begin_epoch()
+            drawn = {m.index: m.feeds[0].draw_epoch() for m in active}
+            self.stacked.train()
+            for b in range(active[0].state.batch, n):
+                x, y = self._train_batch(b, drawn, active)
+                for m in active:
+                    m.first_batch(x[m.index])
+                self._step(x, y, active)
+                self.on_batch(b + 1, n)
+                if self.stop_requested() and b + 1 < n:
+                    for m in active:
+                        m.checkpoint(self.stacked, durable=True)
+                    raise Interrupted(f"stopped at epoch {epoch}, batch {b + 1}")
+            self._end_epoch(active, epoch, time.perf_counter() - start)
+
+    def _step(self, x: Tensor, y: Tensor, active: list[Member]) -> None:
+        out = self.stacked(x)
+        losses = self.loss(out, y)
+        self.stacked.zero_grad()
+        losses.sum().backward()  # each run's loss reaches only its own slot
+        if self.max_norm is not None:
+            self._clip()
+        self.optimizer.step(self.active_mask)
+        if self.per_batch:
+            self.schedules.step_batch([m.active for m in self.members])
+            self.optimizer.set_lr(self.schedules.lrs())
+        for m in active:
+            m.state.train_metrics.update(out[m.index], y[m.index], losses[m.index])
+            m.state.batch += 1
+
+    @torch.no_grad()
+    def _clip(self) -> None:
+        """torch's clip_grad_norm_, each run over its own gradients with its own max norm."""
+        grads = [p.grad for p in self.optimizer.params.values() if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), 2, dim=1) for g in grads])  # (P, R)
+        coef = torch.clamp(self.max_norm / (torch.linalg.vector_norm(norms, 2, dim=0) + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+
+    def _train_batch(self, b: int, drawn: dict[int, Any], active: list[Member]) -> tuple[Tensor, Tensor]:
+        """Each run's batch b of its epoch (R, N, ...); an ended run's slot takes the first active run's."""
+        first = active[0]
+        if self.shared and first.feeds[0].augment is None:  # one gather from the shared tensors
+            feed = first.feeds[0]
+            index = {m.index: feed.batch_indices(b, drawn[m.index][0]) for m in active}
+            rows = torch.stack([index.get(m.index, index[first.index]) for m in self.members])
+            return feed.x[rows], feed.y[rows]
+        batches = {m.index: m.feeds[0].batch_at(b, drawn[m.index]) for m in active}
+        picked = [batches.get(m.index, batches[first.index]) for m in self.members]
+        return torch.stack([x for x, _ in picked]), torch.stack([y for _, y in picked])
+
+    # ---- the end of an epoch
+
+    def _end_epoch(self, active: list[Member], epoch: int, seconds: float) -> None:
+        values = {m.index: m.state.train_metrics.compute() for m in active}
+        for m in active:
+            loss = values[m.index]["loss"]
+            if loss != loss or loss in (float("inf"), float("-inf")):
+                reason = f"the training loss became {loss} in epoch {epoch}"
+                self.log(f"run {m.plan.name} failed: {reason}")
+                m.end("failed", reason)
+                self._ended(m)
+        active = [m for m in active if m.active]
+        for split, name in enumerate(("val", "test")):
+            evaluating = [m for m in active if m.feeds[1 + split] is not None]
+            if evaluating:
+                for index, split_values in self._evaluate(split, evaluating).items():
+                    values[index].update({f"{name}_{k}": v for k, v in split_values.items()})
+        for m in active:
+            m.row_lr = m.state.optimizer.param_groups[0]["lr"]  # the epoch's rate, before its scheduler steps
+        monitored = [values[m.index].get(m.plateau.name) if m.active and m.plateau else None for m in self.members]
+        self.schedules.step_epoch(monitored, [m.active for m in self.members])
+        self.optimizer.set_lr(self.schedules.lrs())
+        checkpoint_due = self.checkpoints.due(epoch, False)
+        for m in active:
+            m.end_epoch(values[m.index], seconds, checkpoint_due, self.stacked, self.log)
+            if not m.active:
+                self._ended(m)
+        if checkpoint_due:
+            self.checkpoints.restart()
+
+    @torch.no_grad()
+    def _evaluate(self, split: int, evaluating: list[Member]) -> dict[int, dict[str, float]]:
+        """Loss and metrics of every run over its `split` (0: val, 1: test), in eval mode."""
+        feeds = [m.feeds[1 + split] for m in self.members]
+        first = next(f for f in feeds if f is not None)
+        for m in evaluating:
+            m.split_metrics[split].reset()
+        self.stacked.eval()
+        for b in range(len(first)):
+            x, y = self._eval_batch(b, feeds, first)
+            out = self.stacked(x)
+            losses = self.loss(out, y)
+            for m in evaluating:
+                m.split_metrics[split].update(out[m.index], y[m.index], losses[m.index])
+        self.stacked.train()
+        return {m.index: m.split_metrics[split].compute() for m in evaluating}
+
+    def _eval_batch(self, b: int, feeds: list, first) -> tuple[Tensor, Tensor]:
+        bs, R = first.batch_size, len(self.members)
+        if self.shared:  # the same samples for every run: a view, no copy
+            x, y = first.x[b * bs : (b + 1) * bs], first.y[b * bs : (b + 1) * bs]
+            return x.expand(R, *x.shape), y.expand(R, *y.shape)
+        parts = [(f or first).x[b * bs : (b + 1) * bs] for f in feeds], [(f or first).y[b * bs : (b + 1) * bs] for f in feeds]
+        return torch.stack(parts[0]), torch.stack(parts[1])
+
+
+class _Losses:
+    """Each run's loss (R,) of the stacked outputs: runs with the same loss spec share one vmapped loss."""
+
+    def __init__(self, specs: list, task, device: torch.device):
+        built: dict[str, nn.Module] = {}
+        self.fns = []
+        for spec in specs:
+            key = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+            if key not in built:
+                built[key] = spec.build().to(device)
+            self.fns.append(built[key])
+        self.task = task
+        self.groups = [(fn, torch.tensor([i for i, f in enumerate(self.fns) if f is fn], device=device))
+                       for fn in built.values()]
+        self.batched = {id(fn): vmap(lambda o, t, fn=fn: fn(o, task.loss_target(t))) for fn in built.values()}
+
+    def __call__(self, out: Tensor, y: Tensor) -> Tensor:
+        out = out.float()
+        if len(self.groups) == 1:
+            return self._of(self.groups[0][0], out, y)
+        losses = out.new_empty(out.shape[0])
+        for fn, index in self.groups:
+            losses = losses.index_put((index,), self._of(fn, out[index], y[index]))
+        return losses
+
+    def _of(self, fn: nn.Module, out: Tensor, y: Tensor) -> Tensor:
+        batched = self.batched.get(id(fn))
+        if batched is not None:
+            try:
+                return batched(out, y)
+            except RuntimeError:  # a loss vmap has no rule for: the runs one by one (same numbers)
+                self.batched[id(fn)] = None
+        return torch.stack([fn(o, self.task.loss_target(t)) for o, t in zip(out, y)])
+
+
+def _stacked_model(runs: list[Candidate], device: torch.device) -> StackedModel:
+    """The runs' networks, each built as alone (its seed, then init_from and freeze: equal in a pack)."""
+    train = runs[0].plan.spec.train
+    prepare = None
+    if train.init_from is not None or train.freeze:
+        prepare = lambda model: prepare_finetuning(model, train.init_from, train.freeze)  # noqa: E731
+    return StackedModel(runs[0].shapes, [run.plan.spec.seed for run in runs], device, prepare=prepare)
+
+
+def _plain_network(shapes, device: torch.device) -> nn.Module:
+    """One plain network of the pack's kind, for what reads a run as a module (its weights are loaded
+    before each use); built aside from every run's random stream."""
+    with torch.random.fork_rng(devices=[]):
+        return build_from_shapes(shapes).to(device)

@@ -1,0 +1,315 @@
+"""`--executor vmap`: a grid's runs trained in packs compute what the sequential grid computes.
+
+Each test runs one grid twice, one run after another and packed, and compares run by run: every
+row's losses and metrics within 1e-5 relative, accuracies equal, final weights (weights.pt, loaded
+as a plain run's) within 1e-5, and the same files in every run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from modelspec.load import loads_spec
+from modelspec.runner import run_grid
+from modelspec.runner.vmap_grid import VmapExecutor
+
+BASE = """\
+name: pack
+seed: 3
+data:
+  dataset: synthetic
+  input_shape: [12]
+  num_classes: 4
+  size: 360
+  test_size: 60
+  batch_size: 32
+  val_split: 0.2
+  transforms: []
+model:
+  - linear: {{out_features: 24}}
+  - relu
+{extra}  - linear: {{out_features: num_classes}}
+train:
+  epochs: {epochs}
+  optimizer: {optimizer}
+{train}tracking: {{histograms: false, images: false}}
+grid:
+{grid}"""
+
+
+def _spec(*, optimizer="{name: sgd, lr: 0.05, momentum: 0.9}", grid="  seed: [1, 2, 3]\n", extra="", train="",
+          epochs=3) -> str:
+    return BASE.format(optimizer=optimizer, grid=grid, extra=extra, train=train, epochs=epochs)
+
+
+def _both(tmp_path: Path, text: str, **vmap) -> tuple:
+    """The grid run one after another, then packed: (sequential result, packed result, packed log)."""
+    lines: list[str] = []
+    sequential = run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path / 'seq'}"]), quiet=True,
+                          log=lambda _: None)
+    packed = run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path / 'vmap'}"]), quiet=True,
+                      log=lines.append, executor=VmapExecutor(**vmap))
+    return sequential, packed, lines
+
+
+def _close(a, b, rel=1e-5) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= rel * max(abs(a), abs(b), 1e-3)
+    return a == b
+
+
+def assert_same_runs(sequential, packed) -> None:
+    assert sorted(sequential.outcomes) == sorted(packed.outcomes)
+    for name, alone in sequential.outcomes.items():
+        stacked = packed.outcomes[name]
+        assert (stacked.status, stacked.reason) == (alone.status, alone.reason), name
+        assert len(stacked.rows) == len(alone.rows), name
+        for row_alone, row_packed in zip(alone.rows, stacked.rows):
+            assert set(row_alone) == set(row_packed)
+            for key, value in row_alone.items():
+                if key.endswith("_duration"):
+                    continue
+                if "accuracy" in key:
+                    assert row_packed[key] == value, (name, key)
+                assert _close(value, row_packed[key]), (name, row_alone["epoch"], key, value, row_packed[key])
+        if alone.status == "finished":
+            weights_alone = torch.load(sequential.run_dirs[name] / "weights.pt", weights_only=True)["state_dict"]
+            weights_packed = torch.load(packed.run_dirs[name] / "weights.pt", weights_only=True)["state_dict"]
+            assert weights_alone.keys() == weights_packed.keys()
+            for key, tensor in weights_alone.items():
+                torch.testing.assert_close(weights_packed[key], tensor, rtol=1e-5, atol=1e-6)
+
+
+def _files(run_dir: Path) -> set[str]:
+    return {p.name if not p.name.startswith("events.") else "events" for p in run_dir.iterdir()}
+
+
+def test_sgd_momentum_with_a_schedule_over_seed_and_lr_packs_and_computes_what_each_run_does(tmp_path):
+    text = _spec(grid="  seed: [1, 2]\n  train.optimizer.lr: [0.05, 0.1]\n",
+                 train="  scheduler: {name: step, step_size: 1, gamma: 0.7}\n")
+    sequential, packed, lines = _both(tmp_path, text)
+    assert any(line.startswith("packing 4 runs") for line in lines), lines
+    assert_same_runs(sequential, packed)
+    rows = {name: o.rows for name, o in packed.outcomes.items()}
+    assert len({r[-1]["loss"] for r in rows.values()}) == 4  # four different runs, not one copied
+    assert [r[1]["current_lr"] / r[0]["current_lr"] for r in rows.values()] == pytest.approx([0.7] * 4)
+    for name, run_dir in packed.run_dirs.items():
+        assert _files(run_dir) == _files(sequential.run_dirs[name])
+        state = json.loads((run_dir / "run.json").read_text())
+        assert state["status"] == "finished" and len(state["rows"]) == 3
+    table_alone = json.loads((sequential.folder / "results.json").read_text())
+    table_packed = json.loads((packed.folder / "results.json").read_text())
+    assert [r["run"] for r in table_packed["rows"]] == [r["run"] for r in table_alone["rows"]]
+    assert json.loads((packed.folder / "grid.json").read_text())["executor"] == {"kind": "vmap", "pack_size": None}
+
+
+def test_adam_and_adamw_runs_stopping_early_at_different_epochs(tmp_path):
+    text = _spec(optimizer="{name: adamw, lr: 0.02, weight_decay: 0.05}", epochs=12,
+                 grid="  seed: [1, 2, 3, 4]\n  train.optimizer.name: [adam, adamw]\n",
+                 train="  early_stopping: {monitor: val_loss, patience: 1, min_delta: 0.002}\n")
+    sequential, packed, lines = _both(tmp_path, text)
+    assert sum(line.startswith("packing 4 runs") for line in lines) == 2, lines  # one pack per optimizer
+    assert_same_runs(sequential, packed)
+    epochs = {len(o.rows) for o in packed.outcomes.values()}
+    assert len(epochs) > 1 and max(epochs) < 12, epochs  # stopped early, not all at once
+
+
+def test_a_run_whose_loss_becomes_nan_fails_alone_and_the_others_finish(tmp_path):
+    text = _spec(optimizer="{name: sgd, lr: 0.05}", grid="  train.optimizer.lr: [0.05, 1.0e+30, 0.1]\n")
+    sequential, packed, _ = _both(tmp_path, text)
+    statuses = {name: o.status for name, o in packed.outcomes.items()}
+    assert sorted(statuses.values()) == ["failed", "finished", "finished"], statuses
+    assert_same_runs(sequential, packed)
+    failed = next(o for o in packed.outcomes.values() if o.status == "failed")
+    assert "the training loss became nan" in failed.reason
+
+
+def test_dropout_runs_draw_their_own_masks_as_alone(tmp_path):
+    text = _spec(optimizer="{name: adam, lr: 0.01}", extra="  - dropout: {p: 0.3}\n",
+                 grid="  seed: [1, 2, 3]\n  train.optimizer.lr: [0.01, 0.003]\n")
+    sequential, packed, lines = _both(tmp_path, text)
+    assert any(line.startswith("packing 6 runs") for line in lines), lines
+    assert_same_runs(sequential, packed)
+
+
+def test_a_cnn_with_batch_norm_clipping_and_a_one_cycle_schedule(tmp_path):
+    text = (_spec(optimizer="{name: sgd, lr: 0.1, momentum: 0.9, nesterov: true}",
+                  grid="  seed: [1, 2]\n  train.grad_clip: [0.5, 5.0]\n",
+                  train="  grad_clip: 1.0\n  scheduler: {name: onecycle, cycle_momentum: false}\n")
+            .replace("input_shape: [12]", "input_shape: [1, 6, 6]")
+            .replace("  - linear: {out_features: 24}\n  - relu\n",
+                     "  - conv: {out_channels: 4, kernel_size: 3}\n  - batchnorm\n  - relu\n  - flatten\n"))
+    sequential, packed, lines = _both(tmp_path, text)
+    assert any(line.startswith("packing 4 runs") for line in lines), lines
+    assert_same_runs(sequential, packed)
+    rows = next(iter(packed.outcomes.values())).rows
+    assert rows[0]["current_lr"] != rows[1]["current_lr"]  # one-cycle moved the rate within the run
+
+
+def test_runs_with_different_loss_arguments_share_a_pack_each_with_its_own_loss(tmp_path):
+    text = _spec(grid="  seed: [1, 2]\n  train.loss.label_smoothing: [0.0, 0.2]\n",
+                 train="  loss: {name: cross_entropy}\n", epochs=2)
+    sequential, packed, lines = _both(tmp_path, text)
+    assert any(line.startswith("packing 4 runs") for line in lines), lines
+    assert_same_runs(sequential, packed)
+
+
+def test_pack_size_follows_the_memory_estimate(tmp_path, monkeypatch):
+    from modelspec.runner import vmap_grid
+
+    per_run = {}
+    real = vmap_grid.fitting_runs
+
+    def spy(run, wanted, device):
+        per_run["free_for_one"] = 4 * (4 * run.shapes.parameters + 2 * 32 * (24 + 24 + 4)) / vmap_grid.MEMORY_SHARE
+        return real(run, wanted, device)
+
+    monkeypatch.setattr(vmap_grid, "fitting_runs", spy)
+    monkeypatch.setattr(vmap_grid, "_free_memory", lambda device: int(2.5 * per_run["free_for_one"]))
+    text = _spec(grid="  seed: [1, 2, 3, 4, 5]\n", epochs=1)
+    lines: list[str] = []
+    run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path}"]), quiet=True, log=lines.append,
+             executor=VmapExecutor())
+    assert [line.split(":")[0] for line in lines if line.startswith("packing")] == ["packing 2 runs"] * 2
+
+
+def test_pack_size_splits_the_grid_into_packs(tmp_path):
+    text = _spec(grid="  seed: [1, 2, 3, 4, 5]\n", epochs=2)
+    sequential, packed, lines = _both(tmp_path, text, pack_size=2)
+    assert [line.split(":")[0] for line in lines if line.startswith("packing")] == ["packing 2 runs"] * 2
+    assert any("trains alone" not in line for line in lines)
+    assert_same_runs(sequential, packed)
+
+
+def test_what_cannot_be_packed_trains_alone_with_the_reason(tmp_path):
+    text = _spec(grid="  seed: [1, 2]\n", train="  amp: bf16\n  device: cpu\n", epochs=1)
+    lines: list[str] = []
+    result = run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path}"]), quiet=True, log=lines.append,
+                      executor=VmapExecutor())
+    assert all(o.status == "finished" for o in result.outcomes.values())
+    assert sum("trains alone: mixed precision (train.amp)" in line for line in lines) == 2, lines
+
+
+# --------------------------------------------------------------------------------------------------
+# stops and resume: a pack killed, stopped or handed to the other executor continues exactly
+
+KILLED = _spec(grid="  seed: [1, 2, 3]\n  train.optimizer.lr: [0.05]\n", epochs=8, extra="  - dropout: {p: 0.2}\n",
+               train="  checkpoint_every: 1\n").replace("size: 360", "size: 3000")
+
+
+def _cli(args: list[str], cwd: Path):
+    from _reliability import finish
+
+    return finish(args, cwd)
+
+
+@pytest.mark.slow  # a child process trains the grid three times over
+def test_a_pack_killed_mid_grid_resumes_to_what_it_computes_left_alone(tmp_path):
+    import signal
+    import time
+
+    from _reliability import child, grid_folder, outcome, same
+
+    (tmp_path / "pack.yaml").write_text(KILLED)
+    done = _cli(["run", "pack.yaml", "-q", "--executor", "vmap", "--set", "tracking.dir=alone"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    left_alone = outcome(grid_folder(tmp_path / "alone", "pack"))
+
+    process = child(["run", "pack.yaml", "-q", "--executor", "vmap", "--set", "tracking.dir=killed"], tmp_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((tmp_path / "killed").glob("pack/*/*/checkpoint.pt"))) < 3:
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere in the epochs after the first checkpoint
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    folder = grid_folder(tmp_path / "killed", "pack")
+    assert not list(folder.glob("*/run.json")), "the grid finished before the kill: the test tested nothing"
+    resumed = _cli(["resume", str(folder), "-q"], tmp_path)  # grid.json says vmap: the resume packs too
+    assert resumed.returncode == 0, resumed.stderr
+    assert same(outcome(folder), left_alone)  # bit for bit
+
+
+def test_ctrl_c_in_a_pack_checkpoints_every_run_and_the_sequential_executor_finishes_them(tmp_path, monkeypatch):
+    """Stopped mid-epoch, each run's checkpoint is a plain run's: resumed one after another, the runs
+    end as the pack would have ended them (to rounding)."""
+    from modelspec.runner.stacked import pack
+
+    text = _spec(grid="  seed: [1, 2]\n", epochs=3)
+    packed = run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path / 'whole'}"]), quiet=True,
+                      log=lambda _: None, executor=VmapExecutor())
+    real_init = pack.Pack.__init__
+
+    def init(self, *args, stop_requested, **kwargs):  # Ctrl-C during the 12th batch
+        calls = [0]
+
+        def requested():
+            calls[0] += 1
+            return calls[0] >= 12
+
+        real_init(self, *args, stop_requested=requested, **kwargs)
+
+    monkeypatch.setattr(pack.Pack, "__init__", init)
+    loaded = loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path / 'stopped'}"])
+    stopped = run_grid(loaded, quiet=True, log=lambda _: None, executor=VmapExecutor())
+    assert stopped.interrupted and {o.status for o in stopped.outcomes.values()} == {"stopped"}
+    for run_dir in stopped.run_dirs.values():
+        checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+        assert (checkpoint["epoch"], checkpoint["batch"]) == (2, 3)  # 9 batches an epoch: stopped after the 12th
+    monkeypatch.setattr(pack.Pack, "__init__", real_init)
+    resumed = run_grid(loaded, resume_folder=stopped.folder, quiet=True, log=lambda _: None)  # sequential
+    assert_same_runs(packed, resumed)
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pack-size", "4"], "--pack-size goes with --executor vmap"),
+    (["--executor", "ray", "--pack-size", "4"], "--pack-size goes with --executor vmap"),
+    (["--executor", "vmap", "--address", "auto"], "--address goes with --executor ray"),
+    (["--executor", "vmap", "--nproc", "2"], "--executor vmap trains runs its own way; it does not go with torchrun"),
+    (["--executor", "vmap", "--pack-size", "0"], "--pack-size"),
+])
+def test_options_that_do_not_go_with_the_executor_are_usage_errors(tmp_path, monkeypatch, args, message):
+    from typer.testing import CliRunner
+
+    from modelspec.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pack.yaml").write_text(_spec(epochs=1))
+    result = CliRunner().invoke(app, ["run", "pack.yaml", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_command_line_packs_and_says_so(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from modelspec.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pack.yaml").write_text(_spec(epochs=1))
+    result = CliRunner().invoke(app, ["run", "pack.yaml", "--executor", "vmap", "--pack-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert "packing 2 runs" in result.output and "seed=3" in result.output  # the third run: alone
+    (folder,) = (tmp_path / "runs" / "pack").iterdir()
+    assert json.loads((folder / "grid.json").read_text())["executor"] == {"kind": "vmap", "pack_size": 2}
+
+
+def test_the_python_api_takes_the_executor_by_name(tmp_path):
+    import modelspec
+
+    loaded = modelspec.loads_spec(_spec(epochs=1), set=[f"tracking.dir={tmp_path}"])
+    lines: list[str] = []
+    result = modelspec.run_grid(loaded, executor="vmap", pack_size=3, log=lines.append)
+    assert any(line.startswith("packing 3 runs") for line in lines)
+    assert {o.status for o in result.outcomes.values()} == {"finished"}
+    with pytest.raises(modelspec.SpecError, match="--pack-size goes with --executor vmap"):
+        modelspec.run_grid(loaded, pack_size=3)
