@@ -178,6 +178,20 @@ def test_pack_size_follows_the_memory_estimate(tmp_path, monkeypatch):
     assert [line.split(":")[0] for line in lines if line.startswith("packing")] == ["packing 2 runs"] * 2
 
 
+def test_runs_with_their_own_data_hold_it_only_while_their_pack_trains(tmp_path, monkeypatch):
+    """A grid over the seed with val_split carves each run its own split: above KEEP_BYTES a run's copy is
+    let go after grouping and decoded again for its pack, and the numbers are the same."""
+    from modelspec.runner import grid as grid_module, vmap_grid
+
+    decoded = []
+    real = grid_module.Grid.prepared_data
+    monkeypatch.setattr(grid_module.Grid, "prepared_data", lambda self, plan: decoded.append(plan.name) or real(self, plan))
+    monkeypatch.setattr(vmap_grid, "KEEP_BYTES", 0)
+    sequential, packed, _ = _both(tmp_path, _spec(epochs=2))
+    assert_same_runs(sequential, packed)
+    assert decoded == ["seed=1", "seed=2", "seed=3"] * 2 + ["seed=2", "seed=3"]  # both grids, then the pack
+
+
 def test_pack_size_splits_the_grid_into_packs(tmp_path):
     text = _spec(grid="  seed: [1, 2, 3, 4, 5]\n", epochs=2)
     sequential, packed, lines = _both(tmp_path, text, pack_size=2)

@@ -35,6 +35,7 @@ from .stacked.model import unpackable_reason
 from .stacked.optim import Unpackable, split_arguments
 
 MEMORY_SHARE = 0.5  # of the device's free memory, that a pack may take by the estimate
+KEEP_BYTES = 64 << 20  # a run's own copy of the data up to this size is kept from grouping to training
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,15 @@ class _Packer:
         grid = self.grid
         groups: dict[str, list[Candidate]] = {}
         alone: list[tuple[RunPlan, Path, str]] = []
+        shared = None  # the data most runs read (a grid over the seed with val_split carves its own per run)
         for plan, run_dir in todo:
             run = self._candidate(plan, run_dir)
             key, reason = pack_key(run, grid.devices[plan.name])
+            shared = shared or run.prepared
+            if run.prepared is not shared:
+                run.data_bytes = data_bytes(run.prepared)
+                if run.data_bytes > KEEP_BYTES:  # decoded again when its pack trains: one copy at a time till then
+                    run.prepared = None
             if reason is not None:
                 alone.append((plan, run_dir, reason))
             else:
@@ -125,6 +132,8 @@ class _Packer:
         grid.log(f"packing {len(runs)} runs: {', '.join(names[:4])}{' ...' if len(runs) > 4 else ''}")
         grid.progress.start_run(f"pack of {len(runs)}", max(run.plan.spec.train.epochs for run in runs))
         grid.trained = True
+        for run in runs:
+            run.prepared = run.prepared or grid.prepared_data(run.plan)
         contexts = [grid.context(run.plan, run.run_dir) for run in runs]
         for run in runs:
             run.run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +157,8 @@ class _Packer:
             return self._fall_back(pack, runs, exc)
         finally:
             grid.stop.graceful = False
+            for run in runs:
+                run.prepared = None if run.data_bytes else run.prepared  # its own copy: freed with the pack
         grid.settle()
         return None if grid.result.disk_full else True
 
@@ -226,13 +237,20 @@ def _network_reason(shapes) -> str | None:
 
 def fitting_runs(run: Candidate, wanted: int, device: torch.device) -> int:
     """How many runs of this kind fit in MEMORY_SHARE of the device's free memory, by an estimate: each
-    run's weights, gradients and optimizer state (four copies of its parameters), and its activations
-    (every layer's output for a batch, kept for the backward pass, twice for their gradients)."""
+    run's weights, gradients and optimizer state (four copies of its parameters), its activations
+    (every layer's output for a batch, kept for the backward pass, twice for their gradients), and its
+    data where it has its own copy."""
     shapes, data = run.shapes, run.plan.spec.data
     activations = sum(_numel(layer.output_shape) for layer in shapes.layers) * data.batch_size
-    per_run = 4 * (4 * shapes.parameters + 2 * activations)
+    per_run = 4 * (4 * shapes.parameters + 2 * activations) + run.data_bytes
     free = _free_memory(device)
     return max(1, min(wanted, int(MEMORY_SHARE * free // max(per_run, 1))))
+
+
+def data_bytes(prepared) -> int:
+    """What a prepared data set holds on its device."""
+    splits = [split for split in (prepared.train, prepared.val, prepared.test) if split is not None]
+    return sum(t.numel() * t.element_size() for split in splits for t in (split.x, split.y))
 
 
 def _numel(shape) -> int:

@@ -81,10 +81,11 @@ class Candidate:
 
     plan: RunPlan
     run_dir: Path
-    prepared: PreparedData
+    prepared: PreparedData | None  # None while a run with its own data waits for its pack
     shapes: Any  # compile.shapes.NetworkShapes
     task: Task
     checkpoint: dict[str, Any] | None = None  # where a resumed run continues
+    data_bytes: int = 0  # the size of its own copy of the data (0: it shares the grid's)
 
 
 @dataclass
