@@ -16,7 +16,7 @@ whichever checkpoint it has.
 from __future__ import annotations
 
 import time
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 AUTO_SECONDS = 10.0  # the most training an `auto` extra lets pass without it (a kill loses at most this)
 
@@ -24,18 +24,21 @@ Setting = Union[int, Literal["auto"], None]  # epochs between two, `auto`, or No
 
 
 class Cadence:
-    def __init__(self, setting: Setting, seconds: float | None = None, last_under_auto: bool = True):
+    def __init__(self, setting: Setting, seconds: float | None = None, last_under_auto: bool = True,
+                 clock: Callable[[], float] | None = None):
         self.every = None if setting in (None, 0) else setting
         self.seconds = AUTO_SECONDS if seconds is None else seconds
         self.last_under_auto = last_under_auto
-        self._start = self._since = time.monotonic()
+        # The seconds it counts: the wall clock's (looked up at each call), or a packed run's share of its pack's.
+        self.clock = clock or (lambda: time.monotonic())
+        self._start = self._since = self.clock()
 
     def due(self, epoch: int, last: bool) -> bool:
         """Whether it is due after `epoch` (`last`: the run's last epoch, early stopping's included)."""
         if self.every is None:
             return False
         if self.every == "auto":
-            now = time.monotonic()
+            now = self.clock()
             long_run = now - self._start >= self.seconds
             return (last and self.last_under_auto and long_run) or now - self._since >= self.seconds
         return last or epoch % self.every == 0
@@ -49,4 +52,4 @@ class Cadence:
 
     def restart(self) -> None:
         """It was done: `auto` counts its seconds from now."""
-        self._since = time.monotonic()
+        self._since = self.clock()

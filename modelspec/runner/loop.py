@@ -443,10 +443,11 @@ class Extras:
     images: Cadence
 
     @classmethod
-    def of(cls, spec: Spec) -> "Extras":
+    def of(cls, spec: Spec, clock: Callable[[], float] | None = None) -> "Extras":
+        """`clock`: the seconds `auto` counts (a packed run counts its share of its pack's time)."""
         tracking = spec.tracking
-        return cls(Cadence(spec.train.checkpoint_every, last_under_auto=False), Cadence(tracking.histogram_every),
-                   Cadence(tracking.image_every))
+        return cls(Cadence(spec.train.checkpoint_every, last_under_auto=False, clock=clock),
+                   Cadence(tracking.histogram_every, clock=clock), Cadence(tracking.image_every, clock=clock))
 
 
 def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan: RunPlan, ctx: RunContext,

@@ -19,6 +19,7 @@ count are all-reduced here), so every rank gets the same values, and must call i
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -68,8 +69,13 @@ class MetricSet:
 
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         self.loss_sum += loss.detach() * len(y)  # weighted by the real batch size: a short batch counts less
+        self.take(out.detach().float(), y.detach())
+
+    def take(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        """Outputs and targets whose loss is in `loss_sum` already (a pack sums its runs' losses at
+        once, runner/stacked/pack.py, and hands each run its outputs in chunks)."""
         self.count += len(y)
-        self.pending.append((out.detach().float(), y.detach()))
+        self.pending.append((out, y))
         self.pending_count += len(y)
         if self.pending_count >= CHUNK:
             self._flush()
@@ -155,14 +161,23 @@ class MetricPool:
 
     def __init__(self):
         self._free: dict[tuple, list[MetricSet]] = {}
+        # A fresh set of each kind: copying it costs a sixth of building one (torchmetrics' constructors
+        # inspect signatures), which a pack taking dozens of sets at once pays for each.
+        self._fresh: dict[tuple, MetricSet] = {}
 
     def take(self, task: Task, device: torch.device, confusion: bool = False) -> MetricSet:
-        free = self._free.get(MetricSet.kind_of(task, device, confusion))
-        if not free:
-            return MetricSet(task, device, confusion)
-        metrics = free.pop()
+        kind = MetricSet.kind_of(task, device, confusion)
+        free = self._free.get(kind)
+        if free:
+            metrics = free.pop()
+            metrics.reset()
+        elif kind in self._fresh:
+            fresh = self._fresh[kind]
+            metrics = copy.deepcopy(fresh, {id(fresh.task): task})  # the task is shared, not copied
+        else:
+            metrics = MetricSet(task, device, confusion)
+            self._fresh[kind] = copy.deepcopy(metrics)
         metrics.task = task  # an equal one: its class names, for the per-label columns
-        metrics.reset()
         return metrics
 
     def give_back(self, *sets: MetricSet | None) -> None:

@@ -130,6 +130,9 @@ class _Packer:
         grid = self.grid
         names = [run.plan.name for run in runs]
         grid.log(f"packing {len(runs)} runs: {', '.join(names[:4])}{' ...' if len(runs) > 4 else ''}")
+        if grid.devices[names[0]].type == "cpu" and _convolves(runs[0].shapes):
+            grid.log("  (on the CPU, convolutions run slower stacked than run by run: "
+                     "bench/README.md measured fashion_bn's packs at 0.6-0.8x; --executor local may be faster)")
         grid.progress.start_run(f"pack of {len(runs)}", max(run.plan.spec.train.epochs for run in runs))
         grid.trained = True
         for run in runs:
@@ -140,7 +143,8 @@ class _Packer:
         pack = None
         grid.stop.graceful = True
         try:
-            pack = Pack(runs, contexts, log=grid.progress.log if not grid.quiet else grid.log,
+            # Epoch lines and failures go where a run alone says them: the progress (off with --quiet).
+            pack = Pack(runs, contexts, log=grid.progress.log,
                         on_batch=grid.progress.batch, stop_requested=lambda: grid.stop.requested,
                         on_end=lambda m: self._record(m))
             pack.train()
@@ -226,6 +230,16 @@ def pack_key(run: Candidate, device: torch.device) -> tuple[str | None, str | No
         "task": [run.task.kind, run.task.size],
     }
     return json.dumps(key, sort_keys=True, default=str), None
+
+
+def _convolves(shapes) -> bool:
+    """Whether the built network convolves (torch's convolution modules, in any layer kind)."""
+    from torch.nn.modules.conv import _ConvNd
+
+    from ..compile import build_from_shapes
+
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return any(isinstance(module, _ConvNd) for module in build_from_shapes(shapes).modules())
 
 
 def _network_reason(shapes) -> str | None:

@@ -155,7 +155,9 @@ class Member:
             stacked.set_rng_state(i, torch.get_rng_state())  # its dropout draws go on as they were
         trackers = [*tracking_backends(spec, self.run.run_dir, ctx, restored), *ctx.trackers]
         self.parts = Parts(spec, self.run.task, None, None, loss_fn, ctx.device, self.run.run_dir, trackers)
-        self.extras = Extras.of(spec)
+        # `auto` counts the run's own seconds, its share of the pack's time: a run in a pack of 256
+        # spends the pack's seconds an epoch, and would otherwise get pictures its run alone never gets.
+        self.extras = Extras.of(spec, clock=lambda: self.state.run_seconds)
         for tracker in trackers:
             tracker.start(self.state.epoch if self.run.checkpoint is not None else None, self.state.rows)
         self.info = model_info(self.run.prepared, self.run.task)

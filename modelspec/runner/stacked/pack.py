@@ -25,10 +25,14 @@ from torch.func import vmap
 from ...compile import build_from_shapes
 from ...compile.finetune import prepare_finetuning
 from ..loop import Interrupted, RunContext
+from ..metrics import CHUNK, MetricSet
 from .member import Candidate, Member, pack_checkpoints
 from .model import StackedModel
 from .optim import StackedOptimizer
 from .schedule import StackedSchedules
+
+
+STACKED_DATA_BYTES = 256 << 20  # runs' own copies of the data are stacked for one gather up to this size
 
 
 class Pack:
@@ -65,6 +69,7 @@ class Pack:
         self.optimizer.set_lr(self.schedules.lrs())  # the rates the runs' schedulers start at (or resumed at)
         self.checkpoints = pack_checkpoints(first)
         self.shared = all(run.prepared is runs[0].prepared for run in runs)
+        self.own_data = None if self.shared else _stacked_data(runs)
         self.active_mask = torch.ones(len(runs), dtype=torch.bool, device=self.device)
 
     def active(self) -> list[Member]:
@@ -91,6 +96,7 @@ class Pack:
             for m in active:
                 m.state.begin_epoch()
             drawn = {m.index: m.feeds[0].draw_epoch() for m in active}
+            self.sums = _Sums([m.state.train_metrics if m.active else None for m in self.members])
             self.stacked.train()
             for b in range(active[0].state.batch, n):
                 x, y = self._train_batch(b, drawn, active)
@@ -99,10 +105,13 @@ class Pack:
                 self._step(x, y, active)
                 self.on_batch(b + 1, n)
                 if self.stop_requested() and b + 1 < n:
+                    self.sums.hand_over()
                     for m in active:
                         m.checkpoint(self.stacked, durable=True)
                     raise Interrupted(f"stopped at epoch {epoch}, batch {b + 1}")
-            self._end_epoch(active, epoch, time.perf_counter() - start)
+            self.sums.hand_over()
+            # Each run's share of the pack's time: its rows' durations, and what `auto` cadences count.
+            self._end_epoch(active, epoch, (time.perf_counter() - start) / len(active))
 
     def _step(self, x: Tensor, y: Tensor, active: list[Member]) -> None:
         out = self.stacked(x)
@@ -115,8 +124,8 @@ class Pack:
         if self.per_batch:
             self.schedules.step_batch([m.active for m in self.members])
             self.optimizer.set_lr(self.schedules.lrs())
+        self.sums.add(out, y, losses)
         for m in active:
-            m.state.train_metrics.update(out[m.index], y[m.index], losses[m.index])
             m.state.batch += 1
 
     @torch.no_grad()
@@ -136,6 +145,12 @@ class Pack:
             index = {m.index: feed.batch_indices(b, drawn[m.index][0]) for m in active}
             rows = torch.stack([index.get(m.index, index[first.index]) for m in self.members])
             return feed.x[rows], feed.y[rows]
+        if self.own_data is not None and first.feeds[0].augment is None:  # one gather from each run's own copy
+            index = {m.index: first.feeds[0].batch_indices(b, drawn[m.index][0]) for m in active}
+            rows = torch.stack([index.get(m.index, index[first.index]) for m in self.members])
+            x, y = self.own_data[0]
+            runs = torch.arange(len(self.members), device=rows.device).unsqueeze(1)
+            return x[runs, rows], y[runs, rows]
         batches = {m.index: m.feeds[0].batch_at(b, drawn[m.index]) for m in active}
         picked = [batches.get(m.index, batches[first.index]) for m in self.members]
         return torch.stack([x for x, _ in picked]), torch.stack([y for _, y in picked])
@@ -177,23 +192,60 @@ class Pack:
         first = next(f for f in feeds if f is not None)
         for m in evaluating:
             m.split_metrics[split].reset()
+        chosen = {m.index for m in evaluating}
+        sums = _Sums([m.split_metrics[split] if m.index in chosen else None for m in self.members])
         self.stacked.eval()
         for b in range(len(first)):
-            x, y = self._eval_batch(b, feeds, first)
+            x, y = self._eval_batch(b, feeds, first, split)
             out = self.stacked(x)
-            losses = self.loss(out, y)
-            for m in evaluating:
-                m.split_metrics[split].update(out[m.index], y[m.index], losses[m.index])
+            sums.add(out, y, self.loss(out, y))
+        sums.hand_over()
         self.stacked.train()
         return {m.index: m.split_metrics[split].compute() for m in evaluating}
 
-    def _eval_batch(self, b: int, feeds: list, first) -> tuple[Tensor, Tensor]:
+    def _eval_batch(self, b: int, feeds: list, first, split: int) -> tuple[Tensor, Tensor]:
         bs, R = first.batch_size, len(self.members)
         if self.shared:  # the same samples for every run: a view, no copy
             x, y = first.x[b * bs : (b + 1) * bs], first.y[b * bs : (b + 1) * bs]
             return x.expand(R, *x.shape), y.expand(R, *y.shape)
+        if self.own_data is not None and self.own_data[1 + split] is not None:
+            x, y = self.own_data[1 + split]
+            return x[:, b * bs : (b + 1) * bs], y[:, b * bs : (b + 1) * bs]
         parts = [(f or first).x[b * bs : (b + 1) * bs] for f in feeds], [(f or first).y[b * bs : (b + 1) * bs] for f in feeds]
         return torch.stack(parts[0]), torch.stack(parts[1])
+
+
+class _Sums:
+    """The loss sums and outputs of every run of a pack over part of a pass, handed to each run's
+    MetricSet in chunks rather than batch by batch (a metric update per run per batch cost a packed
+    tiny grid a quarter of its time). The sums start from the sets' own and add each batch's losses
+    as each set's `update` would, in float32 element by element: the same numbers."""
+
+    def __init__(self, sets: list[MetricSet | None]):
+        self.sets = sets
+        zero = next(s for s in sets if s is not None).loss_sum.new_zeros(())
+        self.loss_sums = torch.stack([s.loss_sum if s is not None else zero for s in sets])
+        self.outs: list[Tensor] = []
+        self.targets: list[Tensor] = []
+        self.count = 0
+
+    def add(self, out: Tensor, y: Tensor, losses: Tensor) -> None:
+        self.loss_sums += losses.detach() * y.shape[1]
+        self.outs.append(out.detach().float())
+        self.targets.append(y.detach())
+        self.count += y.shape[1]
+        if self.count >= CHUNK:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        if not self.outs:
+            return
+        outs, targets = torch.cat(self.outs, 1), torch.cat(self.targets, 1)
+        for i, metrics in enumerate(self.sets):
+            if metrics is not None:
+                metrics.loss_sum.copy_(self.loss_sums[i])
+                metrics.take(outs[i], targets[i])
+        self.outs, self.targets, self.count = [], [], 0
 
 
 class _Losses:
@@ -229,6 +281,26 @@ class _Losses:
             except RuntimeError:  # a loss vmap has no rule for: the runs one by one (same numbers)
                 self.batched[id(fn)] = None
         return torch.stack([fn(o, self.task.loss_target(t)) for o, t in zip(out, y)])
+
+
+def _stacked_data(runs: list[Candidate]) -> list[tuple[Tensor, Tensor] | None] | None:
+    """Each run's own copy of its splits (train, val, test) stacked (R, N, ...), for one gather a
+    batch, when the runs carve their own splits (a grid over the seed with val_split) of equal sizes
+    and the copies are small; else None (each run's batch is then gathered apart)."""
+    stacked, total = [], 0
+    for name in ("train", "val", "test"):
+        splits = [getattr(run.prepared, name) for run in runs]
+        if all(split is None for split in splits):
+            stacked.append(None)
+            continue
+        if any(split is None or split.x.shape != splits[0].x.shape for split in splits):
+            return None
+        total += sum(split.x.numel() * split.x.element_size() for split in splits)
+        stacked.append(splits)
+    if total > STACKED_DATA_BYTES:
+        return None
+    return [(torch.stack([s.x for s in splits]), torch.stack([s.y for s in splits])) if splits else None
+            for splits in stacked]
 
 
 def _stacked_model(runs: list[Candidate], device: torch.device) -> StackedModel:
