@@ -85,6 +85,16 @@ def assert_same_runs(sequential, packed) -> None:
                 torch.testing.assert_close(weights_packed[key], tensor, rtol=1e-5, atol=1e-6)
 
 
+def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard shows of a run: every scalar tag's (step, value) pairs, and the HParams run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in tags}
+
+
 def _files(run_dir: Path) -> set[str]:
     return {p.name if not p.name.startswith("events.") else "events" for p in run_dir.iterdir()}
 
@@ -102,6 +112,13 @@ def test_sgd_momentum_with_a_schedule_over_seed_and_lr_packs_and_computes_what_e
         assert _files(run_dir) == _files(sequential.run_dirs[name])
         state = json.loads((run_dir / "run.json").read_text())
         assert state["status"] == "finished" and len(state["rows"]) == 3
+        assert {"loss/train", "accuracy/val", "lr"} <= _scalars(run_dir).keys()
+        assert _scalars(run_dir).keys() == _scalars(sequential.run_dirs[name]).keys()
+        for tag, values in _scalars(sequential.run_dirs[name]).items():
+            if "duration" not in tag:
+                packed_values = _scalars(run_dir)[tag]
+                assert [step for step, _ in packed_values] == [step for step, _ in values], (name, tag)
+                assert [v for _, v in packed_values] == pytest.approx([v for _, v in values], rel=1e-5), (name, tag)
     table_alone = json.loads((sequential.folder / "results.json").read_text())
     table_packed = json.loads((packed.folder / "results.json").read_text())
     assert [r["run"] for r in table_packed["rows"]] == [r["run"] for r in table_alone["rows"]]
