@@ -134,6 +134,10 @@ def test_adam_and_adamw_runs_stopping_early_at_different_epochs(tmp_path):
     assert_same_runs(sequential, packed)
     epochs = {len(o.rows) for o in packed.outcomes.values()}
     assert len(epochs) > 1 and max(epochs) < 12, epochs  # stopped early, not all at once
+    # Once half a pack had stopped, the rest were packed anew from their checkpoints.
+    assert any(line.endswith("still train: packing them anew") for line in lines), lines
+    for name, run_dir in packed.run_dirs.items():
+        assert [step for step, _ in _scalars(run_dir)["loss/train"]] == list(range(1, len(packed.outcomes[name].rows) + 1))
 
 
 def test_a_run_whose_loss_becomes_nan_fails_alone_and_the_others_finish(tmp_path):
@@ -213,7 +217,7 @@ def test_pack_size_splits_the_grid_into_packs(tmp_path):
     text = _spec(grid="  seed: [1, 2, 3, 4, 5]\n", epochs=2)
     sequential, packed, lines = _both(tmp_path, text, pack_size=2)
     assert [line.split(":")[0] for line in lines if line.startswith("packing")] == ["packing 2 runs"] * 2
-    assert any("trains alone" not in line for line in lines)
+    assert "1 run(s) train one at a time: no other run shares its network, data and optimizer kind (seed=5)" in lines
     assert_same_runs(sequential, packed)
 
 
@@ -223,7 +227,7 @@ def test_what_cannot_be_packed_trains_alone_with_the_reason(tmp_path):
     result = run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path}"]), quiet=True, log=lines.append,
                       executor=VmapExecutor())
     assert all(o.status == "finished" for o in result.outcomes.values())
-    assert sum("trains alone: mixed precision (train.amp)" in line for line in lines) == 2, lines
+    assert "2 run(s) train one at a time: mixed precision (train.amp) is not computed stacked (seed=1, seed=2)" in lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,7 +333,7 @@ def test_the_command_line_packs_and_says_so(tmp_path, monkeypatch):
     (tmp_path / "pack.yaml").write_text(_spec(epochs=1))
     result = CliRunner().invoke(app, ["run", "pack.yaml", "--executor", "vmap", "--pack-size", "2"])
     assert result.exit_code == 0, result.output
-    assert "packing 2 runs" in result.output and "seed=3" in result.output  # the third run: alone
+    assert "packing 2 runs" in result.output and "train one at a time" in result.output  # the third: alone
     (folder,) = (tmp_path / "runs" / "pack").iterdir()
     assert json.loads((folder / "grid.json").read_text())["executor"] == {"kind": "vmap", "pack_size": 2}
 

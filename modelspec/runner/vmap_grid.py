@@ -16,6 +16,7 @@ each from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,29 +74,13 @@ class _Packer:
 
     def run(self, todo: list[tuple[RunPlan, Path]]) -> None:
         grid = self.grid
-        groups: dict[str, list[Candidate]] = {}
-        alone: list[tuple[RunPlan, Path, str]] = []
-        shared = None  # the data most runs read (a grid over the seed with val_split carves its own per run)
-        for plan, run_dir in todo:
-            run = self._candidate(plan, run_dir)
-            key, reason = pack_key(run, grid.devices[plan.name])
-            shared = shared or run.prepared
-            if run.prepared is not shared:
-                run.data_bytes = data_bytes(run.prepared)
-                if run.data_bytes > KEEP_BYTES:  # decoded again when its pack trains: one copy at a time till then
-                    run.prepared = None
-            if reason is not None:
-                alone.append((plan, run_dir, reason))
-            else:
-                groups.setdefault(key, []).append(run)
-        for plan, run_dir, reason in alone:
-            grid.log(f"{plan.name} trains alone: {reason}")
+        groups, alone = self._group(todo)
         packs = [pack for group in groups.values() for pack in self._split(group)]
-        for pack in packs:
-            if len(pack) == 1:
-                alone.append((pack[0].plan, pack[0].run_dir, ""))
+        single = [(pack[0].plan, pack[0].run_dir, "no other run shares its network, data and optimizer kind")
+                  for pack in packs if len(pack) == 1]
+        _say_alone(grid.log, alone + single)
         order = {plan.name: i for i, (plan, _) in enumerate(todo)}
-        work = sorted([(order[p.name], "alone", (p, d)) for p, d, _ in alone] +
+        work = sorted([(order[p.name], "alone", (p, d)) for p, d, _ in alone + single] +
                       [(order[pack[0].plan.name], "pack", pack) for pack in packs if len(pack) > 1],
                       key=lambda item: item[0])
         for _, kind, item in work:
@@ -106,6 +91,25 @@ class _Packer:
             if done is None or grid.result.interrupted or grid.result.disk_full or (
                     grid.fail_fast and any(o.status == "failed" for o in grid.result.outcomes.values())):
                 return
+
+    def _group(self, todo: list[tuple[RunPlan, Path]]) -> tuple[dict[str, list[Candidate]], list[tuple]]:
+        """The runs by what they must share to be packed, and those that train alone (with why)."""
+        groups: dict[str, list[Candidate]] = {}
+        alone: list[tuple[RunPlan, Path, str]] = []
+        shared = None  # the data most runs read (a grid over the seed with val_split carves its own per run)
+        for plan, run_dir in todo:
+            run = self._candidate(plan, run_dir)
+            key, reason = pack_key(run, self.grid.devices[plan.name])
+            shared = shared or run.prepared
+            if run.prepared is not shared:
+                run.data_bytes = data_bytes(run.prepared)
+                if run.data_bytes > KEEP_BYTES:  # decoded again when its pack trains: one copy at a time till then
+                    run.prepared = None
+            if reason is not None:
+                alone.append((plan, run_dir, reason))
+            else:
+                groups.setdefault(key, []).append(run)
+        return groups, alone
 
     def _candidate(self, plan: RunPlan, run_dir: Path) -> Candidate:
         grid = self.grid
@@ -125,7 +129,7 @@ class _Packer:
 
     def _train_pack(self, runs: list[Candidate]) -> RunOutcome | bool | None:
         """One pack; True when the grid goes on, None when a full disk stops it."""
-        from .stacked.pack import Pack
+        from .stacked.pack import Pack, Repack
 
         grid = self.grid
         names = [run.plan.name for run in runs]
@@ -140,7 +144,7 @@ class _Packer:
         contexts = [grid.context(run.plan, run.run_dir) for run in runs]
         for run in runs:
             run.run_dir.mkdir(parents=True, exist_ok=True)
-        pack = None
+        pack, repack = None, None
         grid.stop.graceful = True
         try:
             # Epoch lines and failures go where a run alone says them: the progress (off with --quiet).
@@ -148,6 +152,8 @@ class _Packer:
                         on_batch=grid.progress.batch, stop_requested=lambda: grid.stop.requested,
                         on_end=lambda m: self._record(m))
             pack.train()
+        except Repack as exc:
+            repack = exc.runs
         except Interrupted as exc:
             grid.result.interrupted = True
             self._end_all(pack, "stopped", str(exc))
@@ -164,7 +170,17 @@ class _Packer:
             for run in runs:
                 run.prepared = None if run.data_bytes else run.prepared  # its own copy: freed with the pack
         grid.settle()
+        if repack is not None and not grid.result.disk_full:
+            return self._repack(repack)
         return None if grid.result.disk_full else True
+
+    def _repack(self, runs: list[Candidate]) -> RunOutcome | bool | None:
+        """The runs a sparse pack handed back, packed anew from the checkpoints it just wrote."""
+        if len(runs) == 1:
+            self.grid.log(f"{runs[0].plan.name} still trains, the rest of its pack has ended: it goes on alone")
+            return self.grid.run_one(runs[0].plan, runs[0].run_dir, True)
+        self.grid.log(f"{len(runs)} of the pack's runs still train: packing them anew")
+        return self._train_pack([dataclasses.replace(run, checkpoint=load_checkpoint(run.run_dir)) for run in runs])
 
     def _record(self, member: Member) -> None:
         self.grid.record(member.plan, member.run.run_dir, member.outcome, write_state=True)
@@ -187,6 +203,16 @@ class _Packer:
                 if self.grid.run_one(run.plan, run.run_dir, True) is None or self.grid.result.interrupted:
                     return False
         return True
+
+
+def _say_alone(log, alone: list[tuple[RunPlan, Path, str]]) -> None:
+    """One line per reason: which runs train one at a time, and why."""
+    by_reason: dict[str, list[str]] = {}
+    for plan, _, reason in alone:
+        by_reason.setdefault(reason, []).append(plan.name)
+    for reason, names in by_reason.items():
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        log(f"{len(names)} run(s) train one at a time: {reason} ({shown})")
 
 
 def pack_key(run: Candidate, device: torch.device) -> tuple[str | None, str | None]:

@@ -152,7 +152,8 @@ class Member:
         restored = False
         if self.run.checkpoint is not None:
             restored = restore(self.state, self.run.run_dir, ctx, self.run.checkpoint)
-            stacked.set_rng_state(i, torch.get_rng_state())  # its dropout draws go on as they were
+            if ctx.device.type == "cpu":
+                stacked.set_rng_state(i, torch.get_rng_state())  # its dropout draws go on as they were
         trackers = [*tracking_backends(spec, self.run.run_dir, ctx, restored), *ctx.trackers]
         self.parts = Parts(spec, self.run.task, None, None, loss_fn, ctx.device, self.run.run_dir, trackers)
         # `auto` counts the run's own seconds, its share of the pack's time: a run in a pack of 256
@@ -174,7 +175,12 @@ class Member:
 
     @contextlib.contextmanager
     def own_rng(self, stacked):
-        """torch's global generator as this run's (its dropout stream) while its state is read."""
+        """torch's global generator as this run's (its dropout stream) while its state is read. On the
+        CPU only: there the run alone draws its masks from that generator; on a GPU its stream is
+        CUDA's, whose masks a pack does not reproduce (stacked/model.py), and the states differ in kind."""
+        if self.ctx.device.type != "cpu":
+            yield
+            return
         saved = torch.get_rng_state()
         torch.set_rng_state(stacked.rng_state(self.index))
         try:

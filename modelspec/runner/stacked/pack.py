@@ -33,6 +33,15 @@ from .schedule import StackedSchedules
 
 
 STACKED_DATA_BYTES = 256 << 20  # runs' own copies of the data are stacked for one gather up to this size
+REPACK_SHARE = 0.5  # a pack with at most this share of its runs still training is packed anew
+
+
+class Repack(Exception):
+    """The runs still training, checkpointed, to be packed anew (their checkpoints are plain runs')."""
+
+    def __init__(self, runs: list[Candidate]):
+        super().__init__(f"{len(runs)} run(s) to pack anew")
+        self.runs = runs
 
 
 class Pack:
@@ -71,12 +80,14 @@ class Pack:
         self.shared = all(run.prepared is runs[0].prepared for run in runs)
         self.own_data = None if self.shared else _stacked_data(runs)
         self.active_mask = torch.ones(len(runs), dtype=torch.bool, device=self.device)
+        self.all_active = True
 
     def active(self) -> list[Member]:
         return [m for m in self.members if m.active]
 
     def _update_mask(self) -> None:
         self.active_mask = torch.tensor([m.active for m in self.members], device=self.device)
+        self.all_active = all(m.active for m in self.members)
 
     def _ended(self, member: Member) -> None:
         self._update_mask()
@@ -112,6 +123,18 @@ class Pack:
             self.sums.hand_over()
             # Each run's share of the pack's time: its rows' durations, and what `auto` cadences count.
             self._end_epoch(active, epoch, (time.perf_counter() - start) / len(active))
+            self._repack_if_sparse()
+
+    def _repack_if_sparse(self) -> None:
+        """When at most REPACK_SHARE of the pack still trains (the others stopped early, or their epochs
+        were fewer), the ended runs' slots would go on costing their compute: checkpoint the runs still
+        training and hand them back (Repack) to be packed anew from those checkpoints."""
+        still = self.active()
+        if still and len(self.members) > 1 and len(still) <= REPACK_SHARE * len(self.members):
+            for m in still:
+                m.checkpoint(self.stacked, durable=False)
+                m.end("stopped", "repacked")
+            raise Repack([m.run for m in still])
 
     def _step(self, x: Tensor, y: Tensor, active: list[Member]) -> None:
         out = self.stacked(x)
@@ -120,7 +143,8 @@ class Pack:
         losses.sum().backward()  # each run's loss reaches only its own slot
         if self.max_norm is not None:
             self._clip()
-        self.optimizer.step(self.active_mask)
+        # None while every run trains: no mask to apply, and no read of it back from a GPU each step.
+        self.optimizer.step(None if self.all_active else self.active_mask)
         if self.per_batch:
             self.schedules.step_batch([m.active for m in self.members])
             self.optimizer.set_lr(self.schedules.lrs())
