@@ -348,3 +348,28 @@ def test_the_python_api_takes_the_executor_by_name(tmp_path):
     assert {o.status for o in result.outcomes.values()} == {"finished"}
     with pytest.raises(modelspec.SpecError, match="--pack-size goes with --executor vmap"):
         modelspec.run_grid(loaded, pack_size=3)
+
+
+def test_each_packed_run_exports_after_training_and_predicts_as_its_weights_say(tmp_path):
+    """`export.after_run`: every run of a pack writes its own verified export, of its own weights."""
+    from typer.testing import CliRunner
+
+    from modelspec.cli.main import app
+    from modelspec.artifacts import load_trained
+    from modelspec.export.pipeline import export_after_run
+
+    text = _spec(grid="  seed: [1, 2]\n", epochs=1) + "export: {formats: [torchscript], after_run: true}\n"
+    result = run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path}"]), quiet=True, log=lambda _: None,
+                      executor=VmapExecutor(), exporter=export_after_run)
+    assert not result.export_failed
+    x = torch.randn(5, 12)
+    outputs = []
+    for run_dir in result.run_dirs.values():
+        assert json.loads((run_dir / "run.json").read_text())["export"] == "ok"
+        (scripted,) = (run_dir / "export").glob("*.pt")
+        outputs.append(torch.jit.load(str(scripted))(x))
+        with torch.no_grad():
+            torch.testing.assert_close(outputs[-1], load_trained(run_dir).model(x))  # the run's own weights
+        evaluated = CliRunner().invoke(app, ["evaluate", str(run_dir)])
+        assert evaluated.exit_code == 0, evaluated.output
+    assert not torch.allclose(outputs[0], outputs[1])  # each run's own network, not one of them twice
