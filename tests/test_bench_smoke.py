@@ -77,4 +77,4 @@ def test_bench_vmap_refuses_to_time_runs_that_did_not_pack(tmp_path):
                            "--set", "train.amp=bf16"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "expected all 3 runs packed, 0 were" in done.stderr
-    assert "trains alone: mixed precision (train.amp)" in done.stderr
+    assert "3 run(s) train one at a time: mixed precision (train.amp)" in done.stderr
