@@ -71,6 +71,7 @@ class VmapExecutor:
 class _Packer:
     def __init__(self, executor: VmapExecutor, grid: Grid):
         self.executor, self.grid = executor, grid
+        self.networks: dict[int, tuple[Any, _Network]] = {}
 
     def run(self, todo: list[tuple[RunPlan, Path]]) -> None:
         grid = self.grid
@@ -99,7 +100,7 @@ class _Packer:
         shared = None  # the data most runs read (a grid over the seed with val_split carves its own per run)
         for plan, run_dir in todo:
             run = self._candidate(plan, run_dir)
-            key, reason = pack_key(run, self.grid.devices[plan.name])
+            key, reason = pack_key(run, self.grid.devices[plan.name], self._network(run.shapes))
             shared = shared or run.prepared
             if run.prepared is not shared:
                 run.data_bytes = data_bytes(run.prepared)
@@ -110,6 +111,12 @@ class _Packer:
             else:
                 groups.setdefault(key, []).append(run)
         return groups, alone
+
+    def _network(self, shapes) -> _Network:
+        """Each network once: a grid's runs of one network share its shapes object (loop.py: resolve_run)."""
+        if id(shapes) not in self.networks:
+            self.networks[id(shapes)] = (shapes, _Network.of(shapes))  # the shapes kept: their id stays theirs
+        return self.networks[id(shapes)][1]
 
     def _candidate(self, plan: RunPlan, run_dir: Path) -> Candidate:
         grid = self.grid
@@ -134,7 +141,7 @@ class _Packer:
         grid = self.grid
         names = [run.plan.name for run in runs]
         grid.log(f"packing {len(runs)} runs: {', '.join(names[:4])}{' ...' if len(runs) > 4 else ''}")
-        if grid.devices[names[0]].type == "cpu" and _convolves(runs[0].shapes):
+        if grid.devices[names[0]].type == "cpu" and self._network(runs[0].shapes).convolves:
             grid.log("  (on the CPU, convolutions run slower stacked than run by run: "
                      "bench/README.md measured fashion_bn's packs at 0.6-0.8x; --executor local may be faster)")
         grid.progress.start_run(f"pack of {len(runs)}", max(run.plan.spec.train.epochs for run in runs))
@@ -215,7 +222,7 @@ def _say_alone(log, alone: list[tuple[RunPlan, Path, str]]) -> None:
         log(f"{len(names)} run(s) train one at a time: {reason} ({shown})")
 
 
-def pack_key(run: Candidate, device: torch.device) -> tuple[str | None, str | None]:
+def pack_key(run: Candidate, device: torch.device, network: _Network) -> tuple[str | None, str | None]:
     """(what a run must share with the others of its pack, None) or (None, why it trains alone)."""
     spec, train = run.plan.spec, run.plan.spec.train
     if run.prepared.train is None:
@@ -233,9 +240,8 @@ def pack_key(run: Candidate, device: torch.device) -> tuple[str | None, str | No
         flags, numbers = split_arguments(KINDS[train.optimizer.name], [{"lr": train.optimizer.lr, **train.optimizer.kwargs}])
     except (Unpackable, TypeError) as exc:
         return None, str(exc)
-    reason = _network_reason(run.shapes)
-    if reason is not None:
-        return None, reason
+    if network.unpackable is not None:
+        return None, network.unpackable
     position = None
     if run.checkpoint is not None:
         stopper = run.checkpoint.get("early_stopping") or {}
@@ -258,21 +264,22 @@ def pack_key(run: Candidate, device: torch.device) -> tuple[str | None, str | No
     return json.dumps(key, sort_keys=True, default=str), None
 
 
-def _convolves(shapes) -> bool:
-    """Whether the built network convolves (torch's convolution modules, in any layer kind)."""
-    from torch.nn.modules.conv import _ConvNd
+@dataclass(frozen=True)
+class _Network:
+    """What the executor reads of a network built once on the meta device (no weights)."""
 
-    from ..compile import build_from_shapes
+    unpackable: str | None  # why a stacked forward cannot compute it as each run does, or None
+    convolves: bool  # it has torch convolutions (slower stacked than run by run on the CPU)
 
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        return any(isinstance(module, _ConvNd) for module in build_from_shapes(shapes).modules())
+    @classmethod
+    def of(cls, shapes) -> "_Network":
+        from torch.nn.modules.conv import _ConvNd
 
+        from ..compile import build_from_shapes
 
-def _network_reason(shapes) -> str | None:
-    from ..compile import build_from_shapes
-
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        return unpackable_reason(build_from_shapes(shapes))
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = build_from_shapes(shapes)
+        return cls(unpackable_reason(model), any(isinstance(module, _ConvNd) for module in model.modules()))
 
 
 def fitting_runs(run: Candidate, wanted: int, device: torch.device) -> int:

@@ -164,14 +164,12 @@ class Pack:
     def _train_batch(self, b: int, drawn: dict[int, Any], active: list[Member]) -> tuple[Tensor, Tensor]:
         """Each run's batch b of its epoch (R, N, ...); an ended run's slot takes the first active run's."""
         first = active[0]
-        if self.shared and first.feeds[0].augment is None:  # one gather from the shared tensors
-            feed = first.feeds[0]
-            index = {m.index: feed.batch_indices(b, drawn[m.index][0]) for m in active}
-            rows = torch.stack([index.get(m.index, index[first.index]) for m in self.members])
-            return feed.x[rows], feed.y[rows]
-        if self.own_data is not None and first.feeds[0].augment is None:  # one gather from each run's own copy
+        if first.feeds[0].augment is None and (self.shared or self.own_data is not None):
+            # One gather for the pack: from the shared tensors, or from the runs' own copies stacked.
             index = {m.index: first.feeds[0].batch_indices(b, drawn[m.index][0]) for m in active}
             rows = torch.stack([index.get(m.index, index[first.index]) for m in self.members])
+            if self.shared:
+                return first.feeds[0].x[rows], first.feeds[0].y[rows]
             x, y = self.own_data[0]
             runs = torch.arange(len(self.members), device=rows.device).unsqueeze(1)
             return x[runs, rows], y[runs, rows]
@@ -235,8 +233,9 @@ class Pack:
         if self.own_data is not None and self.own_data[1 + split] is not None:
             x, y = self.own_data[1 + split]
             return x[:, b * bs : (b + 1) * bs], y[:, b * bs : (b + 1) * bs]
-        parts = [(f or first).x[b * bs : (b + 1) * bs] for f in feeds], [(f or first).y[b * bs : (b + 1) * bs] for f in feeds]
-        return torch.stack(parts[0]), torch.stack(parts[1])
+        sources = [feed or first for feed in feeds]  # a run without this split computes the first's
+        return (torch.stack([f.x[b * bs : (b + 1) * bs] for f in sources]),
+                torch.stack([f.y[b * bs : (b + 1) * bs] for f in sources]))
 
 
 class _Sums:
