@@ -19,8 +19,14 @@ from typing import Any
 
 from .errors import RunError, SpecError
 
+# The files of a grid folder, named here (this module imports no torch) for the runner that writes
+# them and for the readers that must start fast (`modelspec runs`, `compare`, `report`).
 WEIGHTS_FILE = "weights.pt"
 GRID_FILE = "grid.json"  # in a grid folder: where it was started from, and how it runs
+RESULTS_FILE = "results.json"  # in a grid folder: every run's rows and summary
+RUN_FILE = "run.json"  # in a run folder: how the run ended, and its rows
+CHECKPOINT_FILE = "checkpoint.pt"  # in a run folder: where a stopped run resumes
+LOCK_FILE = ".lock"  # in a grid folder: the process that trains it
 
 
 def current_umask() -> int:

@@ -19,7 +19,7 @@ from .compile.shapes import MAX_SAMPLE_ELEMENTS, NetworkShapes, check_padding, i
 from .compile.task import resolve_task, targets_of
 from .errors import SpecError, SpecIssue
 from .spec.data import LOADER_KEYS, static_shape
-from .spec.grid import RunPlan, check_grid, expand_grid, grid_location
+from .spec.grid import RunPlan, check_grid, check_search, expand_grid, grid_location
 from .spec.layers import Embedding, fmt_shape
 from .spec.paths import parse_path, set_path, unset_path
 from .spec.root import Spec
@@ -173,6 +173,8 @@ def loads_spec(text: str, file: str = "<spec>", overrides: Sequence[str] = (), *
     raw = apply_overrides(raw, overrides, source, unset)
     spec = validate_data(raw, source)
     issues = check_grid(raw, source)
+    if spec.search is not None:
+        issues += check_search(raw, source, spec.search.space)
     # Where a grid changes the data, its runs' data are read, not the spec's own (which none may run).
     data_by_grid = check_data and any(key.startswith("data.") and key.split(".")[1] not in LOADER_KEYS
                                       for key in spec.grid)

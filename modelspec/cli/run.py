@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -60,7 +61,8 @@ def _results_table(result: GridResult) -> Table:
         outcome = item[1]
         value = best(outcome)
         sign = -1 if monitor is None or monitor.higher_is_better else 1
-        return (outcome.status != "finished", value is None, sign * value if value is not None else 0)
+        rank = {"finished": 0, "pruned": 1}.get(outcome.status, 2)  # a search's pruned trials between
+        return (rank, value is None, sign * value if value is not None else 0)
 
     def fmt(value):
         return "" if value is None else f"{value:.4f}"
@@ -72,6 +74,26 @@ def _results_table(result: GridResult) -> Table:
         table.add_row(escape(run), outcome.status, str(outcome.epochs), fmt(best(outcome) if outcome.monitor else None),
                       fmt(last.get(name)), fmt(last.get(test)), escape(outcome.reason or ""))
     return table
+
+
+def _search_lines(summary: dict, loaded: LoadedSpec) -> None:
+    """Under a search's table: its counts, the best trial and the command that retrains it (with the
+    command line's own --set and --unset), and which axes mattered."""
+    states = [trial["state"] for trial in summary["trials"]]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("finished", "pruned", "failed", "stopped") if s in states)
+    typer.echo(f"search: {len(states)} trials ({counts}); every epoch trained: "
+               f"{sum(trial['epochs'] for trial in summary['trials'])}")
+    best = summary["best"]
+    if best is None:
+        typer.echo("no trial finished with a monitor value")
+        return
+    typer.echo(f"best: {best['run']} ({best['value']:.4g})")
+    origins = dict.fromkeys(origin for path, origin in loaded.source.overrides.items() if path[:1] != ("search",))
+    given = [" ".join((option, shlex.quote(value))) for option, _, value in (o.partition(" ") for o in origins)]
+    typer.echo(f"retrain it: modelspec run {shlex.quote(loaded.file)} " + " ".join([*given, *best["set"]]))
+    if summary["importance"]:
+        shares = ", ".join(f"{key} {share:.2f}" for key, share in summary["importance"].items())
+        typer.echo(f"what mattered (share of the variance, fANOVA): {shares}")
 
 
 def _executor(kind: Optional[str], stored: Optional[dict], **options):
@@ -106,6 +128,8 @@ def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_
     if not console.is_terminal:
         console = Console(width=160)  # a log file or pipe: do not squeeze run names into 80 columns
     console.print(_results_table(result))
+    if result.search is not None:
+        _search_lines(result.search, loaded)
     if result.disk_full:
         typer.echo(f"error: {result.disk_full}; the runs keep their last checkpoint.\n"
                    f"free some space, then continue with: modelspec resume {result.folder}", err=True)
@@ -167,6 +191,11 @@ def run(
     # The data's files are checked too (they exist, hold the named columns), before any folder exists.
     loaded = load_spec(spec, set_ or [], unset=unset or [], check_data=True)
     if list_runs:
+        if loaded.spec.search is not None:  # its points are picked as its trials end
+            search = loaded.spec.search
+            typer.echo(f"a search: {search.trials} trials over {', '.join(search.space)}; its points are "
+                       "asked as it runs (the same spec and seed ask the same points)")
+            return
         for plan in loaded.runs():
             typer.echo(plan.name)
         return
@@ -179,7 +208,8 @@ def run(
 
 # What `resume --set` may change: the keys marked `ResumeSafe` (where the data is, how it is read,
 # what is logged) and what is exported; never what a run computes.
-_RESUME_SETTABLE = {".".join(key) for key in RESUME_SAFE_KEYS}
+# `search.trials`: a search resumed with more trials asks the further points, as a longer one would have.
+_RESUME_SETTABLE = {".".join(key) for key in RESUME_SAFE_KEYS} | {"search.trials"}
 
 
 def _check_resume_overrides(overrides: Sequence[str], option: str = "--set") -> None:

@@ -19,8 +19,9 @@ def validate(spec: SpecArg, set_: SetOpt = None, unset: UnsetOpt = None, no_data
     of the data's files (that they exist, a table's header and width, the class folders)."""
     loaded = load_spec(spec, set_ or [], unset=unset or [], check_data=not no_data)
     loaded.spec.tracking.check()  # a listed backend whose package is missing fails here, not at run
-    runs = loaded.runs()
+    search = loaded.spec.search
+    runs = f"a search of {search.trials} trials over {len(search.space)} axes" if search else f"{len(loaded.runs())} run(s)"
     networks = ", ".join(loaded.spec.all_networks)
-    typer.echo(f"{loaded.file}: valid — {len(runs)} run(s), network(s): {networks}")
+    typer.echo(f"{loaded.file}: valid — {runs}, network(s): {networks}")
     for note in loaded.notes:
         typer.echo(f"note: {note}")

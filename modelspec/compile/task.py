@@ -306,3 +306,18 @@ def watched(task: Task, name: str | None) -> Monitor:
     """A part of the run's own monitor (early stopping, plateau), else the task's."""
     return _monitor(name, task.metrics, ("train", "monitor")) if name else task.monitor
 
+
+
+def monitor_direction(train: TrainSpec) -> bool:
+    """Whether higher is better for the run's monitor, from the spec alone (a search fixes its
+    direction before any data is read; each point's task is checked against it as it is built):
+    the named monitor's metric, else the first scalar metric listed, else the task's default, which
+    is a regression's RMSE for a loss on real targets and an accuracy or F1 (higher) otherwise."""
+    regression = train.loss.targets == ("real",)
+    defaults = DEFAULT_METRICS["regression" if regression else "multiclass"] + DEFAULT_METRICS["multilabel"]
+    metrics = tuple(train.metrics or ()) + defaults
+    if train.monitor:
+        direction = metric_direction(strip_split(train.monitor), metrics)
+        return bool(direction)  # validate checked that the monitor is a metric of the run
+    scalars = [metric for metric in (train.metrics or defaults[:1]) if not metric.per_label]
+    return scalars[0].higher_is_better if scalars else False  # no scalar metric: the loss

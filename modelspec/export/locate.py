@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..fileio import WEIGHTS_FILE
+from ..fileio import RESULTS_FILE, WEIGHTS_FILE
 
-RESULTS_FILE = "results.json"
 
 
 def _grid_runs(folder: Path) -> list[dict[str, Any]]:

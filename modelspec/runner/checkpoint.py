@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..fileio import atomic_save, restart_hint, safe_load
+from ..fileio import CHECKPOINT_FILE, atomic_save, restart_hint, safe_load
 from ..spec.base import resume_safe_fields
 from ..spec.root import Spec
 from .state import CHECKPOINT_KEYS
 
-CHECKPOINT_FILE = "checkpoint.pt"
 # The sections of a spec whose change makes a resumed run a different run.
 RESUME_SECTIONS = ("seed", "data", "model", "networks", "train", "grid")
 # The keys marked `ResumeSafe` in the spec's fields: where the data is, how it is read and what is
@@ -56,8 +55,12 @@ def spec_hash(resolved: dict[str, Any]) -> str:
 
 
 def changed_sections(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The sections whose change makes a resumed grid another grid. A search's space, sampler, pruner
+    and seed decide its trials; its `trials` may grow (resume asks the further points)."""
+    searches = [_without(spec.get("search"), ("trials",)) for spec in (old, new)]
     old, new = _relevant(old), _relevant(new)
-    return [key for key in RESUME_SECTIONS if _text(old.get(key)) != _text(new.get(key))]
+    changed = [key for key in RESUME_SECTIONS if _text(old.get(key)) != _text(new.get(key))]
+    return changed + (["search"] if _text(searches[0]) != _text(searches[1]) else [])
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], durable: bool = True) -> None:

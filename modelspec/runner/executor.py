@@ -36,6 +36,9 @@ EXECUTORS: dict[str, str] = {
 class Executor(Protocol):
     runs_here: bool  # trains in this process: devices are checked here, a run's files overlap the next
     OPTIONS: ClassVar[tuple[str, ...]]  # the command-line options it takes (their Python names)
+    # How many of a search's trials it trains at once (runner/search.py asks them in rounds of this
+    # many); None where it cannot train a search's trials (their pruner lives in this process).
+    search_round: int | None
 
     def as_json(self) -> dict[str, Any] | None: ...
 
@@ -47,6 +50,7 @@ class LocalExecutor:
 
     runs_here = True
     OPTIONS: ClassVar[tuple[str, ...]] = ()
+    search_round = 1  # one trial after another: each asked against every trial before it, finished
 
     def as_json(self) -> dict[str, Any] | None:
         return None  # the default: grid.json needs no word on it

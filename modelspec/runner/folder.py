@@ -26,14 +26,12 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from ..errors import SpecError, SpecIssue
-from ..fileio import GRID_FILE, atomic_write_text, shared_mode
+from ..fileio import GRID_FILE, RESULTS_FILE, RUN_FILE, atomic_write_text, shared_mode
 from ..load import LoadedSpec, load_spec
 from ..spec.paths import get_path, set_path
 from ..spec.validate import relocate, validate_data
 from .checkpoint import DATA_LOCATIONS, changed_sections
 
-RUN_FILE = "run.json"
-RESULTS_FILE = "results.json"
 RUN_STATUSES = ("finished", "failed", "stopped")
 
 

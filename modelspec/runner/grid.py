@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..fileio import atomic_write_text, is_disk_full
-from ..errors import SpecError, SpecIssue, Terminated, did_you_mean
+from ..errors import SpecError, SpecIssue, Terminated, did_you_mean, format_path
 from ..load import LoadedSpec
 from ..spec.grid import RunPlan, _short_names, grid_location
 from ..compile.task import Monitor
@@ -45,6 +45,7 @@ class GridResult:
     disk_full: str | None = None  # what could not be written, when a full disk stopped the grid
     export_failed: dict[str, str] = field(default_factory=dict)  # run -> why its export failed
     run_dirs: dict[str, Path] = field(default_factory=dict)  # run -> its folder
+    search: dict[str, Any] | None = None  # a search's search.json: its history, best trial and importances
 
     @property
     def failed(self) -> list[str]:
@@ -74,7 +75,7 @@ def locate_run_error(exc: SpecError, loaded: LoadedSpec, plan: RunPlan) -> SpecE
             issues.append(issue)  # located already, or about no place in the spec (a damaged file)
             continue
         path = grid_location(loaded.spec, plan.values, issue.path)
-        message = f"run {plan.name}: {issue.message}" if loaded.spec.grid else issue.message
+        message = f"run {plan.name}: {issue.message}" if loaded.spec.axes else issue.message
         issues.append(loaded.source.issue(SpecIssue(message, path, issue.hint)))
     return SpecError(issues)
 
@@ -175,6 +176,16 @@ def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log,
     return resume_folder, lock, None
 
 
+def _check_search_options(executor: Executor, ranks: Ranks) -> None:
+    """What a search does not do: train its trials in other processes (their pruner is here)."""
+    if ranks.active:
+        raise SpecError("a search does not run under --nproc: its trials are asked one after another",
+                        hint="leave out --nproc; `modelspec run SPEC` trains the trials one by one")
+    if executor.search_round is None:
+        raise SpecError(f"a search's trials train in this process, where its pruner is; --executor "
+                        f"{executor.as_json()['kind']} is for grids", hint="leave out --executor, or use --executor vmap")
+
+
 class _NoLock:
     """What the other ranks hold under torchrun: rank 0 holds the grid's lock for them."""
 
@@ -212,7 +223,10 @@ def run_grid(
     executor = executor or LocalExecutor()
     log = log if ranks.main else (lambda message: None)
     quiet = quiet or not ranks.main
-    runs = loaded.runs()
+    searching = loaded.spec.search is not None
+    if searching:
+        _check_search_options(executor, ranks)
+    runs = loaded.runs()  # a search's: the spec without its space, whose device is every trial's
     loaded.spec.tracking.check()  # the tracking backends can work here (their packages are installed)
     # Runs trained elsewhere find their devices where they run (a GPU of a cluster node, not of this one).
     devices = check_devices(loaded, runs) if executor.runs_here else {}
@@ -223,7 +237,15 @@ def run_grid(
     stored = executor.as_json()
     opened = _open_folder(loaded, resume_folder, log, stored) if ranks.main else (None, _NoLock(), None)
     folder, lock, new_grid = ranks.from_main(lambda: opened[0]), opened[1], opened[2]
+    search = None
+    if searching:
+        from .search import Search
+
+        search = Search(loaded, folder, devices[runs[0].name])
+        runs = search.known_runs()  # on a resume, the trials asked before
+        devices = {plan.name: search.device for plan in runs}
     grid = Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks, executor)
+    grid.search = search
     try:
         grid.run(resuming=resume_folder is not None, restarts=restarts)
     except BaseException as exc:
@@ -255,9 +277,10 @@ class Grid:
         self.executor = executor or LocalExecutor()
         self.resuming = False  # whether this is a resume: runs with a checkpoint continue from it
         self.writes_table = writes_table and ranks.main  # a Ray task writes its run's files, not the grid's
-        self.short = _grid_columns(list(loaded.spec.grid))
+        self.short = _grid_columns(loaded.spec.axes)
         self.logs_graph = _first_of_their_network(runs)
-        self.table = ResultsTable(folder, [self.short[k] for k in loaded.spec.grid], [plan.name for plan in runs])
+        self.table = ResultsTable(folder, [self.short[k] for k in loaded.spec.axes], [plan.name for plan in runs])
+        self.search = None  # a search's study (runner/search.py): its trials join `runs` as they are asked
         self.result = GridResult(folder)
         self.prepared_cache: dict[str, Any] = {} if prepared_cache is None else prepared_cache
         self.trained = False  # whether any run got as far as training
@@ -272,15 +295,21 @@ class Grid:
     # ---- the loop
 
     def run(self, resuming: bool, restarts: set[str]) -> None:
-        self.log(f"{len(self.runs)} run(s) -> {self.folder}")
-        with StopFlag() as stop, QuietDiskFullThreads(), Progress(len(self.runs), enabled=not self.quiet) as progress:
+        total = self.search.spec.trials if self.search is not None else len(self.runs)
+        self.log(f"search: {total} trials -> {self.folder}" if self.search is not None else
+                 f"{total} run(s) -> {self.folder}")
+        with StopFlag() as stop, QuietDiskFullThreads(), Progress(total, enabled=not self.quiet) as progress:
             self.stop, self.progress = stop, progress
             self.resuming = resuming
             if resuming:
                 self._load_previous(restarts)
             try:
                 todo = self._todo(resuming)
-                if todo:
+                if self.search is not None:
+                    from .search import run_search
+
+                    run_search(self, self.search, todo)
+                elif todo:
                     self.executor.run(self, todo)
             finally:
                 self.settle()
@@ -311,7 +340,7 @@ class Grid:
 
     def done_before(self, plan: RunPlan, run_dir: Path) -> bool:
         state = read_run_state(run_dir, self.progress.log if not self.quiet else self.log)
-        if state is None or state["status"] not in ("finished", "failed"):
+        if state is None or state["status"] not in ("finished", "pruned", "failed"):
             return False
         outcome = stored_outcome(state)
         self.result.outcomes[plan.name] = outcome
@@ -401,6 +430,36 @@ class Grid:
                 atomic_write_text(run_dir / RUN_FILE, _run_state_text(plan, outcome, self.exports.get(plan.name)))
             self.table.set_summary(plan.name, _summary(plan, run_dir.name, outcome, self.exports.get(plan.name)))
 
+    # ---- a search's trials, added as they are asked
+
+    def add_run(self, plan: RunPlan, device) -> Path:
+        """A run that joins the grid (a search's new trial), on `device`: its folder."""
+        index = len(self.runs)
+        self.runs.append(plan)
+        self.devices[plan.name] = device
+        self.table.order[plan.name] = index
+        self.table.set_rows(plan.name, [])
+        self.logs_graph = _first_of_their_network(self.runs)
+        self.result.run_dirs[plan.name] = run_dir = self.folder / run_folder_name(index, plan.name)
+        return run_dir
+
+    def cannot_build(self, plan: RunPlan, higher_is_better: bool) -> str | None:
+        """Why a search point cannot train (its data, network or task does not fit the data, or its
+        monitor goes the other way than the search's), or None. Its data stays decoded for the run."""
+        from .loop import resolve_run
+
+        try:
+            prepared = self.prepared_data(plan)
+            check_training_split(prepared, plan)
+            _, task = resolve_run(plan, prepared)
+        except SpecError as exc:
+            return "; ".join(f"{format_path(i.path)}: {i.message}" if i.path else i.message
+                             for i in exc.issues)[:300] or "its data could not be read"
+        if task.monitor.higher_is_better != higher_is_better:
+            return (f"its monitor {task.monitor.name} is better {'higher' if higher_is_better is False else 'lower'}, "
+                    "the other way than the search's")
+        return None
+
     # ---- helpers
 
     def prepared_data(self, plan: RunPlan):
@@ -439,6 +498,7 @@ class Grid:
             hparams={self.short[k]: v for k, v in plan.values.items()},
             export=export,
             ranks=self.ranks,
+            prune=self.search.pruner(plan) if self.search is not None else None,
         )
 
     def _export(self, plan: RunPlan, run_dir: Path, model, info) -> None:

@@ -14,13 +14,12 @@ import socket
 from pathlib import Path
 
 from ..errors import SpecError
+from ..fileio import LOCK_FILE
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
-
-LOCK_FILE = ".lock"
 
 
 def _owner_text() -> str:

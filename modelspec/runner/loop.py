@@ -70,11 +70,14 @@ class RunContext:
     # the run's run.json after them while the next run trains. Otherwise the run waits for them.
     leave_files_writing: bool = False
     metric_pool: MetricPool = field(default_factory=MetricPool)  # a grid's runs share one
+    # A search's pruner: told each epoch's row (with the run's monitor), it answers why the run ends
+    # here as `pruned`, or None to go on.
+    prune: Callable[[int, dict[str, Any], Monitor], str | None] | None = None
 
 
 @dataclass
 class RunOutcome:
-    status: str  # finished | failed | stopped
+    status: str  # finished | pruned (a search's pruner ended it early) | failed | stopped
     rows: list[dict[str, Any]]
     reason: str | None = None
     epochs: int = 0
@@ -364,7 +367,8 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
         # ---- the export asked for after the run (of the model in memory)
         if ctx.export is not None and ranks.main:
             ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
-    outcome.status, outcome.files = "finished", closing
+    outcome.status, outcome.files = ("pruned", closing) if state.pruned else ("finished", closing)
+    outcome.reason = state.pruned
     hand_files(trackers, run_dir, closing)
     return outcome
 
@@ -458,7 +462,7 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
     monitor, plateau = monitors
     train = parts.spec.train
     extras = Extras.of(parts.spec)
-    if state.stopper is not None and state.stopper.stopped:
+    if (state.stopper is not None and state.stopper.stopped) or state.pruned:
         return  # resumed from the checkpoint after the epoch that stopped the run early
     while state.epoch <= train.epochs:
         epoch, epoch_start = state.epoch, time.perf_counter()
@@ -483,7 +487,9 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
         row.update(epoch_duration=round(epoch_seconds, 4), run_duration=round(state.run_seconds, 4), **ctx.hparams)
         state.rows.append(row)
         stop_early = state.stopper is not None and state.stopper.should_stop(row)
-        last = epoch == train.epochs or stop_early
+        if ctx.prune is not None and epoch < train.epochs and not stop_early:  # a search (one process)
+            state.pruned = ctx.prune(epoch, row, monitor)
+        last = epoch == train.epochs or stop_early or bool(state.pruned)
         images = extras.images.due(epoch, last)  # asked once: under `auto` the answer is the clock's
         if last:
             at_last(images)
@@ -497,6 +503,9 @@ def _epochs(state: RunState, parts: Parts, feeds, split_metrics, monitors, plan:
             # not read (a crash of the machine before that retrains from an earlier checkpoint).
             parts.ranks.save_checkpoint(parts.run_dir, state, durable=False)
             extras.checkpoints.restart()
+        if state.pruned:
+            ctx.log(state.pruned)
+            break
         if stop_early:
             ctx.log(f"early stopping after epoch {epoch}: {state.stopper.monitor.name} has not improved "
                     f"for {state.stopper.patience} epochs")

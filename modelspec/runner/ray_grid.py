@@ -73,6 +73,7 @@ class RayExecutor:
 
     runs_here: ClassVar[bool] = False  # each run finds its device where its task runs
     OPTIONS: ClassVar[tuple[str, ...]] = ("address", "cpus_per_run", "gpus_per_run")
+    search_round: ClassVar[int | None] = None  # a task cannot reach the driver's pruner
 
     def as_json(self) -> dict[str, Any]:
         return {"kind": "ray", **asdict(self)}

@@ -69,6 +69,7 @@ class RunState:
     rows: list[dict[str, Any]] = field(default_factory=list)
     run_seconds: float = 0.0
     epoch_order: torch.Tensor | None = None  # the data generator's state at the start of `epoch`
+    pruned: str | None = None  # why a search's pruner ended the run (a checkpoint after it resumes to no epoch)
 
     def begin_epoch(self) -> None:
         """Remember the data generator's state, which draws this epoch's order (a resumed epoch has it).
@@ -92,7 +93,7 @@ class RunState:
             # Mid-epoch: every state as it is now, but the data order's as the epoch began.
             "rng": {**rng_states(self.generator), "data": self.epoch_order} if mid_epoch else rng_states(self.generator),
             "metrics": self.train_metrics.state_dict() if mid_epoch else None,
-            "rows": self.rows, "run_seconds": self.run_seconds,
+            "rows": self.rows, "run_seconds": self.run_seconds, "pruned": self.pruned,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -105,6 +106,7 @@ class RunState:
         if self.stopper is not None and state.get("early_stopping") is not None:
             self.stopper.load_state_dict(state["early_stopping"])
         self.rows, self.run_seconds = list(state["rows"]), state["run_seconds"]
+        self.pruned = state.get("pruned")
         self.epoch, self.batch = state["epoch"], state["batch"]
         # The generator back at the epoch's start redraws the same order; the other random states
         # (dropout masks) continue from where the stopped process was.

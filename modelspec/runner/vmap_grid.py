@@ -59,6 +59,13 @@ class VmapExecutor:
 
     runs_here: ClassVar[bool] = True  # in this process: devices are checked here, files overlap the next pack
     OPTIONS: ClassVar[tuple[str, ...]] = ("pack_size",)
+    # A search's round when no --pack-size is given: trials are asked before their memory is known.
+    SEARCH_ROUND: ClassVar[int] = 8
+
+    @property
+    def search_round(self) -> int:
+        """A search asks this many trials at once and trains them in packs (those that share a pack)."""
+        return self.pack_size or self.SEARCH_ROUND
 
     @classmethod
     def from_options(cls, stored: dict[str, Any], pack_size: int | None = None) -> "VmapExecutor":
@@ -245,7 +252,7 @@ def pack_key(run: Candidate, device: torch.device, network: _Network) -> tuple[s
     position = None
     if run.checkpoint is not None:
         stopper = run.checkpoint.get("early_stopping") or {}
-        if run.checkpoint["epoch"] > train.epochs or (
+        if run.checkpoint["epoch"] > train.epochs or run.checkpoint.get("pruned") or (
                 train.early_stopping and stopper.get("bad_epochs", 0) >= train.early_stopping.patience):
             return None, "resumed after its last epoch"
         position = [run.checkpoint["epoch"], run.checkpoint["batch"]]

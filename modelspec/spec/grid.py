@@ -36,6 +36,7 @@ class RunPlan:
 # Sections that cannot differ between the runs of one grid, and why.
 FIXED_PER_GRID = {
     "grid": "a grid cannot hold a grid",
+    "search": "a search cannot hold a search",
     "name": "all runs of a grid share one name, which names the grid's folder",
     "tracking": "all runs of a grid are written to one folder with the same tracking settings",
     "export": "runs that differ only in how they are exported would train the same model twice; "
@@ -43,11 +44,11 @@ FIXED_PER_GRID = {
 }
 
 
-def _check_key(key: str) -> Path:
+def _check_key(key: str, what: str = "grid") -> Path:
     path = parse_path(key)
     if path[0] in FIXED_PER_GRID:
-        raise SpecError(f"'{path[0]}' cannot be a grid axis: {FIXED_PER_GRID[path[0]]}",
-                        hint="grid keys are paths like train.optimizer.lr")
+        raise SpecError(f"'{path[0]}' cannot be a {what} axis: {FIXED_PER_GRID[path[0]]}",
+                        hint=f"{what} keys are paths like train.optimizer.lr")
     types_: list[Any] | None = [Spec]
     for depth, part in enumerate(path):
         following = step(types_, part)
@@ -56,7 +57,7 @@ def _check_key(key: str) -> Path:
             hint = did_you_mean(part, keys) or (
                 "valid keys here: " + ", ".join(keys) if keys else "list items are written [index]"
             )
-            raise SpecError(f"grid key '{key}' names no spec path ('{part}' is not there)", hint=hint)
+            raise SpecError(f"{what} key '{key}' names no spec path ('{part}' is not there)", hint=hint)
         types_ = following
     return path
 
@@ -82,7 +83,7 @@ def _canonical(path: Path) -> Path:
                  if not (i and isinstance(path[i - 1], int) and isinstance(part, str) and part in names))
 
 
-def _overlaps(paths: dict[str, Path]) -> list[SpecIssue]:
+def _overlaps(paths: dict[str, Path], section: Path = ("grid",)) -> list[SpecIssue]:
     """Axes where one sets part of what another sets: a run would be named for a value it did not
     train with (`lr=0.1` beside an optimizer axis that sets lr 0.01)."""
     issues, seen = [], []
@@ -91,10 +92,10 @@ def _overlaps(paths: dict[str, Path]) -> list[SpecIssue]:
         for other, other_path in seen:
             shorter = min(len(canonical), len(other_path))
             if canonical[:shorter] == other_path[:shorter]:
-                message = (f"grid axes '{other}' and '{key}' overlap: one sets what the other sets, so "
+                message = (f"{section[0]} axes '{other}' and '{key}' overlap: one sets what the other sets, so "
                            "a run's name and columns would not say what it trained with")
                 hint = "give each setting in one axis only (a whole-section axis can list every variant)"
-                issues.append(SpecIssue(message, ("grid", key), hint))
+                issues.append(SpecIssue(message, (*section, key), hint))
                 break
         seen.append((key, canonical))
     return issues
@@ -117,69 +118,83 @@ def _repeats(key: str, values: list[Any]) -> list[SpecIssue]:
     return issues
 
 
+# An axis's values as validate checks them: (value, where it is written) for each.
+AxisValues = list[tuple[Any, Path]]
+
+
 def check_grid(raw: dict, source: SourceMap) -> list[SpecIssue]:
     """Every grid key names a spec path, axes neither repeat a value nor overlap, and every value
     validates in place, beside the other axes' first values (each run is validated as it will run:
     a `train.network` axis names the network of the runs of every other axis)."""
-    issues: list[SpecIssue] = []
     grid = raw.get("grid") or {}
     sizes = [len(values) for values in grid.values()]
     if math.prod(sizes) > MAX_RUNS:
         message = f"the grid makes {math.prod(sizes):,} runs ({' × '.join(map(str, sizes))})"
         hint = f"modelspec takes at most {MAX_RUNS:,} runs from one spec: narrow an axis, or split the study"
         return [source.issue(SpecIssue(message, ("grid",), hint))]
-    paths: dict[str, Path] = {}
+    issues: list[SpecIssue] = []
     for key, values in grid.items():
-        try:
-            paths[key] = _check_key(str(key))
-        except SpecError as exc:
-            issues += [source.issue(SpecIssue(i.message, ("grid", key), i.hint)) for i in exc.issues]
-            continue
         if not values:
             issues.append(source.issue(SpecIssue("a grid axis needs at least one value", ("grid", key))))
         issues += [source.issue(i) for i in _repeats(key, values)]
-    issues += [source.issue(i) for i in _overlaps(paths)]
-    if issues:
+    axes = {key: [(value, ("grid", key, i)) for i, value in enumerate(values)] for key, values in grid.items()}
+    return issues + check_axes(raw, source, ("grid",), axes, skip_values=bool(issues))
+
+
+def check_search(raw: dict, source: SourceMap, space: dict[str, Any]) -> list[SpecIssue]:
+    """A search space's keys as a grid's, and each range's bounds (each choice's values) validated in
+    place at its own line: a bound the field refuses is an error before any trial is sampled."""
+    section = ("search", "space")
+    axes = {key: [(value, (*section, key, *where)) for value, where in dimension.stand_ins()]
+            for key, dimension in space.items()}
+    return check_axes(raw, source, section, axes)
+
+
+def check_axes(raw: dict, source: SourceMap, section: Path, axes: dict[str, AxisValues],
+               skip_values: bool = False) -> list[SpecIssue]:
+    """The axes' keys name spec paths and do not overlap; then (unless `skip_values` or a key is
+    wrong) each value is validated in place beside the other axes' first values."""
+    what = section[0]
+    issues: list[SpecIssue] = []
+    paths: dict[str, Path] = {}
+    for key in axes:
+        try:
+            paths[key] = _check_key(str(key), what)
+        except SpecError as exc:
+            issues += [source.issue(SpecIssue(i.message, (*section, key), i.hint)) for i in exc.issues]
+    issues += [source.issue(i) for i in _overlaps(paths, section)]
+    if issues or skip_values:
         return issues
-    base = {k: v for k, v in raw.items() if k != "grid"}
+    base = {k: v for k, v in raw.items() if k != what}
     for key, path in paths.items():
         others = {k: p for k, p in paths.items() if k != key}
         context = base
         for other, other_path in others.items():
-            context = set_path(context, other_path, grid[other][0])
-        for index, value in enumerate(grid[key]):
+            if axes[other]:
+                context = set_path(context, other_path, axes[other][0][0])
+        for value, where in axes[key]:
             try:
                 validate_data(set_path(context, path, value), SourceMap(source.file))
             except SpecError as exc:
                 for issue in exc.issues:
                     if any(issue.path[: len(p)] == p for p in others.values()):
                         continue  # about another axis's value: reported at that axis
-                    where = "" if issue.path == path else f" ({format_path(issue.path)})"
-                    message = f"{key}={_value_text(value)}{where}: {issue.message}"
-                    issues.append(source.issue(SpecIssue(message, ("grid", key, index), issue.hint)))
+                    at = "" if issue.path == path else f" ({format_path(issue.path)})"
+                    message = f"{key}={_value_text(value)}{at}: {issue.message}"
+                    issues.append(source.issue(SpecIssue(message, where, issue.hint)))
     return issues
 
 
 def expand_grid(spec: Spec, raw: dict) -> list[RunPlan]:
     """The runs of the grid in order (the last key varies fastest), each with the grid emptied."""
-    base = {k: v for k, v in raw.items() if k != "grid"}
     if not spec.grid:
-        return [RunPlan("run", {}, validate_data(base, SourceMap("<spec>")))]
+        return [plan_of(raw, {}, "run")]
     keys = list(spec.grid)
     short = _short_names(keys)
     runs = []
     for combo in itertools.product(*(spec.grid[k] for k in keys)):
-        data = base
-        for key, value in zip(keys, combo):
-            data = set_path(data, parse_path(key), value)
         name = ",".join(f"{short[k]}={_value_text(v)}" for k, v in zip(keys, combo))
-        try:
-            run_spec = validate_data(data, SourceMap("<spec>"))
-        except SpecError as exc:
-            raise SpecError(
-                [SpecIssue(f"run {name}: {i.message}", ("grid",), i.hint) for i in exc.issues]
-            ) from None
-        runs.append(RunPlan(name, dict(zip(keys, combo)), run_spec))
+        runs.append(plan_of(raw, dict(zip(keys, combo)), name))
     names = [run.name for run in runs]
     if len(set(names)) < len(names):  # results are kept by run name: two runs must never share one
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -188,12 +203,34 @@ def expand_grid(spec: Spec, raw: dict) -> list[RunPlan]:
     return runs
 
 
+def plan_of(raw: dict, values: dict[str, Any], name: str) -> RunPlan:
+    """One run: the spec with each axis's value set at its path (and its grid or search emptied),
+    validated; a value the spec refuses is an error that names the run."""
+    data = {k: v for k, v in raw.items() if k not in ("grid", "search")}
+    for key, value in values.items():
+        data = set_path(data, parse_path(key), value)
+    try:
+        return RunPlan(name, dict(values), validate_data(data, SourceMap("<spec>")))
+    except SpecError as exc:
+        section = "search" if "search" in raw else "grid"
+        raise SpecError([SpecIssue(f"run {name}: {i.message}", (section,), i.hint) for i in exc.issues]) from None
+
+
+def point_name(keys: list[str], values: dict[str, Any]) -> str:
+    """A search point's run name: its values by their short names, floats to 4 significant digits
+    (`lr=0.003162,batch_size=128`)."""
+    short = _short_names(keys)
+    text = lambda v: f"{v:.4g}" if isinstance(v, float) else _value_text(v)  # noqa: E731
+    return ",".join(f"{short[k]}={text(values[k])}" for k in keys)
+
+
 def grid_location(spec: Spec, values: dict[str, Any], path: Path) -> Path:
-    """Where a run's value at `path` was written: its grid axis's value (`grid.KEY[i]`) where an
-    axis set it, else `path` itself. Errors found while a run runs are located with it."""
+    """Where a run's value at `path` was written: its grid axis's value (`grid.KEY[i]`), or its
+    search axis (`search.space.KEY`), where an axis set it, else `path` itself. Errors found while a
+    run runs are located with it."""
     canonical = _canonical(tuple(path))
     for key, value in values.items():
         axis = _canonical(parse_path(key))
         if canonical[: len(axis)] == axis:
-            return ("grid", key, spec.grid[key].index(value))
+            return ("search", "space", key) if spec.search else ("grid", key, spec.grid[key].index(value))
     return tuple(path)

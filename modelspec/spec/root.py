@@ -13,6 +13,7 @@ from .blocks import BlockDef, check_block_names, layer_count, resolve_uses, rewr
 from .data import DataSpec
 from .export import ExportSpec, FolderName, TrackingSpec
 from .layers import Layer, LayerSpec
+from .search import SearchSpec
 from .train import TrainSpec
 
 
@@ -44,6 +45,9 @@ class Spec(SpecModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     """Spec path -> list of values (e.g. `train.optimizer.lr: [0.1, 0.01]`); the runs are the cartesian
     product of the lists. Empty: one run."""
+    search: Optional[SearchSpec] = None
+    """A search instead of a grid: spec paths with ranges or choices, and how many points to train
+    (`trials`), picked by a sampler and pruned when they fall behind. Give `grid` or `search`, not both."""
     export: ExportSpec = Field(default_factory=ExportSpec)
     """What `modelspec export` writes: the formats and their verification."""
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
@@ -94,7 +98,8 @@ class Spec(SpecModel):
                 )
         names = list(self.all_networks)
         network = self.train.network
-        if network is None and len(names) > 1 and "train.network" not in self.grid:
+        axes = set(self.grid) | set(self.search.space if self.search else ())
+        if network is None and len(names) > 1 and "train.network" not in axes:
             raise spec_error(
                 "several networks are defined; train.network must name one",
                 key=("train",),
@@ -107,6 +112,18 @@ class Spec(SpecModel):
                 hint=did_you_mean(network, names) or "networks: " + ", ".join(names),
             )
         return self
+
+    @model_validator(mode="after")
+    def _grid_or_search(self):
+        if self.grid and self.search is not None:
+            raise spec_error("give `grid` or `search`, not both", key=("search",),
+                             hint="a search axis `{choice: [a, b]}` covers what a grid axis lists")
+        return self
+
+    @property
+    def axes(self) -> list[str]:
+        """The spec paths the runs differ in: the grid's keys, or the search space's."""
+        return list(self.search.space) if self.search is not None else list(self.grid)
 
     @property
     def all_networks(self) -> dict[str, list[LayerSpec]]:

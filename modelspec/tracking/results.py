@@ -54,6 +54,7 @@ class ResultsTable:
         self.order = {run: i for i, run in enumerate(run_order)}
         self.runs: dict[str, dict[str, Any]] = {}  # run -> summary
         self.pending: Future | None = None  # a save being written on the files thread
+        self.header: dict[str, Any] = {}  # what results.json says before its columns (a search's best trial)
 
     def set_rows(self, run: str, rows: list[dict[str, Any]]) -> None:
         self.rows[run] = list(rows)
@@ -102,7 +103,7 @@ class ResultsTable:
         for row in self.all_rows():
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
         summaries = sorted(self.runs.values(), key=lambda summary: self.order.get(summary["run"], len(self.order)))
-        document = {"columns": columns, "rows": self.all_rows(), "runs": summaries}
+        document = {**self.header, "columns": columns, "rows": self.all_rows(), "runs": summaries}
         return {"results.csv": out.getvalue(), "results.json": json.dumps(document, indent=1, default=str)}
 
     def _write(self, texts: dict[str, str]) -> None:

@@ -104,7 +104,7 @@ class Member:
     parts: Parts | None = None
     extras: Extras | None = None
     closing: list = field(default_factory=list)  # its final files' Futures
-    outcome: RunOutcome | None = None  # set when it ends: finished, failed or stopped
+    outcome: RunOutcome | None = None  # set when it ends: finished, pruned, failed or stopped
     module: Callable[[], nn.Module] = lambda: None  # the plain network with this run's weights
     info: Any = None  # artifacts.ModelInfo: what its weights file and export say the model reads
     row_lr: float = 0.0  # the learning rate of the epoch's row, read before its scheduler steps
@@ -205,7 +205,9 @@ class Member:
                **self.ctx.hparams}
         state.rows.append(row)
         stop_early = state.stopper is not None and state.stopper.should_stop(row)
-        last = epoch == self.epochs or stop_early
+        if self.ctx.prune is not None and epoch < self.epochs and not stop_early:  # a search's trial
+            state.pruned = self.ctx.prune(epoch, row, self.monitor)
+        last = epoch == self.epochs or stop_early or bool(state.pruned)
         images = self.extras.images.due(epoch, last)
         if last:
             self.write_results(images)
@@ -215,7 +217,9 @@ class Member:
         every = self.extras.checkpoints.every
         if checkpoint_due or (last and isinstance(every, int)):
             self.checkpoint(stacked, durable=False)
-        if stop_early:
+        if state.pruned:
+            self.ctx.log(f"{self.plan.name}: {state.pruned}")
+        elif stop_early:
             self.ctx.log(f"{self.plan.name}: early stopping after epoch {epoch}: {state.stopper.monitor.name} has "
                          f"not improved for {state.stopper.patience} epochs")
         if last:
@@ -240,8 +244,8 @@ class Member:
             for future in files:
                 future.result()
             files = []
-        self.outcome = RunOutcome("finished", self.state.rows, monitor=self.monitor, epochs=len(self.state.rows),
-                                  files=files)
+        self.outcome = RunOutcome("pruned" if self.state.pruned else "finished", self.state.rows, self.state.pruned,
+                                  monitor=self.monitor, epochs=len(self.state.rows), files=files)
         hand_files(self.parts.trackers, self.run.run_dir, self.closing)
 
     def end(self, status: str, reason: str) -> None:

@@ -99,7 +99,7 @@ class Pack:
         """Every run's epochs still to train; on a stop request, checkpoint every run mid-epoch and
         raise Interrupted (the runs still active are the caller's to mark stopped)."""
         for m in self.active():
-            if m.state.stopper is not None and m.state.stopper.stopped or m.state.epoch > m.epochs:
+            if m.state.stopper is not None and m.state.stopper.stopped or m.state.epoch > m.epochs or m.state.pruned:
                 raise AssertionError("a run with nothing left to train was packed")  # vmap_grid.py keeps them out
         n = len(self.members[0].feeds[0])
         while active := self.active():
