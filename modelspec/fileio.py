@@ -27,6 +27,9 @@ RESULTS_FILE = "results.json"  # in a grid folder: every run's rows and summary
 RUN_FILE = "run.json"  # in a run folder: how the run ended, and its rows
 CHECKPOINT_FILE = "checkpoint.pt"  # in a run folder: where a stopped run resumes
 LOCK_FILE = ".lock"  # in a grid folder: the process that trains it
+OUTPUTS_FILE = "outputs.csv"  # in a run folder: its final model's outputs (runner/outputs.py)
+SEARCH_FILE = "search.json"  # in a search's grid folder: its trials, best and importances (runner/search.py)
+SEARCH_JOURNAL = "search.journal"  # in a search's grid folder: the Optuna study (runner/search.py)
 
 
 def current_umask() -> int:

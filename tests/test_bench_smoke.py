@@ -78,3 +78,20 @@ def test_bench_vmap_refuses_to_time_runs_that_did_not_pack(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "expected all 3 runs packed, 0 were" in done.stderr
     assert "3 run(s) train one at a time: mixed precision (train.amp)" in done.stderr
+
+
+@pytest.mark.slow
+def test_bench_search_smoke_prints_both_sides_and_the_aim(tmp_path):
+    pytest.importorskip("optuna", reason="the search extra (optuna) is not installed")
+    # An empty --data-root: synthetic images in a temporary folder, so the test needs no data set.
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_search.py"), "--smoke", "--data-root",
+                           str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "synthetic images" in lines[0], done.stdout
+    sides = {words[0]: words for words in map(str.split, lines)
+             if words[:1] in (["search"], ["grid"]) and len(words) >= 9 and words[1].isdigit()}
+    assert sides["search"][1:3] == ["3", "3/0/0"] and sides["grid"][1:3] == ["2", "2/0/0"], done.stdout
+    assert sides["search"][5] == "6" and sides["grid"][5] == "4", done.stdout  # epochs: 3 x 2 and 2 x 2
+    assert "search / grid: epochs 1.500" in done.stdout and "best val_accuracy search - grid" in done.stdout
+    assert "aim (the grid's best value or better at a third of its epochs or less): not met" in done.stdout

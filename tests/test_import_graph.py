@@ -32,6 +32,7 @@ LAYERS = {
     "modelspec.runner": 4,
     "modelspec.export": 5,
     "modelspec.predict": 6,
+    "modelspec.report": 6,  # reads grid folders (tracking, spec paths) for `modelspec report`
     "modelspec.cli": 7,
     "modelspec.__main__": 7,
     "modelspec": 7,  # modelspec/__init__.py, the Python API

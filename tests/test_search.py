@@ -3,6 +3,7 @@ pruned, unbuildable points are recorded, and a search killed with SIGKILL resume
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -192,9 +193,33 @@ def test_an_unbuildable_point_is_recorded_and_the_search_goes_on(tmp_path):
     assert len(fails) == len(failed) and all("kernel" in t.user_attrs["reason"] for t in fails)
 
 
-def test_a_search_refuses_ray_and_nproc(tmp_path):
-    result = _cli("run", str(_spec(tmp_path)), "--executor", "ray")
-    assert result.returncode == 2 and "a search's trials train in this process" in result.stderr
+def test_a_search_refuses_nproc(tmp_path):
+    result = _cli("run", str(_spec(tmp_path)), "--nproc", "2")
+    assert result.returncode == 2 and "a search does not run under --nproc" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
+def test_on_ray_trials_stream_are_pruned_in_their_tasks_and_resume_asks_more(tmp_path):
+    spec = _spec(tmp_path)
+    result = _cli("run", str(spec), "-q", "--executor", "ray")
+    assert result.returncode == 0, result.stderr  # a trial that diverged (lr up to 0.5) is a result, not an error
+    assert "Ray started on this machine" in result.stdout + result.stderr
+    folder = next((tmp_path / "runs" / "srch").iterdir())
+    trials = _trials(folder)
+    assert len(trials) == 8 and {state for _, state, _, _ in trials} <= {"finished", "pruned", "failed"}
+    pruned = [run for run, state, _, _ in trials if state == "pruned"]
+    assert pruned, trials  # decided in the tasks, through the journal the driver's study reads
+    for run, state, value, epochs in trials:
+        stored = json.loads(next(folder.glob(f"*_{run}/run.json")).read_text())
+        assert stored["status"] == state and len(stored["rows"]) == epochs
+        if state == "pruned":
+            assert stored["reason"].startswith(f"pruned after epoch {epochs}:")
+        if state == "failed":
+            assert "the training loss became nan" in stored["reason"]
+    more = _cli("resume", str(folder), "-q", "--set", "search.trials=10")  # on Ray again: grid.json says so
+    assert more.returncode == 0, more.stderr
+    assert len(_trials(folder)) == 10 and _trials(folder)[:8] == trials
 
 
 def test_under_vmap_a_rounds_points_train_in_one_pack_each_as_alone(tmp_path):

@@ -17,22 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import SpecError, format_path
-from ..spec.paths import parse_path, set_path
-from ..tracking.overview import ABSENT, SPEC_FILE, GridOverview, RunEntry, locate_run, spec_diff, summary_metrics
+from ..errors import format_path
+from ..report.read import run_spec
+from ..tracking.overview import ABSENT, GridOverview, RunEntry, locate_run, spec_diff, summary_metrics
 from ._common import command
-
-
-def run_spec(grid: GridOverview, run: RunEntry) -> dict[str, Any]:
-    """The spec `run` trained with: its grid's spec without the grid or search that made the runs,
-    the run's values (a grid's or a search trial's) set at their paths."""
-    if grid.spec is None:
-        raise SpecError(f"{grid.folder / SPEC_FILE} is unreadable, so the spec of run {run.name} is unknown",
-                        hint="copy it back from spec.yaml, which holds the same spec")
-    spec = {key: value for key, value in grid.spec.items() if key not in ("grid", "search")}
-    for key, value in (run.summary.get("values") or {}).items():
-        spec = set_path(spec, parse_path(key), value)
-    return spec
 
 
 def _value(value: Any) -> str:

@@ -19,8 +19,9 @@ from ._common import EXIT_FAILED
 # Each command, by the module of this package that defines it. A module is imported only when its
 # command runs: most import torch (seconds), which `--version` and `schema` never need.
 COMMANDS = {"validate": "validate", "summary": "summary", "schema": "schema", "run": "run", "resume": "run",
-            "export": "export", "predict": "predict", "evaluate": "evaluate", "runs": "runs", "compare": "compare"}
-WITHOUT_TORCH = {"schema", "runs", "compare"}
+            "export": "export", "predict": "predict", "evaluate": "evaluate", "runs": "runs", "compare": "compare",
+            "report": "report"}
+WITHOUT_TORCH = {"schema", "runs", "compare", "report"}
 
 
 class _Commands(TyperGroup):

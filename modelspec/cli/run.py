@@ -139,11 +139,15 @@ def _train(loaded: LoadedSpec, resume_folder: Optional[Path], quiet: bool, fail_
         typer.echo(f"stopped; continue with: modelspec resume {result.folder}{nproc}", err=True)
         raise typer.Exit(EXIT_TERMINATED if result.stop_signal == signal.SIGTERM else EXIT_INTERRUPTED)
     if result.failed:
-        typer.echo(f"{len(result.failed)} run(s) failed: {', '.join(result.failed)}", err=True)
+        typer.echo(f"{len(result.failed)} {'trial' if result.search else 'run'}(s) failed: "
+                   f"{', '.join(result.failed)}", err=True)
     for name, reason in result.export_failed.items():
         typer.echo(f"run {name} trained, but its export {reason}; retry with: modelspec export "
                    f"{result.run_dirs[name]}", err=True)
-    if result.failed or result.export_failed:
+    # A search's failed trials are part of what it found (a learning rate that diverges): it failed
+    # only where no trial finished.
+    failed = result.search["best"] is None if result.search is not None else bool(result.failed)
+    if failed or result.export_failed:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -154,6 +158,9 @@ def _under_torchrun(loaded: LoadedSpec, nproc: int, executor=None) -> None:
         kind = executor.as_json()["kind"]
         raise SpecError(f"--executor {kind} trains runs its own way; it does not go with torchrun or --nproc",
                         hint=f"train each run on several processes with --nproc N, or --executor {kind}, not both")
+    if loaded.spec.search is not None and (nproc > 1 or distributed.launched_by_torchrun()):
+        raise SpecError("a search does not run under --nproc or torchrun: its pruner hears each trial's epochs "
+                        "in one process", hint="leave out --nproc; --executor ray trains several trials at once")
     if nproc > 1 and not distributed.launched_by_torchrun():
         distributed.check_batch_sizes(loaded, distributed.Ranks(world=nproc))
         raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))

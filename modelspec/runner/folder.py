@@ -32,7 +32,7 @@ from ..spec.paths import get_path, set_path
 from ..spec.validate import relocate, validate_data
 from .checkpoint import DATA_LOCATIONS, changed_sections
 
-RUN_STATUSES = ("finished", "failed", "stopped")
+RUN_STATUSES = ("finished", "pruned", "failed", "stopped")
 
 
 def _cannot_write(where: Path, exc: OSError) -> SpecError:

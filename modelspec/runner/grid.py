@@ -177,13 +177,14 @@ def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log,
 
 
 def _check_search_options(executor: Executor, ranks: Ranks) -> None:
-    """What a search does not do: train its trials in other processes (their pruner is here)."""
+    """What a search does not do: train one trial on several processes (its pruner hears each trial's
+    epochs in one process), or on an executor that cannot reach the pruner."""
     if ranks.active:
-        raise SpecError("a search does not run under --nproc: its trials are asked one after another",
-                        hint="leave out --nproc; `modelspec run SPEC` trains the trials one by one")
-    if executor.search_round is None:
-        raise SpecError(f"a search's trials train in this process, where its pruner is; --executor "
-                        f"{executor.as_json()['kind']} is for grids", hint="leave out --executor, or use --executor vmap")
+        raise SpecError("a search does not run under --nproc or torchrun: its pruner hears each trial's epochs "
+                        "in one process", hint="leave out --nproc; --executor ray trains several trials at once")
+    if executor.search_round is None and getattr(executor, "run_search", None) is None:
+        raise SpecError(f"--executor {executor.as_json()['kind']} cannot train a search's trials",
+                        hint="use the default executor, --executor vmap or --executor ray")
 
 
 class _NoLock:
@@ -241,7 +242,8 @@ def run_grid(
     if searching:
         from .search import Search
 
-        search = Search(loaded, folder, devices[runs[0].name])
+        # Each point is built on the data here before it trains; under Ray, on this machine's CPU.
+        search = Search(loaded, folder, devices.get(runs[0].name) or resolve_device("cpu"))
         runs = search.known_runs()  # on a resume, the trials asked before
         devices = {plan.name: search.device for plan in runs}
     grid = Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks, executor)

@@ -40,6 +40,7 @@ from .checkpoint import load_checkpoint, spec_hash
 from .device import make_generator, seed_everything
 from .distributed import SINGLE, Ranks
 from .metrics import MetricPool, MetricSet
+from .outputs import write_outputs
 from .state import EarlyStopping, RunState
 
 
@@ -349,6 +350,7 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
                                               weights_bytes(state.model, spec, info), False))
             closing.append(final_confusion(parts, state, prepared, (val_feed, test_feed), (val_metrics, test_metrics),
                                             monitor, ctx, picture))
+            closing.append(write_outputs(parts, prepared, (val_feed, test_feed), monitor))
 
         try:
             _epochs(state, parts, (train_feed, val_feed, test_feed), (val_metrics, test_metrics),

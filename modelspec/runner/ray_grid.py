@@ -31,7 +31,7 @@ from typing import Any, Callable, ClassVar
 from ..fileio import atomic_write_text, is_disk_full
 from ..errors import SpecError, SpecIssue
 from ..load import LoadedSpec
-from ..spec.grid import RunPlan
+from ..spec.grid import RunPlan, plan_of
 from ..tracking.base import measurements
 from ..tracking.results import ROWS_FILE, read_rows
 from .folder import read_run_state
@@ -73,7 +73,7 @@ class RayExecutor:
 
     runs_here: ClassVar[bool] = False  # each run finds its device where its task runs
     OPTIONS: ClassVar[tuple[str, ...]] = ("address", "cpus_per_run", "gpus_per_run")
-    search_round: ClassVar[int | None] = None  # a task cannot reach the driver's pruner
+    search_round: ClassVar[int | None] = None  # a search's trials stream instead: see run_search
 
     def as_json(self) -> dict[str, Any]:
         return {"kind": "ray", **asdict(self)}
@@ -100,6 +100,11 @@ class RayExecutor:
     def run(self, grid: Grid, todo: list[tuple[RunPlan, Path]]) -> None:
         _Driver(self, grid).run(todo)
 
+    def run_search(self, grid: Grid, search, todo: list[tuple[RunPlan, Path]]) -> None:
+        """A search's trials as Ray tasks: a point asked for each free slot, each result told to the
+        study as it lands, and a new point asked in its place (runner/search.py: stream)."""
+        _Driver(self, grid).run(todo, search)
+
 
 # --------------------------------------------------------------------------------------------------
 # the task: one run, in a Ray worker
@@ -110,7 +115,7 @@ class _Job:
     """What every task of a grid shares (put in Ray's object store once)."""
 
     loaded: LoadedSpec  # with the data's relative paths resolved where the grid was started
-    runs: list[RunPlan]
+    runs: list[RunPlan]  # a grid's (a search's trials are handed to their tasks one by one)
     folder: str  # absolute
     logs_graph: set[str]  # the runs that log their network's graph (the first of each network)
     stats: dict[str, Any]  # `normalize: auto` statistics, computed by the driver
@@ -149,12 +154,12 @@ class _StopFile:
         return self.found
 
 
-def _run_task(job: _Job, index: int) -> _Report:
+def _run_task(job: _Job, index: int, trial: RunPlan | None = None) -> _Report:
     import torch
 
     from ..data.stats import remember_stats
     host = socket.gethostname()
-    folder, plan = Path(job.folder), job.runs[index]
+    folder, plan = Path(job.folder), trial or job.runs[index]
     if not (folder / "spec.json").is_file():
         return _Report(host, storage=f"the Ray task for run {plan.name} on {host} cannot see the grid folder {folder}")
     torch.set_num_threads(max(1, int(job.cpus)))
@@ -170,6 +175,11 @@ def _run_task(job: _Job, index: int) -> _Report:
         grid = Grid(job.loaded, [plan], folder, {}, True, False, log, job.exporter, writes_table=False,
                      prepared_cache=_PREPARED)
         grid.logs_graph = {plan.name} & job.logs_graph
+        if trial is not None:  # a search's trial: its pruner reads and writes the study's journal here
+            from .search import Search
+
+            grid.search = Search(job.loaded, folder, None)
+            grid.search.known_runs()
         grid.stop, grid.progress = _StopFile(folder), Progress(1, enabled=False)
         if grid.done_before(plan, run_dir):  # run again by Ray after it had finished
             return _Report(host, wrote_state=True, status=grid.result.outcomes[plan.name].status)
@@ -194,15 +204,21 @@ class _Driver:
         self.executor, self.grid = executor, grid
         self.index = {plan.name: i for i, plan in enumerate(grid.runs)}  # run -> its place in the grid
         self.stop_written = False
+        self.slots = 1  # how many runs the cluster trains at once (set once Ray has started)
 
-    def run(self, todo: list[tuple[RunPlan, Path]]) -> None:
+    def run(self, todo: list[tuple[RunPlan, Path]], search=None) -> None:
         ray = import_ray()
         self._start(ray)
         stop_file = self.grid.folder / STOP_FILE
         stop_file.unlink(missing_ok=True)  # a stop of an earlier driver of this grid is done with
         self.grid.stop.graceful = True  # the first signal asks the tasks to checkpoint and return
         try:
-            self._train(ray, todo)
+            if search is None:
+                self._train(ray, todo)
+            else:
+                from .search import stream
+
+                stream(self.grid, search, todo, self.slots, lambda first, more: self._train(ray, first, more))
         finally:
             self.grid.stop.graceful = False
             stop_file.unlink(missing_ok=True)
@@ -214,6 +230,9 @@ class _Driver:
         start_ray(ray, executor.address, env)  # bounded, and Ctrl-C and SIGTERM still work meanwhile
         resources = ray.cluster_resources()
         cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+        self.slots = max(1, int(cpus // executor.cpus_per_run))
+        if executor.gpus_per_run:
+            self.slots = max(1, min(self.slots, int(gpus // executor.gpus_per_run)))
         where = f"joined {executor.address}" if executor.address else "started on this machine"
         self.grid.log(f"Ray {where} in {time.monotonic() - started:.1f}s: {cpus:g} CPU, {gpus:g} GPU; "
                       f"each run takes {executor.cpus_per_run:g} CPU, {executor.gpus_per_run:g} GPU")
@@ -231,9 +250,12 @@ class _Driver:
         grid = self.grid
         loaded = anchor_data_root(grid.loaded, started_from(grid.folder, grid.loaded.spec.tracking.dir))
         runs = loaded.runs()
+        # A search's trials read its spec's data (a space over batch sizes does not change it); a
+        # trial whose data differs computes its statistics in its task.
+        reading = [(runs[0], runs[0])] if grid.search else [(plan, runs[self.index[plan.name]]) for plan, _ in todo]
         fitted = set()
-        for plan, _ in todo:  # the statistics of each data set once, here, not once per run
-            data = runs[self.index[plan.name]].spec.data
+        for plan, anchored in reading:  # the statistics of each data set once, here, not once per run
+            data = anchored.spec.data
             key = json.dumps(data.identity())
             if key not in fitted:
                 fitted.add(key)
@@ -244,13 +266,26 @@ class _Driver:
         return _Job(loaded, runs, str(grid.folder.resolve()), grid.logs_graph, known_stats(), grid.exporter,
                     self.executor.cpus_per_run)
 
-    def _train(self, ray, todo: list[tuple[RunPlan, Path]]) -> None:
-        job = ray.put(self._job(todo))
+    def _train(self, ray, todo: list[tuple[RunPlan, Path]],
+               more: Callable[[RunPlan | None, int], list[tuple[RunPlan, Path]]] | None = None) -> None:
+        """The runs of `todo` as tasks, each recorded as it ends; `more` (a search's) is asked after
+        each, and once at the start, for runs to start in the slots left free (told the run that ended
+        and how many are still in flight)."""
+        unpacked = self._job(todo)
+        job = ray.put(unpacked)
         task = ray.remote(_run_task)
         resources = dict(num_cpus=self.executor.cpus_per_run, num_gpus=self.executor.gpus_per_run,
                          max_retries=RETRIES, retry_exceptions=False)
-        pending = {task.options(name=f"modelspec {plan.name}", **resources).remote(job, self.index[plan.name]):
-                   (plan, run_dir) for plan, run_dir in todo}
+
+        def submit(plan: RunPlan):
+            if plan.name not in self.index:  # a search's new trial: its place among the grid's runs
+                self.index[plan.name] = [run.name for run in self.grid.runs].index(plan.name)
+            trial = None if more is None else plan_of(unpacked.loaded.raw, plan.values, plan.name)  # anchored
+            return task.options(name=f"modelspec {plan.name}", **resources).remote(job, self.index[plan.name], trial)
+
+        pending = {submit(plan): (plan, run_dir) for plan, run_dir in todo}
+        if more is not None:
+            pending.update({submit(plan): (plan, run_dir) for plan, run_dir in more(None, len(pending))})
         watcher = _EpochWatcher(self.grid)
         try:
             while pending:
@@ -262,6 +297,8 @@ class _Driver:
                 for ref in ready:
                     plan, run_dir = pending.pop(ref)
                     self._finished(plan, run_dir, self._report(ray, ref))
+                    if more is not None and not self.stop_written:
+                        pending.update({submit(p): (p, d) for p, d in more(plan, len(pending))})
         except BaseException:
             # A second signal, a spec error of one run, a storage problem: the other tasks stop
             # now, each keeping its last checkpoint.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..compile.task import Monitor, monitor_direction
 from ..errors import SpecError
-from ..fileio import atomic_write_text
+from ..fileio import SEARCH_FILE, SEARCH_JOURNAL, atomic_write_text
 from ..spec.grid import RunPlan, plan_of, point_name
 from .loop import RunOutcome
 
@@ -32,9 +32,7 @@ if TYPE_CHECKING:
     from ..load import LoadedSpec
     from .grid import Grid
 
-JOURNAL = "search.journal"
-SUMMARY = "search.json"
-STUDY = "search"
+STUDY = "search"  # the study's name in its journal
 
 
 def _optuna():
@@ -64,7 +62,7 @@ class Search:
         self.keys = list(self.spec.space)
         self.distributions = {key: dim.distribution() for key, dim in self.spec.space.items()}
         self.higher_is_better = monitor_direction(loaded.spec.train)
-        storage = JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
+        storage = JournalStorage(JournalFileBackend(str(folder / SEARCH_JOURNAL)))
         self.study = optuna.create_study(
             study_name=STUDY, storage=storage, load_if_exists=True, pruner=self.spec.pruner.build(),
             direction="maximize" if self.higher_is_better else "minimize")
@@ -125,7 +123,11 @@ class Search:
                 trial.report(value, epoch)
             if not trial.should_prune():
                 return None
-            reason = f"pruned after epoch {epoch}: {monitor.name}={value:.4g} is behind the other trials ({pruner_name})"
+            # The median pruner judges the trial's best value so far; successive halving this epoch's.
+            seen = list(trial._cached_frozen_trial.intermediate_values.values()) or [value]
+            judged = (max(seen) if monitor.higher_is_better else min(seen)) if pruner_name == "median" else value
+            reason = (f"pruned after epoch {epoch}: {monitor.name} {judged:.4g} "
+                      f"{'(its best so far) ' if pruner_name == 'median' else ''}is behind the other trials ({pruner_name})")
             trial.set_user_attr("pruned", [epoch, reason])
             return reason
 
@@ -204,7 +206,7 @@ class Search:
                       importance: bool = False) -> dict[str, Any]:
         """search.json, rewritten after each trial (the importances, which take a while, at the end)."""
         summary = self.summary(runs, outcomes, importance)
-        atomic_write_text(self.folder / SUMMARY, json.dumps(summary, indent=1, default=str))
+        atomic_write_text(self.folder / SEARCH_FILE, json.dumps(summary, indent=1, default=str))
         return summary
 
 
@@ -215,13 +217,23 @@ def set_lines(values: dict[str, Any]) -> list[str]:
 
 
 def run_search(grid: "Grid", search: Search, todo: list[tuple[RunPlan, Path]]) -> None:
-    """The search's trials, in rounds of the executor's `search_round` (one, here; a pack's worth
-    under vmap): a round's points are asked together, trained together and told together. A resume
-    first completes the round a stop cut short (its missing points asked, its unfinished trials
-    continued from their checkpoints), so that every later round is asked as it would have been."""
-    width = grid.executor.search_round
+    """The search's trials (`todo`: those a stopped search left unfinished), asked and trained until
+    `trials` were asked or the grid stops: in rounds here and under vmap, as a stream on Ray."""
     for plan in grid.runs:  # ended before a kill reached the journal: told now
         search.tell(plan, grid.result.outcomes.get(plan.name))
+    streams = getattr(grid.executor, "run_search", None)
+    if streams is not None:  # Ray: see stream
+        streams(grid, search, todo)
+    else:
+        _rounds(grid, search, todo, grid.executor.search_round)
+    grid.result.search = search.write_summary(grid.runs, grid.result.outcomes, importance=True)
+
+
+def _rounds(grid: "Grid", search: Search, todo: list[tuple[RunPlan, Path]], width: int) -> None:
+    """Rounds of the executor's `search_round` (one, here; a pack's worth under vmap): a round's
+    points are asked together, trained together and told together. A resume first completes the
+    round a stop cut short (its missing points asked, its unfinished trials continued from their
+    checkpoints), so that every later round is asked as it would have been."""
     # The round under way when the search stopped: its trials not yet ended, and its missing points.
     round_ = [(plan, run_dir) for plan, run_dir in todo if _buildable(grid, search, plan, run_dir)]
     while not _stopped(grid) and search.asked < search.spec.trials:
@@ -237,7 +249,28 @@ def run_search(grid: "Grid", search: Search, todo: list[tuple[RunPlan, Path]]) -
         round_ = []
     if round_ and not _stopped(grid):
         _train_round(grid, search, round_)  # the last round of a resumed search that asked them all
-    grid.result.search = search.write_summary(grid.runs, grid.result.outcomes, importance=True)
+
+
+def stream(grid: "Grid", search: Search, todo: list[tuple[RunPlan, Path]], slots: int,
+           train: Callable[[list, Callable], None]) -> None:
+    """The trials as a stream (Ray's executor: runner/ray_grid.py): a point asked for each free slot,
+    each result told as it lands and a new point asked in its place. Which points are asked then
+    depends on the order the trials end in, so a search on Ray does not repeat its points exactly,
+    and its resume continues the trials that were running and asks the rest afresh."""
+    first = [(plan, run_dir) for plan, run_dir in todo if _buildable(grid, search, plan, run_dir)]
+
+    def more(ended: RunPlan | None, in_flight: int) -> list[tuple[RunPlan, Path]]:
+        if ended is not None:
+            _told(grid, search, [ended])
+        new: list[tuple[RunPlan, Path]] = []
+        while in_flight + len(new) < slots and search.asked < search.spec.trials and not _stopped(grid):
+            plan = search.ask()
+            run_dir = grid.add_run(plan, search.device)
+            if _buildable(grid, search, plan, run_dir):
+                new.append((plan, run_dir))
+        return new
+
+    train(first, more)
 
 
 def _buildable(grid: "Grid", search: Search, plan: RunPlan, run_dir: Path) -> bool:
@@ -257,13 +290,18 @@ def _train_round(grid: "Grid", search: Search, round_: list[tuple[RunPlan, Path]
     here (a stop, or --fail-fast and a failed trial)."""
     if round_:
         grid.executor.run(grid, round_)
-    for plan, _ in round_:
-        search.tell(plan, grid.result.outcomes.get(plan.name))
-    search.write_summary(grid.runs, grid.result.outcomes)
-    grid.table.header = {"best": search.best(grid.runs, grid.result.outcomes)}  # results.json's first key
+    _told(grid, search, [plan for plan, _ in round_])
     failed = any(grid.result.outcomes.get(plan.name) and grid.result.outcomes[plan.name].status == "failed"
                  for plan, _ in round_)
     return not (_stopped(grid) or (grid.fail_fast and failed))
+
+
+def _told(grid: "Grid", search: Search, ended: list[RunPlan]) -> None:
+    """Trials' ends to the study, and search.json and results.json's `best` brought up to date."""
+    for plan in ended:
+        search.tell(plan, grid.result.outcomes.get(plan.name))
+    search.write_summary(grid.runs, grid.result.outcomes)
+    grid.table.header = {"best": search.best(grid.runs, grid.result.outcomes)}  # results.json's first key
 
 
 def _stopped(grid: "Grid") -> bool:

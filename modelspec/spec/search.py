@@ -75,6 +75,7 @@ class Uniform(_Range):
 
     KEY: ClassVar[str] = "uniform"
     uniform: Bounds
+    """[low, high]: the bounds, low < high."""
     step: Optional[Annotated[float, Field(gt=0)]] = None
     """Draw only low, low + step, ... (e.g. 0.05)."""
 
@@ -89,6 +90,7 @@ class LogUniform(_Range):
 
     KEY: ClassVar[str] = "log_uniform"
     log_uniform: Bounds
+    """[low, high]: positive bounds, low < high."""
 
     @model_validator(mode="after")
     def _positive(self):
@@ -108,6 +110,7 @@ class IntRange(_Range):
 
     KEY: ClassVar[str] = "int"
     int_: IntBounds = Field(alias="int")
+    """[low, high]: integer bounds, both drawn, low < high."""
     log: bool = False
     """Draw evenly on a log scale (16..256 as often as 1..16); the bounds must be positive."""
     step: PositiveInt = 1
@@ -137,6 +140,7 @@ class Choice(_Dimension):
 
     KEY: ClassVar[str] = "choice"
     choice: Annotated[list[Any], Field(min_length=1, max_length=1000)]
+    """The values, each a valid value of the axis's spec path, none repeated."""
 
     @model_validator(mode="after")
     def _distinct(self):
@@ -271,8 +275,8 @@ class MedianPruner(_Pruner):
     at the same epoch."""
 
     name: Literal["median"] = "median"
-    warmup_epochs: NonNegativeInt = 1
-    """Epochs every trial trains before it can be pruned."""
+    warmup_epochs: PositiveInt = 1
+    """Epochs every trial trains: the pruner first judges a trial after the last of them."""
     startup_trials: NonNegativeInt = 5
     """Trials that finish before any is pruned (the median needs some)."""
 

@@ -30,6 +30,7 @@ from ..cadence import Cadence
 from ..checkpoint import save_checkpoint, spec_hash
 from ..device import make_generator
 from ..progress import epoch_line
+from ..outputs import write_outputs
 from ..loop import (Extras, Parts, RunContext, RunOutcome, final_confusion, hand_files, model_info, restore,
                     tracking_backends, track_epoch, watch_monitors)
 from ..state import EarlyStopping, RunState
@@ -233,6 +234,7 @@ class Member:
         parts = dataclasses.replace(self.parts, eval_model=self.module())
         self.closing.append(final_confusion(parts, self.state, self.run.prepared, self.feeds[1:], self.split_metrics,
                                             self.monitor, self.ctx, picture))
+        self.closing.append(write_outputs(parts, self.run.prepared, self.feeds[1:], self.monitor))
 
     def finish(self) -> None:
         """Trained: trackers closed, the export after the run, its outcome."""
