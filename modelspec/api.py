@@ -102,7 +102,7 @@ def export_run(target: str | Path, out: str | Path | None = None, formats: Seque
     chosen = check_formats(list(formats) if formats else trained.spec.export.formats)
     out_dir = Path(out) if out is not None else weights.parent / "export_run"
     inputs = sample_inputs(trained.spec, trained.info, trained.spec.export.verify_batch_size)
-    report = export_trained(trained, out_dir, chosen, inputs, log=log)
+    report = export_trained(trained, out_dir, chosen, inputs, log=log, run_dir=weights.parent)
     if not report.passed:
         raise RunError("export failed verification: " + "; ".join(report.failures))
     return report

@@ -282,7 +282,7 @@ def test_the_default_export_is_torch_export_and_onnx_and_prints_no_deprecation(o
     result = CliRunner().invoke(app, ["export", str(one_run), "--out", str(tmp_path / "export")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
-        "export_report.json", "model.onnx", "model.pt2", "preprocessing.json"]
+        "MODEL_CARD.md", "export_report.json", "model.onnx", "model.pt2", "preprocessing.json"]
     assert "deprecated" not in result.output
 
 

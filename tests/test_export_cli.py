@@ -108,7 +108,7 @@ def test_run_folder_with_the_spec_formats(grid):
     assert result.exit_code == 0, result.output
     out = run / "export"  # the default
     assert sorted(p.name for p in out.iterdir()) == [
-        "export_report.json", "model.onnx", "model.torchscript.pt", "preprocessing.json",
+        "MODEL_CARD.md", "export_report.json", "model.onnx", "model.torchscript.pt", "preprocessing.json",
     ]
     assert "--format torch_export" in result.output  # offered beside the spec's two
 

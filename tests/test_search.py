@@ -208,15 +208,24 @@ def test_on_ray_trials_stream_are_pruned_in_their_tasks_and_resume_asks_more(tmp
     folder = next((tmp_path / "runs" / "srch").iterdir())
     trials = _trials(folder)
     assert len(trials) == 8 and {state for _, state, _, _ in trials} <= {"finished", "pruned", "failed"}
-    pruned = [run for run, state, _, _ in trials if state == "pruned"]
-    assert pruned, trials  # decided in the tasks, through the journal the driver's study reads
+    # Each task reported its trial's epochs to the pruner, through the journal the driver's study
+    # reads (whether one is pruned depends on the order trials end in: not asserted).
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(study_name="search",
+                              storage=JournalStorage(JournalFileBackend(str(folder / "search.journal"))))
+    reported = {t.user_attrs["run"]: sorted(t.intermediate_values) for t in study.trials}
+    for run, state, value, epochs in trials:
+        if state != "failed":
+            assert reported[run] == list(range(1, min(epochs, 3) + 1)), (run, reported[run])
     for run, state, value, epochs in trials:
         stored = json.loads(next(folder.glob(f"*_{run}/run.json")).read_text())
         assert stored["status"] == state and len(stored["rows"]) == epochs
         if state == "pruned":
             assert stored["reason"].startswith(f"pruned after epoch {epochs}:")
         if state == "failed":
-            assert "the training loss became nan" in stored["reason"]
+            assert "the training loss became" in stored["reason"]
     more = _cli("resume", str(folder), "-q", "--set", "search.trials=10")  # on Ray again: grid.json says so
     assert more.returncode == 0, more.stderr
     assert len(_trials(folder)) == 10 and _trials(folder)[:8] == trials

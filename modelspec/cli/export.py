@@ -84,7 +84,7 @@ def export(
     typer.echo(f"model: {weights_path}")
     inputs = _real_inputs(trained, typer.echo)
     try:
-        report = export_trained(trained, out_dir, formats, inputs, log=typer.echo)
+        report = export_trained(trained, out_dir, formats, inputs, log=typer.echo, run_dir=weights_path.parent)
     except OSError as exc:  # the disk filled up, or the folder went away, while writing
         raise output_error(exc, out_dir, "--out") from None
     if not report.passed:

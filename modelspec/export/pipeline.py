@@ -22,6 +22,7 @@ from ..artifacts import TrainedModel
 from ..fileio import disk_full_error
 from ..errors import SpecError
 from ..spec.layers import fmt_shape
+from .card import run_folder_of, write_card
 from .format import Format
 from .inputs import cases, dynamic_axes, example, random_inputs, verify_batch
 from .plan import PREPROCESSING_FILE, ExportPlan, data_files, preprocessing
@@ -128,12 +129,16 @@ def export_trained(
     inputs: torch.Tensor | None = None,
     *,
     log: Log = print,
+    run_dir: Path | None = None,
+    grid_values: dict | None = None,
 ) -> ExportReport:
     """Export `trained` (its model on the CPU) to `formats` in `out_dir` and verify every file.
 
     formats: None for the spec's export.formats. inputs: (N, *input_shape) real, transformed
     samples to verify on; None for a batch drawn with the spec's seed. The report is written to
     out_dir/export_report.json and returned; `report.passed` says whether every check passed.
+    MODEL_CARD.md follows it, from the run in `run_dir` (None: the folder above `<run>/export`, if it
+    is a run's) and its `grid_values` (None: as the grid's results.json has them).
     """
     started = time.perf_counter()
     spec = trained.spec
@@ -167,6 +172,7 @@ def export_trained(
         report.formats.append(result)
     report.seconds = time.perf_counter() - started
     path = report.write()
+    write_card(trained, report, out, run_dir if run_dir is not None else run_folder_of(out), grid_values)
     verdict = "all checks passed" if report.passed else "FAILED: " + "; ".join(report.failures)
     log(f"{verdict} ({report.seconds:.1f} s); report: {path}")
     return report
@@ -179,6 +185,6 @@ def export_after_run(plan, run_dir: Path, model: nn.Module, info) -> None:
 
     trained = TrainedModel(plan.spec, info, model.cpu())
     inputs = sample_inputs(plan.spec, info, plan.spec.export.verify_batch_size)
-    report = export_trained(trained, run_dir / "export", inputs=inputs)
+    report = export_trained(trained, run_dir / "export", inputs=inputs, run_dir=run_dir, grid_values=plan.values)
     if not report.passed:
         raise RuntimeError(f"export failed its verification (see {run_dir / 'export' / 'export_report.json'})")

@@ -368,6 +368,7 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
 
         # ---- the export asked for after the run (of the model in memory)
         if ctx.export is not None and ranks.main:
+            wait(closing)  # its model card reads the run's confusion matrix and outputs
             ctx.export(_plain(state.model, shapes, train, ranks).eval(), info)
     outcome.status, outcome.files = ("pruned", closing) if state.pruned else ("finished", closing)
     outcome.reason = state.pruned

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -240,6 +241,7 @@ class Member:
         """Trained: trackers closed, the export after the run, its outcome."""
         self._close()
         if self.ctx.export is not None:
+            wait(self.closing)  # its model card reads the run's confusion matrix and outputs
             self.ctx.export(copy.deepcopy(self.module()).eval(), self.info)
         files = list(self.closing)
         if not self.ctx.leave_files_writing:
