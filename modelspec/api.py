@@ -113,7 +113,7 @@ def predict_files(model: str | Path, inputs: Sequence[str | Path], *, best: bool
     """Predict raw inputs (image files or folders, a CSV of rows or of a series, a text file) with
     a run, a grid's best run or an export folder, through the preprocessing it was trained with,
     as `modelspec predict` does: one dict per input (`input`, and the prediction or an `error`)."""
-    from .cli.predict import prediction_rows
+    from .predict.rows import prediction_rows
     from .predict import open_model
     from .predict.inputs import read_inputs
 

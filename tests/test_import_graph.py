@@ -33,6 +33,7 @@ LAYERS = {
     "modelspec.export": 5,
     "modelspec.predict": 6,
     "modelspec.report": 6,  # reads grid folders (tracking, spec paths) for `modelspec report`
+    "modelspec.serve": 7,  # the FastAPI app of `modelspec serve`: reads predict
     "modelspec.cli": 7,
     "modelspec.__main__": 7,
     "modelspec": 7,  # modelspec/__init__.py, the Python API

@@ -20,7 +20,7 @@ from ._common import EXIT_FAILED
 # command runs: most import torch (seconds), which `--version` and `schema` never need.
 COMMANDS = {"validate": "validate", "summary": "summary", "schema": "schema", "run": "run", "resume": "run",
             "export": "export", "predict": "predict", "evaluate": "evaluate", "runs": "runs", "compare": "compare",
-            "report": "report"}
+            "report": "report", "serve": "serve"}
 WITHOUT_TORCH = {"schema", "runs", "compare", "report"}
 
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -17,28 +16,9 @@ from rich.text import Text
 from ..fileio import atomic_write_text, check_output, output_error
 from ..errors import RunError, SpecError
 from ..predict import open_model
-from ..predict.inputs import read_inputs, unscale
-from ..predict.readout import readout
+from ..predict.inputs import read_inputs
+from ..predict.rows import prediction_rows
 from ._common import command
-
-
-def prediction_rows(predictor, items, top_k: int) -> list[dict]:
-    """One row per input, in order: its name, the columns it brought along, and its prediction or
-    why there is none."""
-    good = [item for item in items if item.x is not None]
-    readings = []
-    if good:
-        outputs = predictor.predict(torch.stack([item.x for item in good]))
-        readings = readout(outputs, predictor.task, predictor.class_names, top_k,
-                           predictor.preprocessing.get("target_names"))
-        unscale(readings, good, predictor.preprocessing)  # a series' forecasts in the file's units
-    readings = iter(readings)
-    rows = []
-    for item in items:
-        row = {"input": item.name, **(item.extra or {})}
-        row.update(next(readings) if item.x is not None else {"error": item.error})
-        rows.append(row)
-    return rows
 
 
 def _check_out(out: Path) -> None:
