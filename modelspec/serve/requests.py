@@ -70,24 +70,8 @@ def _column_field(column: dict[str, Any]) -> tuple[Any, Any]:
 
 def request_model(preprocessing: dict[str, Any]) -> type[BaseModel] | None:
     """The JSON body POST /predict takes (None for images: multipart uploads, field `files`)."""
-    kind, data = input_kind(preprocessing), preprocessing.get("data") or {}
-    if kind == TABLE:
-        fields = {f"column_{i}": _column_field(c) for i, c in enumerate(data["columns"])}
-        row = create_model("TableRow", __base__=_Row, **fields)
-        return create_model("TableRequest", rows=(list[row], Field(
-            min_length=1, description="Rows keyed by column name, as a table file of predict holds them.")))
-    if kind == SERIES:
-        fields = {f"column_{i}": (float, Field(alias=name, description="A number of the series."))
-                  for i, name in enumerate(data["columns"])}
-        row = create_model("SeriesRow", __base__=_Row, **fields)
-        window = data["window"] + (1 if data["difference"] else 0)
-        return create_model("SeriesRequest", rows=(list[row], Field(
-            min_length=1, description=f"The series' rows, oldest first (at least {window}).")),
-            last=(bool, Field(True, description="Forecast from the latest window only (predict --last); "
-                                                "false: from every complete window.")))
-    if kind == TEXT:
-        return create_model("TextRequest", texts=(list[str], Field(min_length=1, description="The texts to classify.")))
-    return None
+    body = BODIES.get(input_kind(preprocessing))
+    return body.model(preprocessing.get("data") or {}) if body is not None else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,24 +102,73 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def read_json(body: BaseModel, preprocessing: dict[str, Any], folder: Path) -> list[Item]:
     """A table's rows, a series' rows or texts as predict's items (one per row, window or text)."""
-    kind = input_kind(preprocessing)
     with tempfile.TemporaryDirectory(prefix="modelspec-serve-") as tmp:
-        if kind == TEXT:
-            path = Path(tmp, "texts.jsonl")
-            path.write_text("".join(json.dumps({"text": t}) + "\n" for t in body.texts), encoding="utf-8")
-            items = _read_file(path, preprocessing, folder, "texts")
-            for i, (item, text) in enumerate(zip(items, body.texts)):
-                item.name, item.extra = f"texts[{i}]", {"text": text[:80]}
-            return items
+        return BODIES[input_kind(preprocessing)].read(body, preprocessing, folder, Path(tmp))
+
+
+# --------------------------------------------------------------------------------------------------
+# the JSON bodies, one class per data kind that takes one
+
+
+class _Body:
+    """One data kind's JSON body: its request model, and how it becomes predict's items."""
+
+    def model(self, data: dict[str, Any]) -> type[BaseModel]:
+        raise NotImplementedError
+
+    def read(self, body: BaseModel, preprocessing: dict[str, Any], folder: Path, tmp: Path) -> list[Item]:
+        raise NotImplementedError
+
+
+class _TableRows(_Body):
+    def model(self, data: dict[str, Any]) -> type[BaseModel]:
+        fields = {f"column_{i}": _column_field(c) for i, c in enumerate(data["columns"])}
+        row = create_model("TableRow", __base__=_Row, **fields)
+        return create_model("TableRequest", rows=(list[row], Field(
+            min_length=1, description="Rows keyed by column name, as a table file of predict holds them.")))
+
+    def read(self, body: BaseModel, preprocessing: dict[str, Any], folder: Path, tmp: Path) -> list[Item]:
         rows = [row.model_dump(by_alias=True) for row in body.rows]
-        path = Path(tmp, "rows.csv")
+        path = tmp / "rows.csv"
         _write_csv(path, rows)
-        if kind == SERIES:
-            return _read_file(path, preprocessing, folder, "rows", last=body.last)
         items = _read_file(path, preprocessing, folder, "rows")
         for i, (item, row) in enumerate(zip(items, rows)):
             item.name, item.extra = f"rows[{i}]", row  # the row as sent, not as the CSV's text
         return items
+
+
+class _SeriesRows(_Body):
+    def model(self, data: dict[str, Any]) -> type[BaseModel]:
+        fields = {f"column_{i}": (float, Field(alias=name, description="A number of the series."))
+                  for i, name in enumerate(data["columns"])}
+        row = create_model("SeriesRow", __base__=_Row, **fields)
+        window = data["window"] + (1 if data["difference"] else 0)
+        return create_model("SeriesRequest", rows=(list[row], Field(
+            min_length=1, description=f"The series' rows, oldest first (at least {window}).")),
+            last=(bool, Field(True, description="Forecast from the latest window only (predict --last); "
+                                                "false: from every complete window.")))
+
+    def read(self, body: BaseModel, preprocessing: dict[str, Any], folder: Path, tmp: Path) -> list[Item]:
+        path = tmp / "rows.csv"
+        _write_csv(path, [row.model_dump(by_alias=True) for row in body.rows])
+        return _read_file(path, preprocessing, folder, "rows", last=body.last)
+
+
+class _Texts(_Body):
+    def model(self, data: dict[str, Any]) -> type[BaseModel]:
+        return create_model("TextRequest", texts=(list[str], Field(min_length=1, description="The texts to classify.")))
+
+    def read(self, body: BaseModel, preprocessing: dict[str, Any], folder: Path, tmp: Path) -> list[Item]:
+        path = tmp / "texts.jsonl"
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in body.texts), encoding="utf-8")
+        items = _read_file(path, preprocessing, folder, "texts")
+        for i, (item, text) in enumerate(zip(items, body.texts)):
+            item.name, item.extra = f"texts[{i}]", {"text": text[:80]}
+        return items
+
+
+# Data kind -> its JSON body; images (not here) come as multipart uploads, read by ImageReader.
+BODIES: dict[str, _Body] = {TABLE: _TableRows(), SERIES: _SeriesRows(), TEXT: _Texts()}
 
 
 class ImageReader:
