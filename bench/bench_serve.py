@@ -144,6 +144,8 @@ def main() -> None:
     parser.add_argument("export", type=Path, help="an export folder with model.onnx and preprocessing.json")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--batching", default="", metavar="OPTIONS",
+                        help="(c)'s batching options, e.g. '--max-batch 8 --max-wait-ms 1' (default: serve's own)")
     args = parser.parse_args()
     folder = args.export.resolve()
     if not (folder / "model.onnx").is_file():
@@ -162,7 +164,8 @@ def main() -> None:
     _measure("(b) modelspec serve --max-batch 1", [*serve, "--port", str(port), "--max-batch", "1"],
              port, args, body, content_type)
     port = _free_port()
-    _measure("(c) modelspec serve (batching)", [*serve, "--port", str(port)], port, args, body, content_type)
+    _measure(f"(c) modelspec serve (batching{' ' + args.batching if args.batching else ''})",
+             [*serve, "--port", str(port), *args.batching.split()], port, args, body, content_type)
 
 
 if __name__ == "__main__":

@@ -243,16 +243,23 @@ def image_files(arguments: Sequence[str]) -> list[Path]:
 
 def read_image_items(arguments: Sequence[str], prepare: Callable[[Any], torch.Tensor]) -> list[Item]:
     """One item per image file; a file that cannot be read is that item's error, the rest go on."""
+    return [read_image(path, str(path), prepare) for path in image_files(arguments)]
+
+
+def read_image(source: Any, name: str, prepare: Callable[[Any], torch.Tensor],
+               check: Callable[[Any], None] | None = None) -> Item:
+    """One image, from a path or a file object (a served upload), opened once: `check(image)` sees
+    it before it is decoded (its header's size) and may refuse it by raising. An image that cannot
+    be read is the item's error (a decompression bomb too)."""
     from PIL import Image
 
-    items = []
-    for path in image_files(arguments):
-        try:
-            with Image.open(path) as image:
-                items.append(Item(str(path), prepare(image)))
-        except image_errors() as exc:  # that one file's problem (a decompression bomb too); the rest go on
-            items.append(Item(str(path), None, f"cannot read the image: {image_problem(exc)}"))
-    return items
+    try:
+        with Image.open(source) as image:
+            if check is not None:
+                check(image)
+            return Item(name, prepare(image))
+    except image_errors() as exc:
+        return Item(name, None, f"cannot read the image: {image_problem(exc)}")
 
 
 def labelled_images(folder: Path, class_names: list[str],

@@ -209,8 +209,6 @@ def create_app(predictor: Predictor, options: ServeOptions = ServeOptions()) -> 
         await batcher.start()
         yield
         await batcher.stop()
-        if read_images is not None:
-            read_images.close()
 
     app = FastAPI(title=f"modelspec serve: {predictor.preprocessing.get('spec', predictor.source.name)}",
                   description=f"A {kind} model ({predictor.source}), through the preprocessing it was trained with.",

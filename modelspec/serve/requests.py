@@ -12,10 +12,7 @@ with a word in a number column is refused by name before anything is read.
 
 import csv
 import io
-import itertools
 import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ..errors import SpecError
 from ..predict.inputs import Item, read_inputs, reading_kind
-from ..readers.images import image_errors
 
 IMAGES, TABLE, TEXT, SERIES = "images", "table", "text", "time_series"
 
@@ -173,54 +169,40 @@ BODIES: dict[str, _Body] = {TABLE: _TableRows(), SERIES: _SeriesRows(), TEXT: _T
 
 class ImageReader:
     """`reader(uploads, max_pixels) -> items`: uploaded image files as predict's items, each named
-    by its file name. Predict's own reader (`read_image_items`) through predict's own pipeline
-    (`image_pipeline`: the mode, the deterministic transforms, the stored statistics), the pipeline
-    built once for the server rather than once per request (milliseconds each), the files written
-    to one folder of the server's (a folder per request costs more than reading the image)."""
+    by its file name: predict's own image reading (`read_image`) through predict's own pipeline
+    (`image_pipeline`: the mode, the deterministic transforms, the stored statistics), built once
+    for the server. Each upload is read from memory and opened once; an image whose header claims
+    more than `max_pixels` is refused (413) before it is decoded."""
 
     def __init__(self, preprocessing: dict[str, Any]):
         from ..spec.data.images import image_pipeline
 
         self.prepare = image_pipeline(preprocessing)
-        self.folder = Path(tempfile.mkdtemp(prefix="modelspec-serve-"))
-        self.count = itertools.count()
 
     def __call__(self, uploads: list[tuple[str, bytes]], max_pixels: int) -> list[Item]:
-        from ..readers.images import read_image_items
+        from ..readers.images import read_image
 
-        paths = []
-        try:
-            for i, (name, content) in enumerate(uploads):
-                _check_pixels(f"files[{i}] '{name}'", content, max_pixels)
-                path = self.folder / f"{next(self.count):08d}"
-                path.write_bytes(content)
-                paths.append(str(path))
-            items = read_image_items(paths, self.prepare)
-        finally:
-            for path in paths:
-                os.unlink(path)
-        for item, path, (name, _) in zip(items, paths, uploads):
-            item.name = name
-            if item.error:  # Pillow names the file it opened: the upload's name instead
-                item.error = item.error.replace(f"'{path}'", f"'{name}'").replace(path, name)
+        items = []
+        for i, (name, content) in enumerate(uploads):
+            def check(image, what=f"files[{i}] '{name}'") -> None:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise BadInput(413, f"{what} is {width}x{height} = {width * height:,} pixels, over this "
+                                        f"server's limit of {max_pixels:,} (--max-pixels)")
+
+            items.append(read_image(_Upload(content, name), name, self.prepare, check))
         return items
 
-    def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
+class _Upload(io.BytesIO):
+    """An upload's bytes, which Pillow's messages name by the upload's file name."""
 
-def _check_pixels(what: str, content: bytes, max_pixels: int) -> None:
-    """An image whose header claims more than `max_pixels` is refused before it is decoded."""
-    from PIL import Image
+    def __init__(self, content: bytes, name: str):
+        super().__init__(content)
+        self.label = name
 
-    try:
-        with Image.open(io.BytesIO(content)) as image:
-            width, height = image.size
-    except image_errors():
-        return  # not an image (or a decompression bomb): the reader says why, naming the file
-    if width * height > max_pixels:
-        raise BadInput(413, f"{what} is {width}x{height} = {width * height:,} pixels, over this server's "
-                            f"limit of {max_pixels:,} (--max-pixels)")
+    def __repr__(self) -> str:
+        return repr(self.label)
 
 
 def refuse_errors(items: list[Item]) -> None:
