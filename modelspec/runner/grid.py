@@ -141,17 +141,21 @@ def _grid_columns(keys: list[str]) -> dict[str, str]:
     return {key: key if name in taken or name.split("_")[0] in taken else name for key, name in short.items()}
 
 
-def _first_of_their_network(runs: list[RunPlan]) -> set[str]:
-    """The runs that are the grid's first of their network: its graph goes to TensorBoard once, not
-    once per run (tracing costs as much as several epochs of a tiny model). By grid order, so that
-    runs executed in any order (on Ray) log the same graphs."""
+def _network_key(plan: RunPlan) -> str:
+    return json.dumps([layer.model_dump(mode="json") for layer in plan.spec.layers])
+
+
+def _first_of_their_network(runs: list[RunPlan]) -> tuple[set[str], set[str]]:
+    """(the runs that are the grid's first of their network, the networks seen): a network's graph
+    goes to TensorBoard once, not once per run (tracing costs as much as several epochs of a tiny
+    model). By grid order, so that runs executed in any order (on Ray) log the same graphs."""
     seen, first = set(), set()
     for plan in runs:
-        key = json.dumps([layer.model_dump(mode="json") for layer in plan.spec.layers])
+        key = _network_key(plan)
         if key not in seen:
             seen.add(key)
             first.add(plan.name)
-    return first
+    return first, seen
 
 
 def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log,
@@ -280,7 +284,7 @@ class Grid:
         self.resuming = False  # whether this is a resume: runs with a checkpoint continue from it
         self.writes_table = writes_table and ranks.main  # a Ray task writes its run's files, not the grid's
         self.short = _grid_columns(loaded.spec.axes)
-        self.logs_graph = _first_of_their_network(runs)
+        self.logs_graph, self.networks_seen = _first_of_their_network(runs)
         self.table = ResultsTable(folder, [self.short[k] for k in loaded.spec.axes], [plan.name for plan in runs])
         self.search = None  # a search's study (runner/search.py): its trials join `runs` as they are asked
         self.result = GridResult(folder)
@@ -441,7 +445,10 @@ class Grid:
         self.devices[plan.name] = device
         self.table.order[plan.name] = index
         self.table.set_rows(plan.name, [])
-        self.logs_graph = _first_of_their_network(self.runs)
+        key = _network_key(plan)
+        if key not in self.networks_seen:  # the first trial of its network logs its graph
+            self.networks_seen.add(key)
+            self.logs_graph.add(plan.name)
         self.result.run_dirs[plan.name] = run_dir = self.folder / run_folder_name(index, plan.name)
         return run_dir
 

@@ -99,9 +99,6 @@ class Search:
             # Never trained: the grid records it as failed under the spec it came from.
             return RunPlan(name, values, self.loaded.spec)
 
-    def state(self, plan: RunPlan) -> str:
-        return self.trial_of[plan.name]._cached_frozen_trial.state.name  # RUNNING, COMPLETE, PRUNED, FAIL
-
     # ---- what the runs tell the study
 
     def pruner(self, plan: RunPlan) -> Callable[[int, dict[str, Any], Monitor], str | None]:
@@ -148,7 +145,7 @@ class Search:
         else:
             trial.set_user_attr("reason", outcome.reason or "no monitor value")
             frozen = self.study.tell(trial, state=state.FAIL)
-        trial._cached_frozen_trial = frozen  # noqa: SLF001 (what `state` reads)
+        trial._cached_frozen_trial = frozen  # noqa: SLF001 (a second tell of it is skipped above)
 
     @staticmethod
     def _value(outcome: RunOutcome) -> float | None:
@@ -161,9 +158,6 @@ class Search:
         return len(self.study.get_trials(deepcopy=False))
 
     # ---- what the user reads
-
-    def best(self, runs: list[RunPlan], outcomes: dict[str, RunOutcome]) -> dict[str, Any] | None:
-        return self.summary(runs, outcomes)["best"]
 
     def summary(self, runs: list[RunPlan], outcomes: dict[str, RunOutcome], importance: bool = False) -> dict[str, Any]:
         """search.json: the trials in order with their values and states, the best so far after each
@@ -300,8 +294,8 @@ def _told(grid: "Grid", search: Search, ended: list[RunPlan]) -> None:
     """Trials' ends to the study, and search.json and results.json's `best` brought up to date."""
     for plan in ended:
         search.tell(plan, grid.result.outcomes.get(plan.name))
-    search.write_summary(grid.runs, grid.result.outcomes)
-    grid.table.header = {"best": search.best(grid.runs, grid.result.outcomes)}  # results.json's first key
+    summary = search.write_summary(grid.runs, grid.result.outcomes)
+    grid.table.header = {"best": summary["best"]}  # results.json's first key
 
 
 def _stopped(grid: "Grid") -> bool:
