@@ -193,6 +193,25 @@ def test_an_unbuildable_point_is_recorded_and_the_search_goes_on(tmp_path):
     assert len(fails) == len(failed) and all("kernel" in t.user_attrs["reason"] for t in fails)
 
 
+def test_a_trial_whose_point_is_half_asked_is_no_run_and_a_resume_tells_it_failed(tmp_path):
+    """Optuna writes a point to the journal one parameter at a time: a Ray task that reads the journal
+    while the driver asks (or a resume after a kill mid-ask) sees a trial without all its values."""
+    from modelspec.runner.search import Search
+
+    loaded = api.load_spec(_spec(tmp_path))
+    search = Search(loaded, tmp_path, None)
+    whole = search.ask()
+    half = search.study.ask()
+    half.suggest_float("train.optimizer.lr", 1e-4, 0.5, log=True)  # the other two not asked yet
+    reader = Search(loaded, tmp_path, None)  # a task's view, while the driver asks
+    assert [plan.name for plan in reader.known_runs()] == [whole.name]
+    assert search.study.get_trials()[1].state.name == "RUNNING"  # the task left it to the driver
+    resumed = Search(loaded, tmp_path, None)
+    assert [plan.name for plan in resumed.known_runs(settle_partial=True)] == [whole.name]
+    settled = resumed.study.get_trials()[1]
+    assert settled.state.name == "FAIL" and "being asked when the search was killed" in settled.user_attrs["reason"]
+
+
 def test_a_search_refuses_nproc(tmp_path):
     result = _cli("run", str(_spec(tmp_path)), "--nproc", "2")
     assert result.returncode == 2 and "a search does not run under --nproc" in result.stderr

@@ -248,7 +248,7 @@ def run_grid(
 
         # Each point is built on the data here before it trains; under Ray, on this machine's CPU.
         search = Search(loaded, folder, devices.get(runs[0].name) or resolve_device("cpu"))
-        runs = search.known_runs()  # on a resume, the trials asked before
+        runs = search.known_runs(settle_partial=True)  # on a resume, the trials asked before
         devices = {plan.name: search.device for plan in runs}
     grid = Grid(loaded, runs, folder, devices, quiet, fail_fast, log, exporter, ranks, executor)
     grid.search = search

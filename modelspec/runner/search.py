@@ -73,10 +73,22 @@ class Search:
 
     # ---- the trials as runs
 
-    def known_runs(self) -> list[RunPlan]:
-        """The trials the journal has (a resume's), in order, each as its run."""
-        return [self._plan(self.optuna.trial.Trial(self.study, frozen._trial_id), frozen.params)
-                for frozen in self.study.get_trials(deepcopy=False)]
+    def known_runs(self, settle_partial: bool = False) -> list[RunPlan]:
+        """The trials the journal has (a resume's), in order, each as its run.
+
+        A trial is asked one parameter at a time, so the journal can hold one whose parameters are
+        not all there yet: the point the driver is asking while a Ray task reads the journal, or the
+        one it was asking when it was killed. It is no run; the driver (`settle_partial`) tells the
+        killed one's trial failed so that the study does not wait for it."""
+        plans = []
+        for frozen in self.study.get_trials(deepcopy=False):
+            trial = self.optuna.trial.Trial(self.study, frozen._trial_id)  # noqa: SLF001
+            if set(self.keys) <= set(frozen.params):
+                plans.append(self._plan(trial, frozen.params))
+            elif settle_partial and not frozen.state.is_finished():
+                trial.set_user_attr("reason", "its point was being asked when the search was killed")
+                self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+        return plans
 
     def ask(self) -> RunPlan:
         """The next point, as a run (an unbuildable one's reason in `unbuildable`)."""
