@@ -1,6 +1,6 @@
 """`modelspec serve` under load, against a hand-written FastAPI + onnxruntime endpoint.
 
-    python bench/bench_serve.py EXPORT_FOLDER [--requests 2000] [--concurrency 32]
+    python bench/bench_serve.py EXPORT_FOLDER [--requests 2000] [--concurrency 32] [--repeat 3]
 
 EXPORT_FOLDER: `modelspec export` of an image classifier with --format onnx (the Fashion-MNIST model
 of specs/fashion_bn.yaml). Three servers, one at a time, each in its own process on 127.0.0.1:
@@ -11,8 +11,11 @@ of specs/fashion_bn.yaml). Three servers, one at a time, each in its own process
 - (c) `modelspec serve EXPORT --engine onnx`: concurrent requests batched (--max-batch 64, --max-wait-ms 5).
 
 Each gets 100 warm-up requests, then `--requests` uploads of one 28x28 PNG from `--concurrency`
-client threads on keep-alive connections; printed: requests per second, p50 and p99 latency, and
-errors. The client shares the machine's cores with the server: compare rows, not absolute figures.
+client threads on keep-alive connections; printed: requests per second, p50 and p99 latency, the
+server process's CPU time per request (user + system, from /proc), and errors. The servers take
+turns for `--repeat` rounds and the best round of each is printed last. The client shares the
+machine's cores with the server: compare rows of one run, not absolute figures; the CPU time per
+request is what the server itself spent, whatever the client threads took.
 """
 
 from __future__ import annotations
@@ -123,20 +126,33 @@ def _load(port: int, body: bytes, content_type: str, requests: int, concurrency:
     return latencies, errors[0]
 
 
-def _measure(label: str, command: list[str], port: int, args, body: bytes, content_type: str) -> None:
+def _cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far (Linux: /proc/PID/stat), to say what a request
+    costs the server itself, whatever the client threads took of the shared cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(command: list[str], port: int, args, body: bytes, content_type: str) -> tuple[float, ...]:
+    """(req/s, p50 ms, p99 ms, server CPU ms a request, errors) of one server under the load."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait(port, process)
         _load(port, body, content_type, 100, min(args.concurrency, 8))  # warm-up
-        start = time.perf_counter()
+        cpu, start = _cpu_seconds(process.pid), time.perf_counter()
         latencies, errors = _load(port, body, content_type, args.requests, args.concurrency)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, _cpu_seconds(process.pid) - cpu
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     latencies.sort()
     p50, p99 = (latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 for q in (0.5, 0.99))
-    print(f"{label:<34} {len(latencies) / wall:>8.0f} {p50:>8.1f} {p99:>8.1f} {errors:>7}", flush=True)
+    return len(latencies) / wall, p50, p99, cpu * 1000 / len(latencies), errors
+
+
+def _row(label: str, figures: tuple[float, ...]) -> str:
+    rate, p50, p99, cpu, errors = figures
+    return f"{label:<40} {rate:>7.0f} {p50:>7.1f} {p99:>7.1f} {cpu:>10.2f} {errors:>6}"
 
 
 def main() -> None:
@@ -146,27 +162,38 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--batching", default="", metavar="OPTIONS",
                         help="(c)'s batching options, e.g. '--max-batch 8 --max-wait-ms 1' (default: serve's own)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds, each server once a round, in turn")
     args = parser.parse_args()
     folder = args.export.resolve()
     if not (folder / "model.onnx").is_file():
         raise SystemExit(f"{folder} has no model.onnx: export with --format onnx")
     body, content_type = _multipart(_png())
-    print(f"{args.requests} requests, concurrency {args.concurrency}, {os.cpu_count()} CPUs, 127.0.0.1")
-    print(f"{'server':<34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{args.requests} requests, concurrency {args.concurrency}, {os.cpu_count()} CPUs, 127.0.0.1, "
+          f"{args.repeat} rounds (the servers in turn; the best round of each last)")
+    print(f"{'server':<40} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10} {'errors':>6}")
+    serve = [sys.executable, "-m", "modelspec", "serve", str(folder), "--engine", "onnx"]
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp, "hand_written.py")
         script.write_text(HAND_WRITTEN)
-        port = _free_port()
-        _measure("(a) hand-written FastAPI+onnxruntime", [sys.executable, str(script), str(folder), str(port)],
-                 port, args, body, content_type)
-    serve = [sys.executable, "-m", "modelspec", "serve", str(folder), "--engine", "onnx"]
-    port = _free_port()
-    _measure("(b) modelspec serve --max-batch 1", [*serve, "--port", str(port), "--max-batch", "1"],
-             port, args, body, content_type)
-    port = _free_port()
-    _measure(f"(c) modelspec serve (batching{' ' + args.batching if args.batching else ''})",
-             [*serve, "--port", str(port), *args.batching.split()], port, args, body, content_type)
-
+        servers = {
+            "(a) hand-written FastAPI+onnxruntime": lambda port: [sys.executable, str(script), str(folder), str(port)],
+            "(b) modelspec serve --max-batch 1": lambda port: [*serve, "--port", str(port), "--max-batch", "1"],
+            f"(c) modelspec serve (batching{' ' + args.batching if args.batching else ''})":
+                lambda port: [*serve, "--port", str(port), *args.batching.split()],
+        }
+        rounds: dict[str, list[tuple[float, ...]]] = {label: [] for label in servers}
+        for _ in range(args.repeat):
+            for label, command in servers.items():
+                port = _free_port()
+                rounds[label].append(_measure(command(port), port, args, body, content_type))
+                print(_row(label, rounds[label][-1]), flush=True)
+    if args.repeat > 1:
+        print("best round of each (highest req/s):")
+        for label, figures in rounds.items():
+            print(_row(label, max(figures)))
+    best = {label: max(figures)[0] for label, figures in rounds.items()}
+    hand = next(iter(best.values()))
+    print("req/s against (a): " + ", ".join(f"{label[:3]} {rate / hand:.2f}" for label, rate in best.items()))
 
 if __name__ == "__main__":
     main()

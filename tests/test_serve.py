@@ -445,3 +445,52 @@ def test_the_batcher_gathers_requests_and_keeps_their_failures_apart():
     calls.clear()
     asyncio.run(scenario(1))
     assert calls == [2, 3]  # each request alone (the bad one never reaches the model)
+
+
+def test_the_batcher_closes_a_batch_when_full_or_when_its_wait_is_over():
+    """A request that would overfill the batch opens the next one (ahead of those behind it); one
+    arriving after the batch's wait goes into a later call; a request over max_batch runs alone."""
+    import asyncio
+
+    import torch
+
+    from modelspec.predict.inputs import Item
+    from modelspec.serve.batching import Batcher
+
+    calls: list[list[str]] = []
+
+    def run(items):
+        calls.append([item.name for item in items])
+        return [{} for _ in items]
+
+    def reading(name: str, count: int):
+        return lambda: [Item(f"{name}{i}", torch.zeros(1)) for i in range(count)]
+
+    async def scenario():
+        batcher = Batcher(run, max_batch=4, max_wait=0.05)
+        await batcher.start()
+        try:
+            at_once = [batcher.predict(reading(n, c), c) for n, c in (("a", 2), ("b", 1), ("c", 3), ("d", 1))]
+            first = asyncio.gather(*at_once)
+            await asyncio.sleep(0.3)  # well after both batches' waits
+            await asyncio.gather(first, batcher.predict(reading("e", 1), 1), batcher.predict(reading("f", 6), 6))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert calls == [["a0", "a1", "b0"], ["c0", "c1", "c2", "d0"], ["e0"], [f"f{i}" for i in range(6)]]
+
+    async def alone_each(waits: int):
+        # Each request alone, so each batch ends by its wait: a wait whose timer the loop runs a
+        # little early must still end (an answer that never comes hangs its client).
+        batcher = Batcher(run, max_batch=4, max_wait=0.0005)
+        await batcher.start()
+        try:
+            for i in range(waits):
+                await asyncio.wait_for(batcher.predict(reading(f"g{i}_", 1), 1), timeout=5)
+        finally:
+            await batcher.stop()
+
+    calls.clear()
+    asyncio.run(alone_each(300))
+    assert calls == [[f"g{i}_0"] for i in range(300)]

@@ -11,6 +11,7 @@ request whose reading fails gets that failure (a `BadInput` becomes its 4xx); th
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +35,14 @@ class Batcher:
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait
         self.calls = 0  # model calls so far, and the inputs they took (for /health)
         self.inputs = 0
-        self._queue: asyncio.Queue[_Waiting] | None = None
+        # The waiting requests, and an event set when one arrives (or a batch's wait is over): no
+        # asyncio.Queue, whose timed get makes a task and a timer for every request that arrives.
+        self._waiting: deque[_Waiting] = deque()
+        self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._arrived = asyncio.Event()
         self._task = asyncio.create_task(self._serve())
 
     async def stop(self) -> None:
@@ -49,41 +53,47 @@ class Batcher:
 
     async def predict(self, read: Callable[[], list[Item]], size: int) -> Rows:
         """The rows of the items `read()` gives, read and predicted in the worker with others' items."""
-        assert self._queue is not None, "Batcher.start() runs in the app's lifespan"
+        assert self._arrived is not None, "Batcher.start() runs in the app's lifespan"
         waiting = _Waiting(read, size, asyncio.get_running_loop().create_future())
-        await self._queue.put(waiting)
+        self._waiting.append(waiting)
+        self._arrived.set()
         return await waiting.answer
+
+    async def _next_arrival(self) -> None:
+        self._arrived.clear()
+        await self._arrived.wait()
 
     async def _gather(self) -> list[_Waiting]:
         """The next batch: the first request, and those arriving within max_wait up to max_batch inputs."""
-        loop = asyncio.get_running_loop()
-        batch = [await self._queue.get()]
-        size, deadline = batch[0].size, loop.time() + self.max_wait
-        while size < self.max_batch:
-            if self._queue.empty():
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    nxt = await asyncio.wait_for(self._queue.get(), left)
-                except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
-                    break
-            else:
-                nxt = self._queue.get_nowait()
-            if size + nxt.size > self.max_batch:
-                self._put_first(nxt)
-                break
-            batch.append(nxt)
-            size += nxt.size
-        return batch
+        while not self._waiting:
+            await self._next_arrival()
+        batch = [self._waiting.popleft()]
+        size, loop = batch[0].size, asyncio.get_running_loop()
+        expired = False
 
-    def _put_first(self, waiting: _Waiting) -> None:
-        """A request that would overfill the batch opens the next one, before those behind it."""
-        rest = [waiting]
-        while not self._queue.empty():
-            rest.append(self._queue.get_nowait())
-        for one in rest:
-            self._queue.put_nowait(one)
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            self._arrived.set()
+
+        # One timer a batch wakes the wait below. The loop may run it up to its clock's resolution
+        # early, so that its having run, not the clock, says that the wait is over.
+        timer = loop.call_later(self.max_wait, expire)
+        try:
+            while size < self.max_batch:
+                if not self._waiting:
+                    if expired:
+                        break
+                    await self._next_arrival()
+                    continue
+                if size + self._waiting[0].size > self.max_batch:
+                    break  # it opens the next batch, before those behind it
+                nxt = self._waiting.popleft()
+                batch.append(nxt)
+                size += nxt.size
+        finally:
+            timer.cancel()
+        return batch
 
     def _work(self, batch: list[_Waiting]) -> list[tuple[_Waiting, Rows | BaseException]]:
         """In the worker thread: read each request, then one model call on every item read."""
