@@ -105,3 +105,33 @@ def test_tensors_counted_together_give_each_its_own_histogram(monkeypatch):
     assert weights.count == 2048 and weights.counts == torch.histc(tensors[0], 64, weights.low, weights.high).tolist()
     assert (zeros.low, zeros.high, zeros.count, zeros.edges[0], zeros.edges[-1]) == (0, 0, 10, -0.5, 0.5)
     assert scaled.total == pytest.approx(tensors[3].sum().item(), rel=1e-5)
+
+
+def test_events_are_written_on_the_adding_thread_and_a_reopened_runs_file_sorts_after(tmp_path):
+    """No writer thread per run (a pack of 64 runs held 64 of them), each record on disk as it is
+    added, and a second writer in the same folder within the same second reads after the first."""
+    import threading
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from modelspec.tracking.event_writer import caller_thread_writer
+
+    threads = threading.active_count()
+    first = caller_thread_writer(str(tmp_path))
+    for step in range(1, 4):
+        first.add_scalar("loss/train", 1.0 / step, step)
+    assert threading.active_count() == threads
+    on_disk = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    on_disk.Reload()  # before close: nothing waits in a buffer
+    assert [e.step for e in on_disk.Scalars("loss/train")] == [1, 2, 3]
+    first.close()
+    for _ in range(12):  # uids past 9: name order must not follow the counter's digits
+        caller_thread_writer(str(tmp_path / "other")).close()
+    second = caller_thread_writer(str(tmp_path), purge_step=3)  # a resume from step 2's checkpoint
+    second.add_scalar("loss/train", 0.25, 3)
+    second.close()
+    names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert len(names) == 2 and int(names[1].split(".")[3]) > int(names[0].split(".")[3])
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss/train")] == [(1, 1.0), (2, 0.5), (3, 0.25)]

@@ -71,12 +71,11 @@ class TensorBoardTracker(Tracker):
         self._painter = None  # draws the confusion matrices, its class-name strips made once
 
     def start(self, resume_step: int | None, rows: list[dict[str, Any]]) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from .event_writer import caller_thread_writer
 
         use_fast_checksums()
-        # Events are written by the writer's thread and flushed every few seconds and at the end, not
-        # after every epoch: a tiny model's epoch is shorter than a flush.
-        self.writer = SummaryWriter(str(self.log_dir), purge_step=resume_step, flush_secs=5)
+        # Events are written on this thread, each as it is added (event_writer.py).
+        self.writer = caller_thread_writer(str(self.log_dir), purge_step=resume_step)
 
     def log(self, step: int, row: dict[str, Any]) -> None:
         for key, value in measurements(row, self.hparam_keys).items():
