@@ -270,3 +270,11 @@ def test_runs_and_compare_never_import_torch(grids, command):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "syn" in done.stdout
     assert not {m for m in modules if m == "torch" or m.startswith("torch.")}
+
+
+def test_a_grid_folder_renamed_by_hand_started_when_its_spec_was_written_to_the_second(grids, tmp_path):
+    grid = tmp_path / "runs" / "syn" / "baseline"  # not a timestamp: the spec file's time
+    shutil.copytree(grids["syn"], grid)
+    os.utime(grid / "spec.json", (1796666400.75, 1796666400.75))
+    started = _records(grid)["syn"]["started"]
+    assert started.startswith("2026-") and "." not in started and started.endswith(":00"), started

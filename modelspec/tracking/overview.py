@@ -119,7 +119,8 @@ def _started(folder: Path) -> datetime | None:
         return datetime.strptime(folder.name[:15], STAMP)
     except ValueError:
         try:
-            return datetime.fromtimestamp((folder / SPEC_FILE).stat().st_mtime)
+            # To the second, as a folder's name gives it (a table has no use for microseconds).
+            return datetime.fromtimestamp(int((folder / SPEC_FILE).stat().st_mtime))
         except OSError:
             return None
 
