@@ -95,7 +95,8 @@ def read_rows(arguments: Sequence[str], preprocessing: dict[str, Any], **_) -> l
 
 
 # Tokenizers made from stored preprocessing, by what they were made from: a server reads a text
-# request through this reader, and rebuilding a 20,000-word tokenizer costs 30 ms a request.
+# request through this reader, and rebuilding a 20,000-word tokenizer costs 30 ms a request. An
+# inline tokenizer is known by its dict's id: the entry holds the dict, so no other can take its id.
 _TOKENIZERS: dict[tuple, tuple[Any, Any]] = {}
 
 
@@ -105,26 +106,23 @@ def tokenizer_of(data: dict[str, Any], folder: Path | None):
 
     from .text import _fixed_length
 
-    stored = data["tokenizer"]
+    stored, length = data["tokenizer"], data["max_length"]
     if isinstance(stored, str):  # a file name, in an export folder
-        if folder is None or not (folder / stored).is_file():
+        path = folder / stored if folder is not None else None
+        if path is None or not path.is_file():
             raise SpecError(f"the tokenizer file {stored} is missing", hint="export the run again")
-        found = (folder / stored).stat()  # a file exported again in its place is another tokenizer
-        key: tuple = ("file", str((folder / stored).resolve()), found.st_mtime_ns, found.st_size, data["max_length"])
+        found = path.stat()  # a file exported again in its place is another tokenizer
+        key: tuple = ("file", str(path.resolve()), found.st_mtime_ns, found.st_size, length)
     else:
-        key = ("inline", id(stored), data["max_length"])  # the very dict: held below, so its id stays its own
+        key = ("inline", id(stored), length)
     made = _TOKENIZERS.get(key)
-    if made is not None and (made[0] is stored or key[0] == "file"):
-        return made[1]
-    if isinstance(stored, str):
-        tokenizer = Tokenizer.from_file(str(folder / stored))
-    else:
-        tokenizer = Tokenizer.from_str(json.dumps(stored))
-    tokenizer = _fixed_length(tokenizer, data["max_length"])
-    if len(_TOKENIZERS) >= 8:
-        _TOKENIZERS.clear()
-    _TOKENIZERS[key] = (stored, tokenizer)
-    return tokenizer
+    if made is None:
+        tokenizer = (Tokenizer.from_file(str(path)) if isinstance(stored, str)
+                     else Tokenizer.from_str(json.dumps(stored)))
+        if len(_TOKENIZERS) >= 8:
+            _TOKENIZERS.clear()
+        _TOKENIZERS[key] = made = (stored, _fixed_length(tokenizer, length))
+    return made[1]
 
 
 def _lines(text: str) -> list[str]:

@@ -210,7 +210,8 @@ def create_app(predictor: Predictor, options: ServeOptions = ServeOptions()) -> 
         await batcher.start()
         # torch, the engine and the app are some 400,000 objects that live as long as the server; a
         # full collection walks them all (0.2 s on a 2-core machine), stalling every request in
-        # flight. Frozen, the collector only looks at what requests make (p99 300 -> 80 ms).
+        # flight. Frozen, the collector only looks at what requests make (p99 300 -> 40-70 ms,
+        # bench/bench_serve.py).
         gc.collect()
         gc.freeze()
         yield

@@ -80,8 +80,8 @@ class _EventFile:
         name = "events.out.tfevents.%010d.%s.%s.%s" % (_stamp(logdir), socket.gethostname(), os.getpid(), _next_uid())
         # Unbuffered: each record is one write to the OS, as TensorBoard's writer makes it (which
         # opens the file for each), so that a killed run keeps every event it had logged.
-        self._file = _WholeWrites(open(os.path.join(logdir, name + filename_suffix), "wb", buffering=0))
-        self._records = RecordWriter(self._file)
+        raw = open(os.path.join(logdir, name + filename_suffix), "wb", buffering=0)  # noqa: SIM115 - closed by close()
+        self._records = RecordWriter(_WholeWrites(raw))
         self._lock = threading.Lock()  # a background tracker call and the training thread
         self._closed = False
         self.add_event(event_pb2.Event(
