@@ -31,6 +31,7 @@ from .folder import RUN_FILE, check_unchanged, create_grid_folder, previous_resu
 from .distributed import SINGLE, Ranks
 from .lock import GridLock
 from .loop import Interrupted, RunContext, RunFailed, RunOutcome, train_run
+from .memory import frozen_heap
 from .metrics import MetricPool
 from .progress import Progress
 from .stops import QuietDiskFullThreads, StopFlag
@@ -304,7 +305,8 @@ class Grid:
         total = self.search.spec.trials if self.search is not None else len(self.runs)
         self.log(f"search: {total} trials -> {self.folder}" if self.search is not None else
                  f"{total} run(s) -> {self.folder}")
-        with StopFlag() as stop, QuietDiskFullThreads(), Progress(total, enabled=not self.quiet) as progress:
+        with StopFlag() as stop, QuietDiskFullThreads(), frozen_heap(), \
+                Progress(total, enabled=not self.quiet) as progress:
             self.stop, self.progress = stop, progress
             self.resuming = resuming
             if resuming:
