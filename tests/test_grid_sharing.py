@@ -1,8 +1,10 @@
-"""What a grid's runs share with the runs before them: metric sets (runner/metrics.py: MetricPool) and
-the network's shape pass (runner/loop.py: _network_shapes)."""
+"""What a grid's runs share with the runs before them: metric sets (runner/metrics.py: MetricPool),
+the network's shape pass (runner/loop.py: _network_shapes), and the objects made before the grid,
+left out of the cycle collector's walks (runner/memory.py: frozen_heap)."""
 
 from __future__ import annotations
 
+import gc
 import json
 
 from modelspec.load import loads_spec
@@ -63,3 +65,17 @@ def test_runs_of_one_network_share_its_shape_pass_and_others_get_their_own(tmp_p
         weights = torch.load(run_dir / "weights.pt", weights_only=True)["state_dict"]
         sizes[run_dir.name] = weights["0.weight"].shape[0]
     assert sorted(sizes.values()) == [12, 12, 16, 16]
+
+
+def test_what_lived_before_the_grid_is_frozen_while_it_trains_and_collectable_after(tmp_path, monkeypatch):
+    seen, real = [], loop.train_run
+
+    def spy(*args, **kwargs):
+        seen.append(gc.get_freeze_count())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("modelspec.runner.grid.train_run", spy)
+    assert gc.get_freeze_count() == 0
+    run_grid(loads_spec(SPEC, "tiny.yaml", [f"tracking.dir={tmp_path}"]), quiet=True, log=lambda _: None)
+    assert len(seen) == 3 and all(count > 100_000 for count in seen)  # every run trained with the heap frozen
+    assert gc.get_freeze_count() == 0  # and the grid gave the collector back everything it froze

@@ -230,9 +230,10 @@ class Member:
     def write_results(self, picture: bool) -> None:
         """Its final weights and confusion matrix, written in the background (loop.py: write_results)."""
         spec, run_dir = self.plan.spec, self.run.run_dir
+        model = self.module()  # the pack's one plain network, this run's weights loaded once for all three
         self.closing.append(in_background(atomic_write_bytes, run_dir / "weights.pt",
-                                          weights_bytes(self.module(), spec, self.info), False))
-        parts = dataclasses.replace(self.parts, eval_model=self.module())
+                                          weights_bytes(model, spec, self.info), False))
+        parts = dataclasses.replace(self.parts, eval_model=model)
         self.closing.append(final_confusion(parts, self.state, self.run.prepared, self.feeds[1:], self.split_metrics,
                                             self.monitor, self.ctx, picture))
         self.closing.append(write_outputs(parts, self.run.prepared, self.feeds[1:], self.monitor))
