@@ -295,6 +295,42 @@ def test_metric_sums_survive_a_checkpoint_mid_epoch():
     assert set(going.compute()) == {"loss", "accuracy", "auroc", "f1"}
 
 
+def test_the_confusion_matrix_counts_every_chunk_when_read_and_through_a_checkpoint(monkeypatch):
+    """Its labels are counted when the matrix is read (an image epoch, the run's end) or checkpointed,
+    not every epoch: the counts are the bincount of every chunk's labels, a checkpoint taken between
+    chunks holds them, and an epoch whose matrix was never read leaves nothing for the next."""
+    import io
+
+    from modelspec.compile.task import Targets, resolve_task
+    from modelspec.runner import metrics as metrics_module
+    from modelspec.runner.metrics import MetricSet
+
+    monkeypatch.setattr(metrics_module, "CHUNK", 8)  # a chunk every batch of 10 below
+    spec = loads_spec(BINARY_LOGIT).spec
+    task = resolve_task(spec.train, (1,), Targets("classes", 2), ("model",))
+    out, y = torch.randn(40, 1, generator=torch.Generator().manual_seed(1)), torch.arange(40) % 2
+    expected = torch.bincount(y * 2 + task.labels(out), minlength=4).view(2, 2)
+    going, resumed = MetricSet(task, torch.device("cpu"), True), MetricSet(task, torch.device("cpu"), True)
+    for start in (0, 10):
+        going.update(out[start:start + 10], y[start:start + 10], torch.tensor(0.5))
+    assert len(going.labels) == 2  # kept, not yet counted
+    buffer = io.BytesIO()
+    torch.save(going.state_dict(), buffer)
+    buffer.seek(0)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    for metrics in (going, resumed):
+        for start in (20, 30):
+            metrics.update(out[start:start + 10], y[start:start + 10], torch.tensor(0.25))
+        assert torch.equal(metrics.confusion_counts(), expected)
+        metrics.reset()
+        metrics.update(out[:10], y[:10], torch.tensor(0.5))
+        metrics.compute()  # an epoch whose matrix is not read
+        metrics.reset()
+        metrics.update(out[10:20], y[10:20], torch.tensor(0.5))
+        assert torch.equal(metrics.confusion_counts(),
+                           torch.bincount(y[10:20] * 2 + task.labels(out[10:20]), minlength=4).view(2, 2))
+
+
 @pytest.mark.parametrize("monitor", ["loss", "test_accuracy", "val_f1"])
 def test_a_monitor_on_a_split_the_run_has_stays_on_it(tmp_path, monitor):
     """Only a monitor whose split is missing moves (val -> test -> train); `loss` is the training

@@ -3,7 +3,9 @@
 Training batches and evaluation share this one object: `update` after every batch (no `.item()`, so
 the GPU never waits), `compute` once per epoch. Outputs wait in a small buffer on the device and reach
 the torchmetrics objects in chunks of about CHUNK samples: one metric update costs a fraction of a
-millisecond whatever its size, as much as a tiny model's whole batch. The chunk boundaries depend only
+millisecond whatever its size, as much as a tiny model's whole batch. The confusion matrix is read
+only now and then (an image epoch, the run's end, a checkpoint), so its labels are counted when it
+is read, not every epoch. The chunk boundaries depend only
 on the batch sizes, and the buffer goes into `state_dict` with the sums, so an epoch resumed halfway
 from a checkpoint reports exactly what an uninterrupted one would.
 
@@ -53,6 +55,8 @@ class MetricSet:
             metric.persistent(True)  # its running sums go into checkpoints
             self.metrics[spec.key] = (spec, metric)
         self.confusion = None
+        self.labels: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted, true) not yet in `confusion`
+        self.confusion_counted = False  # whether `confusion` has counts since its last reset
         if confusion and task.confusion:
             self.confusion = MulticlassConfusionMatrix(task.size, validate_args=False).to(device)
             self.confusion.persistent(True)
@@ -90,7 +94,14 @@ class MetricSet:
         for _, metric in self.metrics.values():
             metric.update(preds, target)
         if self.confusion is not None:
-            self.confusion.update(self.task.labels(out), y.long().view(-1))
+            self.labels.append((self.task.labels(out), y.long().view(-1)))
+
+    def _count_labels(self) -> None:
+        """The labels kept since the last count into the confusion matrix, at once."""
+        if self.labels:
+            self.confusion.update(torch.cat([p for p, _ in self.labels]), torch.cat([t for _, t in self.labels]))
+            self.labels = []
+            self.confusion_counted = True
 
     def compute(self) -> dict[str, float]:
         """Every value of the epoch: `loss`, then each metric's key (per-label ones as `<name>_<label>`)."""
@@ -98,6 +109,7 @@ class MetricSet:
         loss_sum, count = self._loss_totals()
         names, values = ["loss"], [loss_sum / max(count, 1)]
         if self.confusion is not None and _several_processes():
+            self._count_labels()
             self.confusion.compute()  # reduced now, with every rank; rank 0 alone reads it later (cached)
         for key, (spec, metric) in self.metrics.items():
             value = metric.compute()
@@ -122,7 +134,10 @@ class MetricSet:
     def confusion_counts(self) -> torch.Tensor | None:
         """(true, predicted) counts, on the CPU."""
         self._flush()
-        return self.confusion.compute().cpu() if self.confusion is not None else None
+        if self.confusion is None:
+            return None
+        self._count_labels()
+        return self.confusion.compute().cpu()
 
     def reset(self) -> None:
         self.loss_sum.zero_()
@@ -130,10 +145,14 @@ class MetricSet:
         self.pending, self.pending_count = [], 0
         for _, metric in self.metrics.values():
             metric.reset()
-        if self.confusion is not None:
+        self.labels = []
+        if self.confusion_counted:  # a reset costs as much as an update: none where nothing was counted
             self.confusion.reset()
+            self.confusion_counted = False
 
     def state_dict(self) -> dict[str, Any]:
+        if self.confusion is not None:
+            self._count_labels()  # the checkpoint holds the counts; the outputs still pending stay outputs
         return {
             "loss_sum": self.loss_sum.detach().cpu(), "count": self.count,
             "pending": [(o.cpu(), t.cpu()) for o, t in self.pending],
@@ -149,9 +168,11 @@ class MetricSet:
         for key, (_, metric) in self.metrics.items():
             metric.load_state_dict(state["metrics"][key])
             metric.to(self.device)  # loaded on the CPU
+        self.labels = []
         if self.confusion is not None and state.get("confusion") is not None:
             self.confusion.load_state_dict(state["confusion"])
             self.confusion.to(self.device)
+            self.confusion_counted = True
 
 
 class MetricPool:
