@@ -245,6 +245,38 @@ def test_every_loss_matches_its_definition_on_a_small_batch(cls, setup):
         assert value.item() == pytest.approx(expected, rel=1e-5, abs=1e-6), (name, setup, arguments)
 
 
+@pytest.mark.parametrize("cls,setup", list(_value_cases()))
+def test_a_loss_of_r_batches_at_once_is_each_batchs_own(cls, setup):
+    """`LossSpec.batched` (a packed grid's loss, runner/stacked/pack.py): for three batches stacked
+    (R, N, ...), each one's loss as the built module computes it alone, and the same gradients."""
+    name = cls.model_fields["name"].default
+    width, _ = TASKS_OF[name][setup]
+    out, target = batch(name, setup)
+    for arguments in EXAMPLES[name][setup]:
+        text = spec_text(setup, [f"linear: {{out_features: {width}}}"], {"name": name, **arguments})
+        spec = loads_spec(text, "good.yaml", []).runs()[0].spec
+        loss, task = spec.train.loss, task_of(spec.train, setup, width)
+        losses = loss.batched()
+        if losses is None:
+            continue
+        y = torch.tensor(target, dtype=torch.float32 if SETUPS[setup][1] == "real" else torch.long)
+        outs = torch.stack([torch.tensor(out, dtype=torch.float32) * scale for scale in (1.0, -0.5, 2.0)])
+        outs.requires_grad_(True)
+        targets = torch.stack([task.loss_target(y)] * 3)
+        alone = torch.stack([loss.build()(o, t) for o, t in zip(outs, targets)])
+        together = losses(outs, targets)
+        assert together.shape == (3,)
+        torch.testing.assert_close(together, alone, rtol=1e-6, atol=1e-7)
+        grads = [torch.autograd.grad(values.sum(), outs)[0] for values in (together, alone)]
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-7)
+
+
+def test_cross_entropy_has_its_own_batched_loss_but_not_with_class_weights():
+    assert LOSSES["cross_entropy"]().batched() is not None
+    assert LOSSES["cross_entropy"](weight=[1.0, 2.0, 3.0]).batched() is None
+    assert LOSSES["mse"]().batched() is None  # the module under vmap
+
+
 def test_the_targets_come_in_the_forms_each_task_hands_the_loss():
     """Class indices (long, (N,)), a binary bce's 0/1 column ((N, 1) floats), labels and values (N, C)."""
     forms = {}

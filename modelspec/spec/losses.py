@@ -8,12 +8,12 @@ spec (`weight`, `pos_weight`) become tensors when the loss is built.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
 
 from pydantic import Field
 
 from ._forms import tagged_union
-from ._torch import nn, torch
+from ._torch import F, nn, torch
 from .base import Int, SpecModel
 
 # What the network's output is, to the loss: metrics turn it into probabilities or values.
@@ -45,6 +45,13 @@ class LossSpec(SpecModel):
         """(key, values) of a per-class list, whose length must be the class count."""
         return None
 
+    def batched(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """The losses of R batches at once, for a grid's runs trained as one stacked model
+        (`--executor vmap`): outputs (R, N, ...) and targets (R, N, ...) to each batch's loss (R,), as
+        R calls of the built module compute them up to rounding. None (the default): the runner calls
+        the module under vmap."""
+        return None
+
     @classmethod
     def probabilities(cls, out: torch.Tensor, dim: int | None) -> torch.Tensor:
         """The network's output as probabilities: softmax over `dim` (sigmoid when None) of logits or
@@ -73,6 +80,19 @@ class CrossEntropy(LossSpec):
 
     def class_weights(self):
         return ("weight", self.weight) if self.weight is not None else None
+
+    def batched(self):
+        if self.weight is not None:
+            return None  # each batch's mean is weighted by its own targets' classes: the module, under vmap
+
+        def losses(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            # The classes moved to dim 1, each run's samples becoming a dimension of its own: torch's CPU
+            # log_softmax over a short last dim (10 classes) costs 6 times as much, forward and backward.
+            each = F.cross_entropy(out.movedim(2, 1), target, reduction="none", ignore_index=self.ignore_index,
+                                   label_smoothing=self.label_smoothing)
+            return each.flatten(1).sum(1) / (target != self.ignore_index).flatten(1).sum(1)  # the mean over counted ones
+
+        return losses
 
 
 class NLL(LossSpec):

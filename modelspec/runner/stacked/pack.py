@@ -290,20 +290,29 @@ class _Sums:
 
 
 class _Losses:
-    """Each run's loss (R,) of the stacked outputs: runs with the same loss spec share one vmapped loss."""
+    """Each run's loss (R,) of the stacked outputs: runs with the same loss spec share one batched loss,
+    the loss kind's own (`LossSpec.batched`) or its module under vmap."""
 
     def __init__(self, specs: list, task, device: torch.device):
         built: dict[str, nn.Module] = {}
+        own: dict[str, Callable | None] = {}
         self.fns = []
         for spec in specs:
             key = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
             if key not in built:
-                built[key] = spec.build().to(device)
+                built[key], own[key] = spec.build().to(device), spec.batched()
             self.fns.append(built[key])
         self.task = task
         self.groups = [(fn, torch.tensor([i for i, f in enumerate(self.fns) if f is fn], device=device))
                        for fn in built.values()]
-        self.batched = {id(fn): vmap(lambda o, t, fn=fn: fn(o, task.loss_target(t))) for fn in built.values()}
+        self.batched = {id(fn): self._kinds_own(own[key]) if own[key] is not None else
+                        vmap(lambda o, t, fn=fn: fn(o, task.loss_target(t))) for key, fn in built.items()}
+
+    def _kinds_own(self, losses: Callable) -> Callable:
+        def call(out: Tensor, y: Tensor) -> Tensor:
+            target = self.task.loss_target(y.flatten(0, 1))  # made for one batch: the R batches as one
+            return losses(out, target.view(*y.shape[:2], *target.shape[1:]))
+        return call
 
     def __call__(self, out: Tensor, y: Tensor) -> Tensor:
         out = out.float()
