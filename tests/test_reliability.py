@@ -182,6 +182,33 @@ def _no_debris(folder: Path) -> None:
     assert all(p.stat().st_size for p in folder.rglob("events.out.tfevents.*")), "an empty TensorBoard file"
 
 
+def test_files_written_together_are_all_new_or_all_old_when_one_fails(tmp_path, monkeypatch):
+    """fileio.atomic_write_together (a pack's checkpoints): every file goes to its temporary before the
+    first rename, so a full disk on the third leaves the three old files, and no temporary behind."""
+    from modelspec import fileio
+
+    paths = [tmp_path / f"run{i}" / "checkpoint.pt" for i in range(3)]
+    fileio.atomic_write_together([(path, b"old") for path in paths])
+    assert [path.read_bytes() for path in paths] == [b"old"] * 3
+    real, writes = fileio._write_all, []
+
+    def third_is_full(fd, data, path):
+        writes.append(path)
+        if len(writes) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data, path)
+
+    monkeypatch.setattr(fileio, "_write_all", third_is_full)
+    with pytest.raises(OSError) as caught:
+        fileio.atomic_write_together([(path, b"new") for path in paths])
+    assert fileio.is_disk_full(caught.value)
+    assert [path.read_bytes() for path in paths] == [b"old"] * 3
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoint.pt"] * 3 + ["run0", "run1", "run2"]
+    monkeypatch.setattr(fileio, "_write_all", real)
+    fileio.atomic_write_together([(path, b"new") for path in paths], durable=False)
+    assert [path.read_bytes() for path in paths] == [b"new"] * 3
+
+
 def test_a_full_disk_stops_cleanly_and_resume_finishes_the_grid(finished, here, monkeypatch):
     """Simulated: torch.save fails with ENOSPC from its 5th call on (mid-grid: a checkpoint each epoch)."""
     _, expected = finished

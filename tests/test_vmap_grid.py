@@ -243,6 +243,38 @@ def _cli(args: list[str], cwd: Path):
     return finish(args, cwd)
 
 
+def test_a_packs_checkpoints_are_all_written_before_the_first_replaces_its_old_one(tmp_path, monkeypatch):
+    """A kill between two runs' checkpoint files would leave the pack's runs at different places, to be
+    resumed apart (and so not bit for bit as the pack): each epoch's checkpoints are written to their
+    temporaries first, then renamed in a row (fileio.atomic_write_together)."""
+    from modelspec import fileio
+
+    events, real_write, real_rename = [], fileio._temporary_with, fileio._rename_over
+
+    def write(path, data, durable):
+        if path.name == "checkpoint.pt":
+            events.append(("write", path.parent.name))
+        return real_write(path, data, durable)
+
+    def rename(tmp, path, sync_folder):
+        if path.name == "checkpoint.pt":
+            events.append(("rename", path.parent.name))
+        return real_rename(tmp, path, sync_folder)
+
+    monkeypatch.setattr(fileio, "_temporary_with", write)
+    monkeypatch.setattr(fileio, "_rename_over", rename)
+    text = _spec(grid="  seed: [1, 2, 3]\n", epochs=2, train="  checkpoint_every: 1\n")
+    run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path}"]), quiet=True, log=lambda _: None,
+             executor=VmapExecutor())
+    runs = sorted({name for _, name in events})
+    assert len(runs) == 3
+    commits = [events[i:i + 6] for i in range(0, len(events), 6)]
+    assert len(commits) == 2 and len(events) == 12  # one checkpoint of each run after each epoch
+    for commit in commits:
+        assert [kind for kind, _ in commit] == ["write"] * 3 + ["rename"] * 3, commit
+        assert sorted(name for _, name in commit[:3]) == runs == sorted(name for _, name in commit[3:])
+
+
 @pytest.mark.slow  # a child process trains the grid three times over
 def test_a_pack_killed_mid_grid_resumes_to_what_it_computes_left_alone(tmp_path):
     import signal

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..fileio import CHECKPOINT_FILE, atomic_save, restart_hint, safe_load
+from ..fileio import CHECKPOINT_FILE, atomic_save, atomic_write_together, restart_hint, safe_load
 from ..spec.base import resume_safe_fields
 from ..spec.root import Spec
 from .state import CHECKPOINT_KEYS
@@ -66,6 +66,13 @@ def changed_sections(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def save_checkpoint(run_dir: Path, state: dict[str, Any], durable: bool = True) -> None:
     """Atomically; `durable` also syncs it to the disk (the run's last one, and Ctrl-C's)."""
     atomic_save(state, run_dir / CHECKPOINT_FILE, durable=durable)
+
+
+def save_checkpoints_together(checkpoints: list[tuple[Path, bytes]], durable: bool = True) -> None:
+    """The checkpoints of runs that must resume at one place (a pack's: runner/stacked), each
+    serialised (`fileio.torch_bytes`) in its run folder, all written before the first takes the old
+    one's place: a kill leaves the runs at one place, bar the microseconds of the renames."""
+    atomic_write_together([(run_dir / CHECKPOINT_FILE, data) for run_dir, data in checkpoints], durable)
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:

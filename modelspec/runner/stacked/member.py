@@ -24,11 +24,11 @@ from torch import nn
 from ...artifacts import weights_bytes
 from ...compile.task import Monitor, Task
 from ...data import PreparedData, make_feeds
-from ...fileio import atomic_write_bytes
+from ...fileio import atomic_write_bytes, torch_bytes
 from ...spec.grid import RunPlan
 from ..background import in_background
 from ..cadence import Cadence
-from ..checkpoint import save_checkpoint, spec_hash
+from ..checkpoint import spec_hash
 from ..device import make_generator
 from ..progress import epoch_line
 from ..outputs import write_outputs
@@ -190,15 +190,19 @@ class Member:
         finally:
             torch.set_rng_state(saved)
 
-    def checkpoint(self, stacked, durable: bool) -> None:
+    def checkpoint(self, stacked) -> tuple[Path, bytes]:
+        """Its checkpoint as of now, serialised for the pack to write with its other runs' (pack.py):
+        a kill between two runs' files would resume them at different places, and apart."""
         with self.own_rng(stacked):
             snapshot = self.state.state_dict()
-        save_checkpoint(self.run.run_dir, snapshot, durable)
+        return self.run.run_dir, torch_bytes(snapshot)
 
     # ---- at the end of an epoch
 
-    def end_epoch(self, values: dict[str, Any], seconds: float, checkpoint_due: bool, stacked, log) -> None:
-        """loop.py's epoch end for this run: its row, trackers, early stopping, checkpoint, and its end."""
+    def end_epoch(self, values: dict[str, Any], seconds: float, checkpoint_due: bool, stacked,
+                  log) -> tuple[Path, bytes] | None:
+        """loop.py's epoch end for this run: its row, trackers, early stopping, and its end; its
+        checkpoint, where one is due, is returned for the pack to write with the others'."""
         state, spec = self.state, self.plan.spec
         epoch = state.epoch
         state.run_seconds += seconds
@@ -217,8 +221,7 @@ class Member:
         log(epoch_line(self.plan.name, row, list(values)))
         state.end_epoch()
         every = self.extras.checkpoints.every
-        if checkpoint_due or (last and isinstance(every, int)):
-            self.checkpoint(stacked, durable=False)
+        checkpoint = self.checkpoint(stacked) if checkpoint_due or (last and isinstance(every, int)) else None
         if state.pruned:
             self.ctx.log(f"{self.plan.name}: {state.pruned}")
         elif stop_early:
@@ -226,6 +229,7 @@ class Member:
                          f"not improved for {state.stopper.patience} epochs")
         if last:
             self.finish()
+        return checkpoint
 
     def write_results(self, picture: bool) -> None:
         """Its final weights and confusion matrix, written in the background (loop.py: write_results)."""

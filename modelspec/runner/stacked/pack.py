@@ -24,6 +24,7 @@ from torch.func import vmap
 
 from ...compile import build_from_shapes
 from ...compile.finetune import prepare_finetuning
+from ..checkpoint import save_checkpoints_together
 from ..loop import Interrupted, RunContext
 from ..metrics import CHUNK, MetricSet
 from .member import Candidate, Member, pack_checkpoints
@@ -118,8 +119,7 @@ class Pack:
                 self.on_batch(b + 1, n)
                 if self.stop_requested() and b + 1 < n:
                     self.sums.hand_over()
-                    for m in active:
-                        m.checkpoint(self.stacked, durable=True)
+                    save_checkpoints_together([m.checkpoint(self.stacked) for m in active], durable=True)
                     raise Interrupted(f"stopped at epoch {epoch}, batch {b + 1}")
             self.sums.hand_over()
             # Each run's share of the pack's time: its rows' durations, and what `auto` cadences count.
@@ -132,8 +132,8 @@ class Pack:
         training and hand them back (Repack) to be packed anew from those checkpoints."""
         still = self.active()
         if still and len(self.members) > 1 and len(still) <= REPACK_SHARE * len(self.members):
+            save_checkpoints_together([m.checkpoint(self.stacked) for m in still], durable=False)
             for m in still:
-                m.checkpoint(self.stacked, durable=False)
                 m.end("stopped", "repacked")
             raise Repack([m.run for m in still])
 
@@ -218,10 +218,12 @@ class Pack:
         self.schedules.step_epoch(monitored, [m.active for m in self.members])
         self.optimizer.set_lr(self.schedules.lrs())
         checkpoint_due = self.checkpoints.due(epoch, False)
+        checkpoints = []
         for m in active:
-            m.end_epoch(values[m.index], seconds, checkpoint_due, self.stacked, self.log)
+            checkpoints.append(m.end_epoch(values[m.index], seconds, checkpoint_due, self.stacked, self.log))
             if not m.active:
                 self._ended(m)
+        save_checkpoints_together([c for c in checkpoints if c is not None], durable=False)
         if checkpoint_due:
             self.checkpoints.restart()
 
