@@ -296,19 +296,20 @@ class _Losses:
     the loss kind's own (`LossSpec.batched`) or its module under vmap."""
 
     def __init__(self, specs: list, task, device: torch.device):
+        self.task = task
         built: dict[str, nn.Module] = {}
-        own: dict[str, Callable | None] = {}
+        self.batched: dict[int, Callable | None] = {}  # by the module's id: None once vmap has failed it
         self.fns = []
         for spec in specs:
             key = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
             if key not in built:
-                built[key], own[key] = spec.build().to(device), spec.batched()
+                fn = built[key] = spec.build().to(device)
+                own = spec.batched()
+                self.batched[id(fn)] = (self._kinds_own(own) if own is not None else
+                                        vmap(lambda o, t, fn=fn: fn(o, task.loss_target(t))))
             self.fns.append(built[key])
-        self.task = task
         self.groups = [(fn, torch.tensor([i for i, f in enumerate(self.fns) if f is fn], device=device))
                        for fn in built.values()]
-        self.batched = {id(fn): self._kinds_own(own[key]) if own[key] is not None else
-                        vmap(lambda o, t, fn=fn: fn(o, task.loss_target(t))) for key, fn in built.items()}
 
     def _kinds_own(self, losses: Callable) -> Callable:
         def call(out: Tensor, y: Tensor) -> Tensor:
