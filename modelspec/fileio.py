@@ -95,15 +95,26 @@ def _write_atomically(path: Path, data: bytes, durable: bool = True, sync_folder
     _rename_over(_temporary_with(path, data, durable), path, durable and sync_folder)
 
 
-def atomic_write_together(files: list[tuple[Path, bytes]], durable: bool = True) -> None:
+JOURNAL_PREFIX = ".together."  # `atomic_write_together`'s record of renames under way: ".together.<random>.json"
+
+
+def atomic_write_together(files: list[tuple[Path, bytes]], folder: Path, durable: bool = True) -> None:
     """Several files that belong together (the checkpoints of a pack's runs), each as
-    `_write_atomically` writes it, but every one written to its temporary before the first rename:
-    a kill leaves all the old files or all the new ones unless it falls within the renames
-    themselves (microseconds, against the milliseconds of writing them one after another)."""
+    `_write_atomically` writes it, committed as one: a kill at any instant leaves all the old files
+    or, once `finish_writes_together(folder)` has run, all the new ones.
+
+    Every file is written to its temporary first; then a journal in `folder` (a folder above them
+    all) lists the renames still to make, and is the commit; then the renames, then the journal goes.
+    A kill before the journal is whole leaves the old files (and temporaries that nothing reads); a
+    kill within the renames leaves the journal, which `finish_writes_together` completes. An error
+    within the renames (not a kill) discards what is left, journal included, as one file's failed
+    write does: the files named before it are new, the rest old.
+    """
     written: list[tuple[str, Path]] = []
     try:
         for path, data in files:
             written.append((_temporary_with(path, data, durable), path))
+        journal = _journal(written, folder, durable) if len(written) > 1 else None
     except BaseException:
         for tmp, _ in written:
             os.unlink(tmp)
@@ -114,7 +125,42 @@ def atomic_write_together(files: list[tuple[Path, bytes]], durable: bool = True)
         except BaseException:
             for rest, _ in written[i + 1:]:
                 os.unlink(rest)
+            if journal is not None:
+                journal.unlink(missing_ok=True)
             raise
+    if journal is not None:
+        journal.unlink()  # not synced: a journal back after a crash names temporaries already renamed
+
+
+def _journal(renames: list[tuple[str, Path]], folder: Path, durable: bool) -> Path:
+    """The record of renames to make, written atomically in `folder`, with paths relative to it."""
+    import json
+    import secrets
+
+    journal = folder / f"{JOURNAL_PREFIX}{secrets.token_hex(6)}.json"
+    pairs = [[os.path.relpath(tmp, folder), os.path.relpath(path, folder)] for tmp, path in renames]
+    _write_atomically(journal, json.dumps({"renames": pairs}).encode(), durable)
+    return journal
+
+
+def finish_writes_together(folder: Path) -> int:
+    """Completes the renames of every `atomic_write_together` a kill interrupted in `folder`; the
+    number of files it put in place. Run before anything reads those files again (a resume)."""
+    import json
+
+    done = 0
+    for journal in sorted(Path(folder).glob(f"{JOURNAL_PREFIX}*.json")):
+        try:
+            pairs = json.loads(journal.read_text())["renames"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SpecError(f"{journal} cannot be read ({exc}): the files it names may be a mix of old and new",
+                            hint="remove it, and start the runs it names over with --restart-run") from None
+        for tmp, path in pairs:
+            if os.path.exists(folder / tmp):  # else renamed before the kill
+                _rename_over(str(folder / tmp), folder / path, sync_folder=True)
+                done += 1
+        journal.unlink()
+    return done
 
 
 def _temporary_with(path: Path, data: bytes, durable: bool) -> str:

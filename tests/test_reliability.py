@@ -28,7 +28,7 @@ from modelspec.load import load_spec, loads_spec
 from modelspec.runner import run_grid
 from modelspec.runner.lock import GridLock
 
-from _reliability import TINY, child, finish, grid_folder, outcome, same
+from _reliability import REPO, TINY, child, finish, grid_folder, outcome, same
 
 # A run of seconds draws no picture of its confusion matrix by default (tracking.images: auto); the
 # tests of the closing files want every file there is.
@@ -182,31 +182,70 @@ def _no_debris(folder: Path) -> None:
     assert all(p.stat().st_size for p in folder.rglob("events.out.tfevents.*")), "an empty TensorBoard file"
 
 
-def test_files_written_together_are_all_new_or_all_old_when_one_fails(tmp_path, monkeypatch):
-    """fileio.atomic_write_together (a pack's checkpoints): every file goes to its temporary before the
-    first rename, so a full disk on the third leaves the three old files, and no temporary behind."""
+@pytest.mark.parametrize("full_at", [3, 4])  # the third file's write, the journal's
+def test_files_written_together_are_all_new_or_all_old_when_one_fails(tmp_path, monkeypatch, full_at):
+    """fileio.atomic_write_together (a pack's checkpoints): every file goes to its temporary, then the
+    journal, before the first rename, so a full disk on the third file or on the journal leaves the
+    three old files, and no temporary or journal behind."""
     from modelspec import fileio
 
     paths = [tmp_path / f"run{i}" / "checkpoint.pt" for i in range(3)]
-    fileio.atomic_write_together([(path, b"old") for path in paths])
+    fileio.atomic_write_together([(path, b"old") for path in paths], tmp_path)
     assert [path.read_bytes() for path in paths] == [b"old"] * 3
     real, writes = fileio._write_all, []
 
-    def third_is_full(fd, data, path):
+    def full_disk(fd, data, path):
         writes.append(path)
-        if len(writes) == 3:
+        if len(writes) == full_at:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd, data, path)
 
-    monkeypatch.setattr(fileio, "_write_all", third_is_full)
+    monkeypatch.setattr(fileio, "_write_all", full_disk)
     with pytest.raises(OSError) as caught:
-        fileio.atomic_write_together([(path, b"new") for path in paths])
+        fileio.atomic_write_together([(path, b"new") for path in paths], tmp_path)
     assert fileio.is_disk_full(caught.value)
     assert [path.read_bytes() for path in paths] == [b"old"] * 3
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoint.pt"] * 3 + ["run0", "run1", "run2"]
     monkeypatch.setattr(fileio, "_write_all", real)
-    fileio.atomic_write_together([(path, b"new") for path in paths], durable=False)
+    fileio.atomic_write_together([(path, b"new") for path in paths], tmp_path, durable=False)
     assert [path.read_bytes() for path in paths] == [b"new"] * 3
+    assert fileio.finish_writes_together(tmp_path) == 0
+
+
+KILLED_IN_THE_RENAMES = """
+import os, sys
+from pathlib import Path
+from modelspec import fileio
+renames = [0]
+real = fileio._rename_over
+def rename(tmp, path, sync_folder):
+    renames[0] += 1
+    if renames[0] == int(sys.argv[2]):
+        os._exit(9)  # as kill -9 would: no handler runs
+    real(tmp, path, sync_folder)
+fileio._rename_over = rename
+folder = Path(sys.argv[1])
+fileio.atomic_write_together([(folder / f"run{i}" / "checkpoint.pt", b"new") for i in range(3)], folder)
+"""
+
+
+@pytest.mark.parametrize("killed_at", [1, 2, 3, 4])  # the journal's rename, then each file's
+def test_files_written_together_and_killed_are_all_old_or_all_new_once_finished(tmp_path, killed_at):
+    """A kill before the journal is in place leaves the old files; one after it, a mix of old and new,
+    which what a resume runs first (`finish_writes_together`) completes from the journal: all new."""
+    from modelspec import fileio
+
+    paths = [tmp_path / f"run{i}" / "checkpoint.pt" for i in range(3)]
+    fileio.atomic_write_together([(path, b"old") for path in paths], tmp_path)
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_THE_RENAMES, str(tmp_path), str(killed_at)],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert killed.returncode == 9, killed.stderr
+    renamed = max(killed_at - 2, 0)
+    assert [path.read_bytes() for path in paths] == [b"new"] * renamed + [b"old"] * (3 - renamed)
+    assert len(list(tmp_path.glob(".together.*.json"))) == (killed_at > 1)
+    assert fileio.finish_writes_together(tmp_path) == (3 - renamed if killed_at > 1 else 0)
+    assert [path.read_bytes() for path in paths] == [b"new" if killed_at > 1 else b"old"] * 3
+    assert not list(tmp_path.glob(".together.*.json"))
 
 
 def test_a_full_disk_stops_cleanly_and_resume_finishes_the_grid(finished, here, monkeypatch):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -275,18 +278,26 @@ def test_a_packs_checkpoints_are_all_written_before_the_first_replaces_its_old_o
         assert sorted(name for _, name in commit[:3]) == runs == sorted(name for _, name in commit[3:])
 
 
-@pytest.mark.slow  # a child process trains the grid three times over
-def test_a_pack_killed_mid_grid_resumes_to_what_it_computes_left_alone(tmp_path):
+@pytest.fixture(scope="module")
+def left_alone(tmp_path_factory):
+    """The KILLED grid trained as a pack from start to end: (rows, weights)."""
+    from _reliability import grid_folder, outcome
+
+    here = tmp_path_factory.mktemp("left_alone")
+    (here / "pack.yaml").write_text(KILLED)
+    done = _cli(["run", "pack.yaml", "-q", "--executor", "vmap"], here)
+    assert done.returncode == 0, done.stderr
+    return outcome(grid_folder(here / "runs", "pack"))
+
+
+@pytest.mark.slow  # a child process trains the grid twice over
+def test_a_pack_killed_mid_grid_resumes_to_what_it_computes_left_alone(tmp_path, left_alone):
     import signal
     import time
 
     from _reliability import child, grid_folder, outcome, same
 
     (tmp_path / "pack.yaml").write_text(KILLED)
-    done = _cli(["run", "pack.yaml", "-q", "--executor", "vmap", "--set", "tracking.dir=alone"], tmp_path)
-    assert done.returncode == 0, done.stderr
-    left_alone = outcome(grid_folder(tmp_path / "alone", "pack"))
-
     process = child(["run", "pack.yaml", "-q", "--executor", "vmap", "--set", "tracking.dir=killed"], tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list((tmp_path / "killed").glob("pack/*/*/checkpoint.pt"))) < 3:
@@ -298,6 +309,46 @@ def test_a_pack_killed_mid_grid_resumes_to_what_it_computes_left_alone(tmp_path)
     assert not list(folder.glob("*/run.json")), "the grid finished before the kill: the test tested nothing"
     resumed = _cli(["resume", str(folder), "-q"], tmp_path)  # grid.json says vmap: the resume packs too
     assert resumed.returncode == 0, resumed.stderr
+    assert same(outcome(folder), left_alone)  # bit for bit
+
+
+# The CLI in a child process that dies (as kill -9 makes it) between the 2nd and 3rd runs' checkpoint
+# renames of the pack's third epoch.
+KILLED_IN_THE_RENAMES = """
+import os, sys
+from modelspec import fileio
+from modelspec.cli.main import main
+renames, real = [0], fileio._rename_over
+def rename(tmp, path, sync_folder):
+    renames[0] += path.name == "checkpoint.pt"
+    if renames[0] == 3 * 2 + 3:
+        os._exit(137)
+    real(tmp, path, sync_folder)
+fileio._rename_over = rename
+sys.argv = ["modelspec"] + sys.argv[1:]
+main()
+"""
+
+
+@pytest.mark.slow  # a child process trains the grid twice over
+def test_a_pack_killed_within_its_checkpoint_renames_resumes_to_what_it_computes_left_alone(tmp_path, left_alone):
+    """Killed with two runs' new checkpoints in place and the third's not: the resume completes the
+    commit from its journal, so the three resume together, as one pack, and end bit for bit as the
+    pack left alone (resumed at two places, they would pack apart and differ by rounding)."""
+    from _reliability import REPO, grid_folder, outcome, same
+
+    (tmp_path / "pack.yaml").write_text(KILLED)
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_THE_RENAMES, "run", "pack.yaml", "-q", "--executor",
+                             "vmap"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "MODELSPEC_CACHE": str(tmp_path / "cache")})
+    assert killed.returncode == 137, killed.stderr
+    folder = grid_folder(tmp_path / "runs", "pack")
+    epochs = sorted(torch.load(p, weights_only=True)["epoch"] for p in folder.glob("*/checkpoint.pt"))
+    assert len(epochs) == 3 and epochs[0] + 1 == epochs[1] == epochs[2], \
+        f"the kill did not fall between the renames ({epochs}): the test tested nothing"
+    resumed = _cli(["resume", str(folder)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "completed 1 checkpoint(s) that a kill left half-committed" in resumed.stdout + resumed.stderr
     assert same(outcome(folder), left_alone)  # bit for bit
 
 

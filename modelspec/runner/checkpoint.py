@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,13 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], durable: bool = True) 
 
 def save_checkpoints_together(checkpoints: list[tuple[Path, bytes]], durable: bool = True) -> None:
     """The checkpoints of runs that must resume at one place (a pack's: runner/stacked), each
-    serialised (`fileio.torch_bytes`) in its run folder, all written before the first takes the old
-    one's place: a kill leaves the runs at one place, bar the microseconds of the renames."""
-    atomic_write_together([(run_dir / CHECKPOINT_FILE, data) for run_dir, data in checkpoints], durable)
+    serialised (`fileio.torch_bytes`) in its run folder, committed as one through a journal in the
+    grid folder above them: a kill leaves the runs at one place, once a resume has run
+    `fileio.finish_writes_together` on that folder."""
+    if not checkpoints:
+        return
+    grid_folder = Path(os.path.commonpath([run_dir.parent for run_dir, _ in checkpoints]))
+    atomic_write_together([(run_dir / CHECKPOINT_FILE, data) for run_dir, data in checkpoints], grid_folder, durable)
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:

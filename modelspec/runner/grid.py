@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..fileio import atomic_write_text, is_disk_full
+from ..fileio import atomic_write_text, finish_writes_together, is_disk_full
 from ..errors import SpecError, SpecIssue, Terminated, did_you_mean, format_path
 from ..load import LoadedSpec
 from ..spec.grid import RunPlan, _short_names, grid_location
@@ -178,6 +178,9 @@ def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log,
     except OSError as exc:
         raise SpecError(f"cannot write in {resume_folder}: {exc.strerror or exc}",
                         hint="resume needs to write the grid folder; check its permissions and free space") from None
+    completed = finish_writes_together(resume_folder)  # a pack's checkpoints a kill cut in the middle
+    if completed:
+        log(f"completed {completed} checkpoint(s) that a kill left half-committed")
     return resume_folder, lock, None
 
 
