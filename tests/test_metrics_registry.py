@@ -241,6 +241,53 @@ def test_every_metric_matches_its_definition_on_a_small_batch(cls, kind, thresho
             assert value.item() == pytest.approx(expected, abs=1e-5), arguments
 
 
+def _stacked_batches(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three runs' batches (R, N, ...) of the task's form: the small batch as it is, its scores
+    reversed, and 500 samples of scores that tie often (so that which of the highest counts shows)."""
+    size = BATCHES[kind][0]
+    preds, target = tensors(kind)
+    generator = torch.Generator().manual_seed(0)
+    ties = torch.randint(0, 3, (500, *preds.shape[1:]), generator=generator).float() / 4
+    tied_target = (torch.randint(0, size, (500,), generator=generator) if kind == "multiclass" else
+                   torch.randint(0, 2, (500, *target.shape[1:]), generator=generator).to(target.dtype))
+    reps = -(-500 // len(preds))
+    small = [(preds.repeat(reps, *[1] * (preds.dim() - 1))[:500], target.repeat(reps, *[1] * (target.dim() - 1))[:500]),
+             (preds.flip(-1).repeat(reps, *[1] * (preds.dim() - 1))[:500] if kind != "binary" else 1 - preds.repeat(reps)[:500],
+              target.repeat(reps, *[1] * (target.dim() - 1))[:500])]
+    runs = small + [(ties, tied_target)]
+    return torch.stack([p for p, _ in runs]), torch.stack([t for _, t in runs])
+
+
+@pytest.mark.parametrize("cls,kind,threshold", list(_cases()))
+def test_a_metric_of_r_runs_at_once_is_each_runs_own_bit_for_bit(cls, kind, threshold):
+    """`MetricSpec.batched` (a packed grid's metrics, runner/metrics.py: compute_together): for three
+    runs' batches stacked (R, N, ...), each run's value exactly as its torchmetrics object computes it."""
+    name = cls.model_fields["name"].default
+    size = BATCHES[kind][0]
+    preds, target = _stacked_batches(kind)
+    for arguments in EXAMPLES[name]:
+        metric = cls(name=name, **arguments)
+        together = metric.batched(kind, size, threshold)
+        if together is None:
+            continue
+        alone = []
+        for p, t in zip(preds, target):
+            built = metric.build(kind, size, threshold)
+            built.update(p, t)
+            alone.append(built.compute())
+        values = together(preds, target)
+        assert values.shape == (3,) and values.dtype == torch.float32, arguments
+        assert torch.equal(values, torch.stack(alone).float()), (arguments, values, alone)
+
+
+def test_accuracy_has_a_batched_form_for_one_class_a_sample():
+    """The metrics a multi-class grid logs by default are computed together in a pack; a kind
+    without a form (auroc) leaves a task's sets to torchmetrics, run by run."""
+    assert all(m.batched("multiclass", 10, 0.5) is not None for m in DEFAULT_METRICS["multiclass"])
+    assert METRIC_KINDS[0]().batched("binary", 2, 0.5) is None
+    assert any(m.batched("binary", 2, 0.5) is None for m in DEFAULT_METRICS["binary"])
+
+
 def test_the_batches_are_not_trivial():
     """A value a wrong metric could also give (all right, all wrong) would prove little."""
     for kind in ("multiclass", "binary", "multilabel"):

@@ -339,3 +339,49 @@ def test_a_monitor_on_a_split_the_run_has_stays_on_it(tmp_path, monitor):
     assert result.outcomes["run"].monitor.name == monitor
     summary = json.loads((result.folder / "results.json").read_text())["runs"][0]
     assert summary["monitor"] == monitor and summary[f"best_{monitor}"] is not None
+
+
+@pytest.mark.parametrize("text, classes", [
+    (spec_text("num_classes: 4", "- linear: {out_features: 4}", "loss: cross_entropy"), 4),  # accuracy: together
+    (BINARY_LOGIT, 2),  # accuracy, auroc, f1: auroc has no batched form, so set by set
+])
+def test_metric_sets_computed_together_give_what_each_computes_alone(monkeypatch, text, classes):
+    """A pack's metric sets (MetricSet.compute_together): the values, and the confusion matrix read
+    after them, bit for bit what each set computes alone; a set whose outputs already reached its
+    torchmetrics objects (an epoch longer than a chunk) is computed alone within the same call."""
+    from modelspec.compile.task import Targets, resolve_task
+    from modelspec.runner import metrics as metrics_module
+    from modelspec.runner.metrics import MetricPool, MetricSet
+
+    spec = loads_spec(text).spec
+    width = classes if classes > 2 else 1
+    task = resolve_task(spec.train, (width,), Targets("classes", classes), ("model",))
+    generator = torch.Generator().manual_seed(2)
+    outs = torch.randint(0, 3, (3, 60, width), generator=generator).float()  # ties: the first highest counts
+    ys = torch.randint(0, classes, (3, 60), generator=generator)
+    cpu = torch.device("cpu")
+
+    def fed(make, chunk):
+        monkeypatch.setattr(metrics_module, "CHUNK", chunk)
+        sets = [make() for _ in range(3)]
+        for metrics, out, y in zip(sets, outs, ys):
+            for start in (0, 30):
+                metrics.update(out[start:start + 30], y[start:start + 30], torch.tensor(0.5 + start))
+        return sets
+
+    alone = [m.compute() for m in fed(lambda: MetricSet(task, cpu, True), 4096)]
+    pool = MetricPool()
+    for chunk in (4096, 40):  # one chunk an epoch; then a flush after the second batch of each set
+        sets = fed(lambda: pool.take(task, cpu, True), chunk)
+        if chunk == 40:
+            assert all(m.updated for m in sets)
+        assert MetricSet.compute_together(sets) == alone
+        # Together, no torchmetrics object was updated (nor copied: MetricSet.like); alone, each was.
+        assert [m.updated for m in sets] == [chunk == 40 or classes == 2] * 3
+        assert all((m._metrics is None) == (chunk == 4096 and classes > 2) for m in sets)
+        assert [m.compute() for m in sets] == alone  # read again: the same
+        for metrics, out, y in zip(sets, outs, ys):
+            assert torch.equal(metrics.confusion_counts(),
+                               torch.bincount(y * classes + task.labels(out), minlength=classes**2).view(classes, classes))
+        pool.give_back(*sets)
+    assert alone[0]["accuracy"] != alone[1]["accuracy"]  # the runs differ: a mix-up would show

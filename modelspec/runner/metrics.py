@@ -45,25 +45,68 @@ def _several_processes() -> bool:
 
 class MetricSet:
     def __init__(self, task: Task, device: torch.device, confusion: bool = False):
-        from torchmetrics.classification import MulticlassConfusionMatrix
-
         self.task, self.device = task, device
         self.kind = MetricSet.kind_of(task, device, confusion)
-        self.metrics = {}
-        for spec in task.metrics:
-            metric = spec.build(task.kind, task.size, task.threshold).to(device)
-            metric.persistent(True)  # its running sums go into checkpoints
-            self.metrics[spec.key] = (spec, metric)
-        self.confusion = None
+        self.counts_confusion = bool(confusion and task.confusion)
+        # The torchmetrics objects: built now, or (a set taken from a MetricPool) copied from the
+        # pool's fresh set when first used: a pack computing its runs' sets together never uses most.
+        self._template: MetricSet | None = None
+        self._metrics = self._build_metrics()
+        self._confusion = self._build_confusion()
+        # Each metric's batched form (`MetricSpec.batched`), for `compute_together`; None unless all have one.
+        batched = [(spec.key, spec.batched(task.kind, task.size, task.threshold)) for spec in task.metrics]
+        self.batched = batched if all(fn is not None and not spec.per_label
+                                      for spec, (_, fn) in zip(task.metrics, batched)) else None
+        self.updated = False  # whether the torchmetrics objects may hold counts (since the last reset)
+        self.values: dict[str, float] | None = None  # what `compute_together` computed, till the next reset
         self.labels: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted, true) not yet in `confusion`
         self.confusion_counted = False  # whether `confusion` has counts since its last reset
-        if confusion and task.confusion:
-            self.confusion = MulticlassConfusionMatrix(task.size, validate_args=False).to(device)
-            self.confusion.persistent(True)
         self.loss_sum = torch.zeros((), device=device)
         self.count = 0
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (outputs, targets) not yet counted
         self.pending_count = 0
+
+    def _build_metrics(self) -> dict[str, tuple[Any, Any]]:
+        built = {}
+        for spec in self.task.metrics:
+            metric = spec.build(self.task.kind, self.task.size, self.task.threshold).to(self.device)
+            metric.persistent(True)  # its running sums go into checkpoints
+            built[spec.key] = (spec, metric)
+        return built
+
+    def _build_confusion(self) -> Any:
+        if not self.counts_confusion:
+            return None
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        confusion = MulticlassConfusionMatrix(self.task.size, validate_args=False).to(self.device)
+        confusion.persistent(True)
+        return confusion
+
+    def like(self, task: Task) -> MetricSet:
+        """A fresh set of this one's kind, for `task` (an equal one), whose torchmetrics objects are
+        copies of this set's, made when first used (copying costs a sixth of building one:
+        torchmetrics' constructors inspect signatures). This set's objects must stay unused."""
+        fresh = copy.copy(self)
+        fresh.task, fresh._template, fresh._metrics, fresh._confusion = task, self, None, None
+        fresh.values, fresh.updated, fresh.labels, fresh.confusion_counted = None, False, [], False
+        fresh.loss_sum, fresh.count, fresh.pending, fresh.pending_count = self.loss_sum.new_zeros(()), 0, [], 0
+        return fresh
+
+    @property
+    def metrics(self) -> dict[str, tuple[Any, Any]]:
+        """Each metric's key to (its spec, its torchmetrics object)."""
+        if self._metrics is None:
+            specs = {id(spec): spec for spec, _ in self._template.metrics.values()}  # shared, not copied
+            self._metrics = copy.deepcopy(self._template.metrics, specs)
+        return self._metrics
+
+    @property
+    def confusion(self) -> Any:
+        """The torchmetrics confusion matrix, or None where the set counts none."""
+        if self._confusion is None and self.counts_confusion:
+            self._confusion = copy.deepcopy(self._template.confusion)
+        return self._confusion
 
     @staticmethod
     def kind_of(task: Task, device: torch.device, confusion: bool) -> tuple:
@@ -79,6 +122,7 @@ class MetricSet:
         """Outputs and targets whose loss is in `loss_sum` already (a pack sums its runs' losses at
         once, runner/stacked/pack.py, and hands each run its outputs in chunks)."""
         self.count += len(y)
+        self.values = None
         self.pending.append((out, y))
         self.pending_count += len(y)
         if self.pending_count >= CHUNK:
@@ -93,7 +137,11 @@ class MetricSet:
         preds, target = self.task.metric_inputs(out, y)
         for _, metric in self.metrics.values():
             metric.update(preds, target)
-        if self.confusion is not None:
+        self.updated = True
+        self._keep_labels(out, y)
+
+    def _keep_labels(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        if self.counts_confusion:
             self.labels.append((self.task.labels(out), y.long().view(-1)))
 
     def _count_labels(self) -> None:
@@ -105,10 +153,12 @@ class MetricSet:
 
     def compute(self) -> dict[str, float]:
         """Every value of the epoch: `loss`, then each metric's key (per-label ones as `<name>_<label>`)."""
+        if self.values is not None:
+            return dict(self.values)
         self._flush()
         loss_sum, count = self._loss_totals()
         names, values = ["loss"], [loss_sum / max(count, 1)]
-        if self.confusion is not None and _several_processes():
+        if self.counts_confusion and _several_processes():
             self._count_labels()
             self.confusion.compute()  # reduced now, with every rank; rank 0 alone reads it later (cached)
         for key, (spec, metric) in self.metrics.items():
@@ -123,6 +173,45 @@ class MetricSet:
         # One read from the device for the lot.
         return dict(zip(names, torch.stack([v.to(self.loss_sum.device).float() for v in values]).tolist()))
 
+    @staticmethod
+    def compute_together(sets: list[MetricSet]) -> list[dict[str, float]]:
+        """Each set's `compute()`, for the runs of a pack (runner/stacked/pack.py): at once where every
+        metric has a batched form and each set holds only the outputs of its epoch (a tiny model's
+        epoch is less than a chunk), as many of the same shapes; else set by set. A torchmetrics
+        object costs a tenth of a millisecond an update and a compute, whatever its size: R times
+        what one run's share of the pack's step costs."""
+        outputs = MetricSet._pending_together(sets)
+        if outputs is None:
+            return [metrics.compute() for metrics in sets]
+        first = sets[0]
+        inputs = [first.task.metric_inputs(out, y) for out, y in outputs]
+        preds, targets = torch.stack([p for p, _ in inputs]), torch.stack([t for _, t in inputs])
+        columns = [torch.stack([metrics.loss_sum for metrics in sets]) / max(first.count, 1)]
+        columns += [fn(preds, targets).float() for _, fn in first.batched]
+        names = ["loss"] + [key for key, _ in first.batched]
+        together = []
+        for metrics, (out, y), values in zip(sets, outputs, torch.stack(columns, 1).tolist()):
+            metrics._keep_labels(out, y)
+            metrics.values = dict(zip(names, values))
+            together.append(dict(metrics.values))
+        return together
+
+    @staticmethod
+    def _pending_together(sets: list[MetricSet]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Each set's (outputs, targets) not yet counted, taken out of it, where `compute_together`
+        can compute them at once; None (and the sets untouched) where it cannot."""
+        first = sets[0]
+        if (len(sets) < 2 or first.batched is None or _several_processes()
+                or any(m.kind != first.kind or m.updated or m.values is not None or not m.pending
+                       or m.count != first.count for m in sets)):
+            return None
+        outputs = [(torch.cat([o for o, _ in m.pending]), torch.cat([t for _, t in m.pending])) for m in sets]
+        if any(out.shape != outputs[0][0].shape or y.shape != outputs[0][1].shape for out, y in outputs):
+            return None
+        for metrics in sets:
+            metrics.pending, metrics.pending_count = [], 0
+        return outputs
+
     def _loss_totals(self) -> tuple[torch.Tensor, int]:
         """The loss sum and sample count over every process; with one, this process's."""
         if not _several_processes():
@@ -134,7 +223,7 @@ class MetricSet:
     def confusion_counts(self) -> torch.Tensor | None:
         """(true, predicted) counts, on the CPU."""
         self._flush()
-        if self.confusion is None:
+        if not self.counts_confusion:
             return None
         self._count_labels()
         return self.confusion.compute().cpu()
@@ -143,21 +232,24 @@ class MetricSet:
         self.loss_sum.zero_()
         self.count = 0
         self.pending, self.pending_count = [], 0
-        for _, metric in self.metrics.values():
-            metric.reset()
+        self.values = None
+        if self.updated:  # a reset costs as much as an update: none where nothing was counted
+            for _, metric in self.metrics.values():
+                metric.reset()
+            self.updated = False
         self.labels = []
         if self.confusion_counted:  # a reset costs as much as an update: none where nothing was counted
             self.confusion.reset()
             self.confusion_counted = False
 
     def state_dict(self) -> dict[str, Any]:
-        if self.confusion is not None:
+        if self.counts_confusion:
             self._count_labels()  # the checkpoint holds the counts; the outputs still pending stay outputs
         return {
             "loss_sum": self.loss_sum.detach().cpu(), "count": self.count,
             "pending": [(o.cpu(), t.cpu()) for o, t in self.pending],
             "metrics": {key: metric.state_dict() for key, (_, metric) in self.metrics.items()},
-            "confusion": self.confusion.state_dict() if self.confusion is not None else None,
+            "confusion": self.confusion.state_dict() if self.counts_confusion else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -168,8 +260,9 @@ class MetricSet:
         for key, (_, metric) in self.metrics.items():
             metric.load_state_dict(state["metrics"][key])
             metric.to(self.device)  # loaded on the CPU
+        self.updated, self.values = True, None
         self.labels = []
-        if self.confusion is not None and state.get("confusion") is not None:
+        if self.counts_confusion and state.get("confusion") is not None:
             self.confusion.load_state_dict(state["confusion"])
             self.confusion.to(self.device)
             self.confusion_counted = True
@@ -182,8 +275,7 @@ class MetricPool:
 
     def __init__(self):
         self._free: dict[tuple, list[MetricSet]] = {}
-        # A fresh set of each kind: copying it costs a sixth of building one (torchmetrics' constructors
-        # inspect signatures), which a pack taking dozens of sets at once pays for each.
+        # A fresh set of each kind, never used itself: the sets taken are `like` it (MetricSet.like).
         self._fresh: dict[tuple, MetricSet] = {}
 
     def take(self, task: Task, device: torch.device, confusion: bool = False) -> MetricSet:
@@ -192,12 +284,10 @@ class MetricPool:
         if free:
             metrics = free.pop()
             metrics.reset()
-        elif kind in self._fresh:
-            fresh = self._fresh[kind]
-            metrics = copy.deepcopy(fresh, {id(fresh.task): task})  # the task is shared, not copied
         else:
-            metrics = MetricSet(task, device, confusion)
-            self._fresh[kind] = copy.deepcopy(metrics)
+            if kind not in self._fresh:
+                self._fresh[kind] = MetricSet(task, device, confusion)
+            metrics = self._fresh[kind].like(task)
         metrics.task = task  # an equal one: its class names, for the per-label columns
         return metrics
 

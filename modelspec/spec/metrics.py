@@ -12,7 +12,7 @@ probabilities and 0/1 targets for multi-label; (N, T) values for regression.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, Callable, ClassVar, Literal, Optional
 
 
 from ._forms import tagged_union
@@ -41,6 +41,13 @@ class MetricSpec(SpecModel):
     def build(self, kind: TaskKind, size: int, threshold: float) -> Any:
         """The torchmetrics object; `size` is the class, label or target count."""
         raise NotImplementedError
+
+    def batched(self, kind: TaskKind, size: int, threshold: float) -> Callable[[Any, Any], Any] | None:
+        """The metric of R runs' outputs at once, for a grid's runs trained as one stacked model
+        (`--executor vmap`): preds (R, N, ...) and targets (R, N, ...), each run's as the task hands
+        them to the torchmetrics object, to the R values (R,) that R such objects compute, bit for
+        bit. None (the default): each run's torchmetrics object computes its own."""
+        return None
 
 
 def _classification(metric: str, kind: TaskKind, size: int, threshold: float, **kwargs) -> Any:
@@ -98,6 +105,20 @@ class Accuracy(MetricSpec):
         # macro over the labels of a multi-label task (the mean of per-label accuracies).
         average = "micro" if kind == "multiclass" else "macro"
         return _classification("Accuracy", kind, size, threshold, average=average)
+
+    def batched(self, kind, size, threshold):
+        if kind != "multiclass":
+            return None
+
+        def accuracy(preds, target):
+            # As MulticlassAccuracy counts (the first highest score along the class dim is the class)
+            # and divides: float32 right over float32 counted, a tensor by a tensor (a division by a
+            # Python number may multiply by its reciprocal instead, a bit apart).
+            labels = preds.argmax(2) if preds.dim() == target.dim() + 1 else preds
+            right = (labels == target).flatten(1).sum(1).float()
+            return right / right.new_full(right.shape, float(target[0].numel()))
+
+        return accuracy
 
 
 class TopKAccuracy(MetricSpec):

@@ -198,7 +198,7 @@ class Pack:
     # ---- the end of an epoch
 
     def _end_epoch(self, active: list[Member], epoch: int, seconds: float) -> None:
-        values = {m.index: m.state.train_metrics.compute() for m in active}
+        values = dict(zip([m.index for m in active], MetricSet.compute_together([m.state.train_metrics for m in active])))
         for m in active:
             loss = values[m.index]["loss"]
             if loss != loss or loss in (float("inf"), float("-inf")):
@@ -243,7 +243,8 @@ class Pack:
             sums.add(out, y, self.loss(out, y))
         sums.hand_over()
         self.stacked.train()
-        return {m.index: m.split_metrics[split].compute() for m in evaluating}
+        return dict(zip([m.index for m in evaluating],
+                        MetricSet.compute_together([m.split_metrics[split] for m in evaluating])))
 
     def _eval_batch(self, b: int, feeds: list, first, split: int) -> tuple[Tensor, Tensor]:
         bs, R = first.batch_size, len(self.members)
