@@ -220,7 +220,8 @@ class StackedModel:
              x: Tensor) -> Tensor:
         self._masks.give(masks)
         try:
-            out = functional_call(self.skeleton, (params, buffers), (x,))
+            # No tied weights to look for each call: a network with any is refused (see __init__).
+            out = functional_call(self.skeleton, (params, buffers), (x,), tie_weights=False)
         finally:
             given, self._masks.given = self._masks.given, ()
         if self._masks.next != len(given):
