@@ -78,16 +78,18 @@ class Pair:
         self.active = torch.ones(R, dtype=torch.bool)
         self.gen = torch.Generator().manual_seed(seed + 1)
 
-    def step(self):
+    def step(self, without: tuple[str, ...] = ()):
+        """One step of both, every parameter but those `without` given a gradient."""
         grads = {n: torch.randn(R, *s, generator=self.gen) for n, s in SHAPES.items()}
         for n, p in self.stacked.items():
             # A stopped run's gradients are NaN (as a failed run's are): they must not leak.
-            p.grad = torch.where(self.active.view(-1, *[1] * len(SHAPES[n])), grads[n], float("nan"))
+            p.grad = None if n in without else torch.where(self.active.view(-1, *[1] * len(SHAPES[n])),
+                                                           grads[n], float("nan"))
         self.opt.step(self.active)
         for i in range(R):
             if self.active[i]:
                 for p, n in zip(self.plain[i], SHAPES):
-                    p.grad = grads[n][i].clone()
+                    p.grad = None if n in without else grads[n][i].clone()
                 self.torch[i].step()
 
     def set_lrs(self, lrs):
@@ -157,6 +159,26 @@ def test_run_state_is_a_plain_runs_state(case):
         opt.load_run_state(i, pair.torch[i].state_dict(), names)
     pair.opt = opt
     for _ in range(STEPS // 2):
+        pair.step()
+        pair.assert_equal()
+
+
+@pytest.mark.parametrize("case", ["sgd-momentum", "adam-weight-decay", "nadam", "adagrad", "radam"])
+def test_a_parameter_without_a_gradient_keeps_its_own_count(case):
+    """torch skips a parameter without a gradient, its step count too: from then on the parameters'
+    counts differ, and each steps with its own bias corrections (not the one step's numbers the
+    parameters share while they step together), through a checkpoint and its run-by-run states."""
+    pair = Pair(*CASES[case])
+    for t in range(STEPS):
+        pair.step(without=("s",) if t in (3, 4, 9) else ())
+        pair.assert_equal()
+    counts = {n: pair.opt.state[n]["step"] for n in SHAPES}
+    assert not torch.equal(counts["s"], counts["w"]) and torch.equal(counts["w"], counts["b"])
+    kind, runs = CASES[case]
+    restored = StackedOptimizer(pair.stacked, kind, [dict(r, lr=1.0) for r in runs])
+    restored.load_state_dict(pair.opt.state_dict())
+    pair.opt = restored
+    for _ in range(3):
         pair.step()
         pair.assert_equal()
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .kinds import KINDS, Kind, mask
+from .kinds import KINDS, Kind, Numbers, mask
 
 
 class Unpackable(NotImplementedError):
@@ -51,6 +51,16 @@ class StackedOptimizer:
         # Per-run numbers in float64: torch computes with them as Python floats.
         self.hyper = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in numbers.items()}
         self.state = {name: self.kind.fresh(p.detach(), self.flags, self.hyper) for name, p in params.items()}
+        self._numbers_changed()
+
+    def _numbers_changed(self) -> None:
+        """After the state or the hyper-parameters were set (not by a step): whether any run decays
+        its weights, and whether every parameter's state numbers (its step count, ...) are equal, so
+        that one step's numbers serve them all (they stay so while every parameter steps)."""
+        decay = self.hyper.get("weight_decay")
+        self.decays = decay is not None and bool((decay != 0).any())
+        first = next(iter(self.state.values()), {})
+        self.in_step = all(torch.equal(st[k], first[k]) for st in self.state.values() for k in self.kind.SCALARS)
 
     def set_lr(self, lrs: Tensor) -> None:
         """Each run's learning rate (R,), as its scheduler has set it. Pass float64: torch's Adam
@@ -68,14 +78,22 @@ class StackedOptimizer:
             active = None  # the common case needs no masking
         elif active is not None:
             active = active.to(self.hyper["lr"].device)
-        for name, p in self.params.items():
-            if p.grad is None:
-                continue  # torch skips a parameter without a gradient, its step count too
+        stepping = [(name, p) for name, p in self.params.items() if p.grad is not None]
+        if len(stepping) < len(self.params):
+            self.in_step = False  # torch skips a parameter without a gradient, its step count too
+        shared = None
+        for name, p in stepping:
             st = self.state[name]
-            step = st["step"] + (1 if active is None else active.to(st["step"].dtype))  # (R,)
-            # The update reads the count as torch's Python float: float64.
-            new = self.kind.update(p.detach(), p.grad, st, self.hyper, self.flags, step.double())
-            new["step"] = step
+            if shared is None or not self.in_step:
+                step = st["step"] + (1 if active is None else active.to(st["step"].dtype))  # (R,)
+                # The update reads the count as torch's Python float: float64.
+                scalars = {k: st[k] for k in self.kind.SCALARS}
+                shared = step, Numbers(self.kind.numbers(self.hyper, scalars, step.double()), self.decays)
+            step, numbers = shared
+            new = self.kind.apply(p.detach(), p.grad, st, numbers, self.flags)
+            new["step"] = step.clone() if self.in_step else step  # a tensor of each parameter's own
+            for k in self.kind.SCALARS[1:]:
+                new[k] = new[k].clone() if self.in_step else new[k]
             if active is not None:
                 old = st | {"param": p.detach()}
                 new = {k: torch.where(mask(active, v), v, old[k]) for k, v in new.items()}
@@ -105,6 +123,7 @@ class StackedOptimizer:
         self.hyper = {k: v.clone().to(self.hyper[k].device) for k, v in sd["hyper"].items()}
         for n, st in sd["state"].items():
             self.state[n] = {k: v.clone().to(self.params[n].device) for k, v in st.items()}
+        self._numbers_changed()
 
     def run_kwargs(self, i: int) -> dict[str, Any]:
         """Run i's keyword arguments of the torch class, with its current lr."""
@@ -133,6 +152,7 @@ class StackedOptimizer:
             slot = self.kind.from_torch(sd["state"].get(j, {}), {k: v[0] for k, v in fresh.items()})
             for k, v in slot.items():
                 st[k][i] = v
+        self._numbers_changed()
 
 
 def split_arguments(kind: type[Kind], runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list]]:
