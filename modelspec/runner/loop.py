@@ -525,7 +525,7 @@ def track_epoch(parts: Parts, model: Callable[[], nn.Module], epoch: int, row: d
         if histograms:
             tracker.model_state(epoch, model())
         for split, metrics in zip(("val", "test"), split_metrics):
-            if images and metrics is not None and metrics.confusion is not None:
+            if images and metrics is not None and metrics.counts_confusion:
                 tracker.confusion(epoch, split, metrics.confusion_counts(), parts.task.class_names)
     if histograms:
         extras.histograms.restart()

@@ -113,8 +113,9 @@ class Pack:
             self.stacked.train()
             for b in range(active[0].state.batch, n):
                 x, y = self._train_batch(b, drawn, orders, active)
-                for m in active:
-                    m.first_batch(x[m.index])
+                if b == 0:  # the trackers take the run's first batch (first_batch says which epoch)
+                    for m in active:
+                        m.first_batch(x[m.index])
                 self._step(x, y, active)
                 self.on_batch(b + 1, n)
                 if self.stop_requested() and b + 1 < n:
