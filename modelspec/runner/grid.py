@@ -296,7 +296,7 @@ class Grid:
         self.trained = False  # whether any run got as far as training
         self.exports: dict[str, str] = {}
         # Runs trained here return before their closing files are written, and their run.json
-        # follows those files on the files thread while the next run trains (a Ray task's one run has
+        # follows those files on a files thread while the next run trains (a Ray task's one run has
         # nothing to overlap with, and its driver reads the run.json as soon as it ends).
         self.overlap_files = self.executor.runs_here and self.writes_table
         self.unsettled: list[tuple[RunPlan, Path, Any]] = []  # (plan, run_dir, its run.json's Future)

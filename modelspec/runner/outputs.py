@@ -103,7 +103,7 @@ def _write(path, header: list[str], table: torch.Tensor) -> None:
     writer.writerow(header)
     classes = not header[0].startswith("target:")  # the class index is written as an integer
     # One %-format a row: what csv.writer writes for these numbers (no quoting, "\r\n"), in 40 % of
-    # the time (it runs on the files thread, holding the GIL the training thread wants).
+    # the time (it runs on a files thread, holding the GIL the training thread wants).
     line = ",".join(["%d" if classes else "%.7g"] + ["%.7g"] * (len(header) - 1)) + writer.dialect.lineterminator
     out.write("".join(line % tuple(row) for row in table.tolist()))
     atomic_write_text(path, out.getvalue(), sync_folder=False)  # run.json's write syncs the folder

@@ -80,7 +80,7 @@ class ResultsTable:
         stretches. The error of a save written there (a full disk) is raised by the next save."""
         if not force and time.monotonic() - self.saved_at < self.between_saves:
             return
-        self._written()  # the last save first: on one thread, saves land in order anyway
+        self._written()  # the last save first: saves land in order, whichever files thread writes them
         start = self.saved_at = time.monotonic()
         texts = self._texts()
         if background is not None:
