@@ -72,6 +72,15 @@ NETWORKS = {
   - pool: {kernel_size: 2}
   - flatten
   - linear: {out_features: num_classes}"""),
+    # Computed layer by layer without vmap (stacked/model.py: direct_layers).
+    "mlp-flatten": _spec("[2, 5]", """\
+  - flatten
+  - linear: {out_features: 12, bias: false}
+  - gelu
+  - leaky_relu: {negative_slope: 0.2}
+  - linear: {out_features: 8}
+  - tanh
+  - linear: {out_features: num_classes}"""),
     # A graph (a torch.fx GraphModule): a residual add.
     "residual": _spec("[2, 6, 6]", """\
   - conv: {out_channels: 4, kernel_size: 3, padding: 1, name: stem}
@@ -494,3 +503,30 @@ def test_alpha_dropout_is_refused(module):
     said = unpackable_reason(nn.Sequential(nn.Linear(4, 4), module))
     assert said is not None and "draws a random mask" in said and type(module).__name__ in said
     assert unpackable_reason(nn.Sequential(nn.Linear(4, 4), type(module)(0.0))) is None  # p 0 draws nothing
+
+
+def test_mlps_are_computed_layer_by_layer_as_vmap_computes_them():
+    """An nn.Sequential of linear layers, element-wise activations, flattens and element-wise
+    dropouts goes through its layers on the stacked tensors (stacked/model.py: direct_layers), without
+    vmap's work per layer: vmap's outputs, bit for bit, and its gradients to rounding, with the same
+    dropout masks. Any other network goes through vmap."""
+    from modelspec.runner.stacked.model import direct_layers
+
+    for name in ("cnn", "cnn-batchnorm", "residual", "cnn-dropout2d", "residual-dropout"):
+        assert direct_layers(_stacked(name)[0].skeleton) is None, name
+    for name in ("mlp", "mlp-flatten", "mlp-dropout"):
+        stacked, _, input_shape = _stacked(name)
+        assert direct_layers(stacked.skeleton) is not None, name
+        ((x, y),) = _batches(input_shape)
+        masks = stacked._draw(x) if stacked._has_dropout else ()
+        assert len(masks) == (name == "mlp-dropout")
+        outs, grads = [], []
+        for forward in (stacked._direct_forward, lambda m, x: stacked._forward(stacked.params, stacked.buffers, m, x)):
+            out = forward(masks, x)
+            F.cross_entropy(out.flatten(0, 1), y.flatten()).backward()
+            outs.append(out.detach())
+            grads.append({k: p.grad for k, p in stacked.params.items()})
+            stacked.zero_grad()
+        assert torch.equal(outs[0], outs[1]), (name, _max_diff(outs[0], outs[1]))
+        for k in grads[0]:
+            assert torch.allclose(grads[0][k], grads[1][k], rtol=1e-5, atol=1e-8), (name, k)

@@ -184,6 +184,42 @@ def _replace_dropouts(skeleton: nn.Module, masks: _Masks) -> bool:
     return bool(stand_ins)
 
 
+# Modules that compute each element alone, whatever the shape: the stacked (R, N, ...) tensor goes
+# through the module itself, as every run's batch would.
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Mish,
+                nn.Hardswish, nn.Hardtanh, nn.Identity)
+
+
+def _stacked_linear(module: nn.Linear, params: dict[str, Tensor], prefix: str, x: Tensor) -> Tensor:
+    """nn.Linear with each run's weight (R, out, in) on its batch (R, N, ..., in): one batched matmul,
+    the bias added in it, as vmap computes the layer."""
+    weight, bias = params[prefix + "weight"], params.get(prefix + "bias")
+    rows = x.reshape(x.shape[0], -1, x.shape[-1])
+    out = (torch.baddbmm(bias.unsqueeze(1), rows, weight.transpose(1, 2)) if bias is not None else
+           torch.bmm(rows, weight.transpose(1, 2)))
+    return out.view(*x.shape[:-1], weight.shape[1])
+
+
+def _stacked_flatten(module: nn.Flatten, x: Tensor) -> Tensor:
+    """nn.Flatten of each run's batch: its dims one further in, past the runs' dim."""
+    shift = lambda dim: dim + 1 if dim >= 0 else dim  # noqa: E731
+    return x.flatten(shift(module.start_dim), shift(module.end_dim))
+
+
+def direct_layers(skeleton: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The layers of a network a stacked forward computes without vmap: an nn.Sequential of linear
+    layers, element-wise activations, flattens and element-wise dropouts (a tiny MLP, where vmap's
+    own work per layer costs a third of the forward and backward). None for any other network."""
+    if type(skeleton) is not nn.Sequential:
+        return None
+    layers = list(skeleton.named_children())
+    for _, module in layers:
+        if not (type(module) in (nn.Linear, nn.Flatten, *_ELEMENTWISE)
+                or isinstance(module, _Dropout) and not module.channels):
+            return None
+    return layers
+
+
 class StackedModel:
     """R copies of one network, run i seeded with `seeds[i]`; `params` is what `StackedOptimizer` takes.
 
@@ -215,6 +251,7 @@ class StackedModel:
         self._has_dropout = _replace_dropouts(self.skeleton, self._masks)
         self._draws: dict[tuple, list[tuple[float, Tensor]]] = {}  # per-run input (shape, dtype): the draws
         self._forward = vmap(self._one, in_dims=(0, 0, 0, 0), randomness="error")
+        self._direct = direct_layers(self.skeleton)
 
     def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], masks: tuple[Tensor, ...],
              x: Tensor) -> Tensor:
@@ -231,7 +268,27 @@ class StackedModel:
     def forward(self, x: Tensor) -> Tensor:
         """(R, N, *input) -> (R, N, *output): run i's network on its batch x[i]."""
         masks = self._draw(x) if self.training and self._has_dropout else ()
+        if self._direct is not None:
+            return self._direct_forward(masks, x)
         return self._forward(self.params, self.buffers, masks, x)
+
+    def _direct_forward(self, masks: tuple[Tensor, ...], x: Tensor) -> Tensor:
+        """What the vmapped forward computes, layer by layer on the stacked tensors (`direct_layers`):
+        the same outputs, gradients to rounding. A dropout multiplies by its stacked masks (R, N, ...)."""
+        self._masks.give(masks)
+        try:
+            for name, module in self._direct:
+                if type(module) is nn.Linear:
+                    x = _stacked_linear(module, self.params, name + ".", x)
+                elif type(module) is nn.Flatten:
+                    x = _stacked_flatten(module, x)
+                else:
+                    x = module(x)
+        finally:
+            given, self._masks.given = self._masks.given, ()
+        if self._masks.next != len(given):
+            raise RuntimeError(f"the forward used {self._masks.next} of {len(given)} dropout masks")
+        return x
 
     __call__ = forward
 
