@@ -153,8 +153,9 @@ def finish_writes_together(folder: Path) -> int:
         try:
             pairs = json.loads(journal.read_text())["renames"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SpecError(f"{journal} cannot be read ({exc}): the files it names may be a mix of old and new",
-                            hint="remove it, and start the runs it names over with --restart-run") from None
+            raise SpecError(f"{journal} cannot be read ({exc}): the checkpoints it names may be a mix of old and new",
+                            hint="remove it: each run then resumes from its own checkpoint, those of one pack "
+                                 "perhaps an epoch apart (equal to training on to rounding, not bit for bit)") from None
         for tmp, path in pairs:
             if os.path.exists(folder / tmp):  # else renamed before the kill
                 _rename_over(str(folder / tmp), folder / path, sync_folder=True)

@@ -248,6 +248,18 @@ def test_files_written_together_and_killed_are_all_old_or_all_new_once_finished(
     assert not list(tmp_path.glob(".together.*.json"))
 
 
+def test_an_unreadable_journal_of_checkpoints_is_one_clear_error_of_resume(finished):
+    """A pack's journal (`.together.*.json`) is written atomically; one edited by hand cannot be
+    completed, and resume says which file and what to do, exit 2, before it touches anything."""
+    folder, _ = finished
+    (folder / ".together.0a1b2c.json").write_text("{not json")
+    result = _run("resume", str(folder), "-q")
+    assert result.exit_code == 2, result.output
+    assert ".together.0a1b2c.json cannot be read" in result.output and "remove it" in result.output
+    (folder / ".together.0a1b2c.json").unlink()
+    assert _run("resume", str(folder), "-q").exit_code == 0
+
+
 def test_a_full_disk_stops_cleanly_and_resume_finishes_the_grid(finished, here, monkeypatch):
     """Simulated: torch.save fails with ENOSPC from its 5th call on (mid-grid: a checkpoint each epoch)."""
     _, expected = finished

@@ -178,7 +178,11 @@ def _open_folder(loaded: LoadedSpec, resume_folder: Path | None, log,
     except OSError as exc:
         raise SpecError(f"cannot write in {resume_folder}: {exc.strerror or exc}",
                         hint="resume needs to write the grid folder; check its permissions and free space") from None
-    completed = finish_writes_together(resume_folder)  # a pack's checkpoints a kill cut in the middle
+    try:
+        completed = finish_writes_together(resume_folder)  # a pack's checkpoints a kill cut in the middle
+    except BaseException:
+        lock.release()
+        raise
     if completed:
         log(f"completed {completed} checkpoint(s) that a kill left half-committed")
     return resume_folder, lock, None
