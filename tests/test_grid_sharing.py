@@ -40,8 +40,8 @@ def test_runs_reuse_metric_sets_and_report_what_fresh_ones_would(tmp_path, monke
     pooled, built_pooled = _grid(tmp_path, "pooled", monkeypatch, pool=True)
     fresh, built_fresh = _grid(tmp_path, "fresh", monkeypatch, pool=False)
     assert built_fresh == 3 * 3  # train, val and test sets for each of the three runs
-    # The first run's (its test set copied from a fresh one of the val set's kind), taken up by the next two.
-    assert built_pooled == 2
+    # The first run's three (each builds its torchmetrics objects when first used), taken up by the next two.
+    assert built_pooled == 3
     assert len(pooled) == 9 and pooled == fresh  # every loss and accuracy of every epoch, exactly
 
 

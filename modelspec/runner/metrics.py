@@ -21,7 +21,6 @@ count are all-reduced here), so every rank gets the same values, and must call i
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -48,11 +47,10 @@ class MetricSet:
         self.task, self.device = task, device
         self.kind = MetricSet.kind_of(task, device, confusion)
         self.counts_confusion = bool(confusion and task.confusion)
-        # The torchmetrics objects: built now, or (a set taken from a MetricPool) copied from the
-        # pool's fresh set when first used: a pack computing its runs' sets together never uses most.
-        self._template: MetricSet | None = None
-        self._metrics = self._build_metrics()
-        self._confusion = self._build_confusion()
+        # The torchmetrics objects, built when first used: a pack computing its runs' sets together
+        # never uses most of them.
+        self._metrics: dict[str, tuple[Any, Any]] | None = None
+        self._confusion: Any = None
         # Each metric's batched form (`MetricSpec.batched`), for `compute_together`; None unless all have one.
         batched = [(spec.key, spec.batched(task.kind, task.size, task.threshold)) for spec in task.metrics]
         self.batched = batched if all(fn is not None and not spec.per_label
@@ -83,29 +81,18 @@ class MetricSet:
         confusion.persistent(True)
         return confusion
 
-    def like(self, task: Task) -> MetricSet:
-        """A fresh set of this one's kind, for `task` (an equal one), whose torchmetrics objects are
-        copies of this set's, made when first used (copying costs a sixth of building one:
-        torchmetrics' constructors inspect signatures). This set's objects must stay unused."""
-        fresh = copy.copy(self)
-        fresh.task, fresh._template, fresh._metrics, fresh._confusion = task, self, None, None
-        fresh.values, fresh.updated, fresh.labels, fresh.confusion_counted = None, False, [], False
-        fresh.loss_sum, fresh.count, fresh.pending, fresh.pending_count = self.loss_sum.new_zeros(()), 0, [], 0
-        return fresh
-
     @property
     def metrics(self) -> dict[str, tuple[Any, Any]]:
         """Each metric's key to (its spec, its torchmetrics object)."""
         if self._metrics is None:
-            specs = {id(spec): spec for spec, _ in self._template.metrics.values()}  # shared, not copied
-            self._metrics = copy.deepcopy(self._template.metrics, specs)
+            self._metrics = self._build_metrics()
         return self._metrics
 
     @property
     def confusion(self) -> Any:
         """The torchmetrics confusion matrix, or None where the set counts none."""
         if self._confusion is None and self.counts_confusion:
-            self._confusion = copy.deepcopy(self._template.confusion)
+            self._confusion = self._build_confusion()
         return self._confusion
 
     @staticmethod
@@ -275,8 +262,6 @@ class MetricPool:
 
     def __init__(self):
         self._free: dict[tuple, list[MetricSet]] = {}
-        # A fresh set of each kind, never used itself: the sets taken are `like` it (MetricSet.like).
-        self._fresh: dict[tuple, MetricSet] = {}
 
     def take(self, task: Task, device: torch.device, confusion: bool = False) -> MetricSet:
         kind = MetricSet.kind_of(task, device, confusion)
@@ -285,9 +270,7 @@ class MetricPool:
             metrics = free.pop()
             metrics.reset()
         else:
-            if kind not in self._fresh:
-                self._fresh[kind] = MetricSet(task, device, confusion)
-            metrics = self._fresh[kind].like(task)
+            metrics = MetricSet(task, device, confusion)
         metrics.task = task  # an equal one: its class names, for the per-label columns
         return metrics
 
