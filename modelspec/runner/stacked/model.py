@@ -39,6 +39,7 @@ under vmap (`randomness="error"`) rather than draw masks that are not the run's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -193,9 +194,9 @@ _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sig
                 nn.Hardswish, nn.Hardtanh, nn.Identity)
 
 
-def _stacked_linear(module: nn.Linear, params: dict[str, Tensor], prefix: str, x: Tensor) -> Tensor:
-    """nn.Linear with each run's weight (R, out, in) on its batch (R, N, ..., in): one batched matmul,
-    the bias added in it, as vmap computes the layer."""
+def _stacked_linear(params: dict[str, Tensor], prefix: str, x: Tensor) -> Tensor:
+    """The nn.Linear at `prefix`, each run's weight (R, out, in) on its batch (R, N, ..., in): one
+    batched matmul, the bias added in it, as vmap computes the layer."""
     weight, bias = params[prefix + "weight"], params.get(prefix + "bias")
     rows = x.reshape(x.shape[0], -1, x.shape[-1])
     out = (torch.baddbmm(bias.unsqueeze(1), rows, weight.transpose(1, 2)) if bias is not None else
@@ -256,17 +257,22 @@ class StackedModel:
         self._forward = vmap(self._one, in_dims=(0, 0, 0, 0), randomness="error")
         self._direct = direct_layers(self.skeleton)
 
-    def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], masks: tuple[Tensor, ...],
-             x: Tensor) -> Tensor:
+    @contextlib.contextmanager
+    def _giving(self, masks: tuple[Tensor, ...]):
+        """The dropout masks of one forward, handed to its dropout calls in order; each must be used."""
         self._masks.give(masks)
         try:
-            # No tied weights to look for each call: a network with any is refused (see __init__).
-            out = functional_call(self.skeleton, (params, buffers), (x,), tie_weights=False)
+            yield
         finally:
             given, self._masks.given = self._masks.given, ()
         if self._masks.next != len(given):
             raise RuntimeError(f"the forward used {self._masks.next} of {len(given)} dropout masks")
-        return out
+
+    def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], masks: tuple[Tensor, ...],
+             x: Tensor) -> Tensor:
+        with self._giving(masks):
+            # No tied weights to look for each call: a network with any is refused (see __init__).
+            return functional_call(self.skeleton, (params, buffers), (x,), tie_weights=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """(R, N, *input) -> (R, N, *output): run i's network on its batch x[i]."""
@@ -278,19 +284,14 @@ class StackedModel:
     def _direct_forward(self, masks: tuple[Tensor, ...], x: Tensor) -> Tensor:
         """What the vmapped forward computes, layer by layer on the stacked tensors (`direct_layers`):
         the same outputs, gradients to rounding. A dropout multiplies by its stacked masks (R, N, ...)."""
-        self._masks.give(masks)
-        try:
+        with self._giving(masks):
             for name, module in self._direct:
                 if type(module) is nn.Linear:
-                    x = _stacked_linear(module, self.params, name + ".", x)
+                    x = _stacked_linear(self.params, name + ".", x)
                 elif type(module) is nn.Flatten:
                     x = _stacked_flatten(module, x)
                 else:
                     x = module(x)
-        finally:
-            given, self._masks.given = self._masks.given, ()
-        if self._masks.next != len(given):
-            raise RuntimeError(f"the forward used {self._masks.next} of {len(given)} dropout masks")
         return x
 
     __call__ = forward

@@ -199,7 +199,8 @@ class Pack:
     # ---- the end of an epoch
 
     def _end_epoch(self, active: list[Member], epoch: int, seconds: float) -> None:
-        values = dict(zip([m.index for m in active], MetricSet.compute_together([m.state.train_metrics for m in active])))
+        values = dict(zip([m.index for m in active],
+                          MetricSet.compute_together([m.state.train_metrics for m in active])))
         for m in active:
             loss = values[m.index]["loss"]
             if loss != loss or loss in (float("inf"), float("-inf")):
