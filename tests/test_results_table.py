@@ -48,3 +48,22 @@ def test_a_quick_save_keeps_the_fixed_minimum(tmp_path, monkeypatch):
     table = ResultsTable(tmp_path, [], ["a"])
     table.save(force=False)
     assert table.between_saves == ResultsTable.MIN_SECONDS_BETWEEN_SAVES
+
+
+def test_results_json_holds_the_table_one_row_a_line():
+    """results.json and run.json: what json.dumps gives back when loaded, with each row on its own
+    line (read by eye) and every other value on one line."""
+    from pathlib import Path
+
+    from modelspec.fileio import table_json
+
+    rows = [{"run": "lr=0.1", "epoch": e, "loss": 0.5 / e, "best": None, "dir": Path("runs/a")} for e in (1, 2, 3)]
+    document = {"format": 1, "columns": ["run", "epoch", "loss"], "rows": rows, "runs": [], "grid": {"lr": [0.1]},
+                "note": 'a "quoted"\nline'}
+    text = table_json(document)
+    assert json.loads(text) == json.loads(json.dumps(document, default=str))
+    lines = text.splitlines()
+    assert [line.strip().rstrip(",") for line in lines if line.lstrip().startswith('{"run"')] == [
+        json.dumps(row, default=str) for row in rows]
+    assert len(lines) == 2 + len(document) + len(rows) + 1  # braces, one line a key, a row a line, the "]"
+    assert table_json({}) == "{}" and json.loads(table_json({"rows": []})) == {"rows": []}

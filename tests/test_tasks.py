@@ -331,6 +331,36 @@ def test_the_confusion_matrix_counts_every_chunk_when_read_and_through_a_checkpo
                            torch.bincount(y[10:20] * 2 + task.labels(out[10:20]), minlength=4).view(2, 2))
 
 
+def test_a_sets_confusion_counts_are_torchmetrics_and_load_its_checkpoint_state():
+    """The counts a set keeps itself (one bincount, not a torchmetrics object a set) are what
+    MulticlassConfusionMatrix counts, ties to the first highest score included, and a checkpoint
+    written while torchmetrics counted (its state_dict, "confmat") loads."""
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    from modelspec.compile.task import Targets, resolve_task
+    from modelspec.runner.metrics import MetricSet
+
+    spec = loads_spec(spec_text("num_classes: 5", "- linear: {out_features: 5}", "loss: cross_entropy")).spec
+    task = resolve_task(spec.train, (5,), Targets("classes", 5), ("model",))
+    generator = torch.Generator().manual_seed(4)
+    out = torch.randint(0, 3, (300, 5), generator=generator).float()  # many ties
+    y = torch.randint(0, 5, (300,), generator=generator)
+    reference = MulticlassConfusionMatrix(5)
+    reference.persistent(True)
+    reference.update(out, y)
+    metrics = MetricSet(task, torch.device("cpu"), True)
+    metrics.update(out, y, torch.tensor(1.0))
+    assert torch.equal(metrics.confusion_counts(), reference.compute())
+    assert metrics.confusion_counts().sum() == 300
+    state = metrics.state_dict()
+    state["confusion"] = reference.state_dict()  # as a checkpoint of the torchmetrics days holds it
+    loaded = MetricSet(task, torch.device("cpu"), True)
+    loaded.load_state_dict(state)
+    loaded.update(out[:7], y[:7], torch.tensor(1.0))
+    reference.update(out[:7], y[:7])
+    assert torch.equal(loaded.confusion_counts(), reference.compute())
+
+
 @pytest.mark.parametrize("monitor", ["loss", "test_accuracy", "val_f1"])
 def test_a_monitor_on_a_split_the_run_has_stays_on_it(tmp_path, monitor):
     """Only a monitor whose split is missing moves (val -> test -> train); `loss` is the training

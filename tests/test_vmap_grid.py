@@ -2,7 +2,8 @@
 
 Each test runs one grid twice, one run after another and packed, and compares run by run: every
 row's losses and metrics within 1e-5 relative, accuracies equal, final weights (weights.pt, loaded
-as a plain run's) within 1e-5, and the same files in every run folder.
+as a plain run's) within 1e-5, confusion matrices equal, outputs.csv within 1e-4 (printed to 7
+digits), and the same files in every run folder.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def assert_same_runs(sequential, packed) -> None:
             assert weights_alone.keys() == weights_packed.keys()
             for key, tensor in weights_alone.items():
                 torch.testing.assert_close(weights_packed[key], tensor, rtol=1e-5, atol=1e-6)
+            assert_same_final_files(sequential.run_dirs[name], packed.run_dirs[name])
+
+
+def assert_same_final_files(alone: Path, packed: Path) -> None:
+    """The final model's confusion matrix (equal counts) and outputs.csv (the same samples, in order)."""
+    assert (packed / "confusion_matrix.csv").read_text() == (alone / "confusion_matrix.csv").read_text()
+    table_alone, table_packed = ((folder / "outputs.csv").read_text().splitlines() for folder in (alone, packed))
+    assert table_packed[0] == table_alone[0] and len(table_packed) == len(table_alone) > 1
+    numbers = lambda table: torch.tensor([[float(v) for v in line.split(",")] for line in table[1:]])  # noqa: E731
+    torch.testing.assert_close(numbers(table_packed), numbers(table_alone), rtol=1e-4, atol=1e-6)
 
 
 def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -126,6 +137,33 @@ def test_sgd_momentum_with_a_schedule_over_seed_and_lr_packs_and_computes_what_e
     table_packed = json.loads((packed.folder / "results.json").read_text())
     assert [r["run"] for r in table_packed["rows"]] == [r["run"] for r in table_alone["rows"]]
     assert json.loads((packed.folder / "grid.json").read_text())["executor"] == {"kind": "vmap", "pack_size": None}
+
+
+@pytest.mark.parametrize("split, kept", [("val", True), ("test", True), ("train", False), ("val_too_large", False)])
+def test_a_pack_writes_its_runs_outputs_from_its_last_evaluation(tmp_path, monkeypatch, split, kept):
+    """The outputs.csv and confusion matrix of a run monitored on val or test come from the pack's last
+    evaluation (no pass of each run's network); on the training split, or outputs past
+    KEPT_OUTPUT_BYTES, each run computes its own: the files are the sequential grid's either way."""
+    from modelspec.runner import outputs
+    from modelspec.runner.stacked import pack
+
+    text = _spec(grid="  seed: [1, 2, 3]\n", epochs=2)
+    if split == "test":
+        text = text.replace("val_split: 0.2", "val_split: 0.0")
+    if split == "train":
+        text = text.replace("val_split: 0.2", "val_split: 0.0").replace("test_size: 60", "test_size: 0")
+    if split == "val_too_large":
+        monkeypatch.setattr(pack, "KEPT_OUTPUT_BYTES", 3 * 72 * 4 * 4 - 1)  # 3 runs, 72 samples, 4 classes
+    sequential = run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path / 'seq'}"]), quiet=True,
+                          log=lambda _: None)
+    passes, real = [], outputs._outputs
+    monkeypatch.setattr(outputs, "_outputs", lambda parts, feed: passes.append(feed) or real(parts, feed))
+    packed = run_grid(loads_spec(text, "pack.yaml", [f"tracking.dir={tmp_path / 'vmap'}"]), quiet=True,
+                      log=lambda _: None, executor=VmapExecutor())
+    assert len(passes) == (0 if kept else 3)
+    monitor = next(iter(packed.outcomes.values())).monitor.name
+    assert monitor.split("_")[0] == {"val_too_large": "val", "train": "accuracy"}.get(split, split), monitor
+    assert_same_runs(sequential, packed)  # outputs.csv and confusion matrices included
 
 
 def test_adam_and_adamw_runs_stopping_early_at_different_epochs(tmp_path):

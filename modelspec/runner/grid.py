@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..fileio import atomic_write_text, finish_writes_together, is_disk_full
+from ..fileio import atomic_write_text, finish_writes_together, is_disk_full, table_json
 from ..errors import SpecError, SpecIssue, Terminated, did_you_mean, format_path
 from ..load import LoadedSpec
 from ..spec.grid import RunPlan, _short_names, grid_location
@@ -108,8 +108,8 @@ def check_training_split(prepared, plan: RunPlan) -> None:
 
 def _run_state_text(plan: RunPlan, outcome: RunOutcome, export: str | None) -> str:
     """run.json: how the run ended, and its rows."""
-    return json.dumps({"run": plan.name, "status": outcome.status, "reason": outcome.reason, "export": export,
-                       "monitor": _monitor_json(outcome.monitor), "rows": outcome.rows}, indent=1, default=str)
+    return table_json({"run": plan.name, "status": outcome.status, "reason": outcome.reason, "export": export,
+                       "monitor": _monitor_json(outcome.monitor), "rows": outcome.rows})
 
 
 def _summary(plan: RunPlan, folder_name: str, outcome: RunOutcome, export: str | None) -> dict[str, Any]:

@@ -347,7 +347,7 @@ def _train_run(plan: RunPlan, run_dir: Path, prepared: PreparedData, ctx: RunCon
             is logged and checkpointed."""
             if ranks.main:  # durable once run.json's write syncs the folder (grid.py: record)
                 closing.append(in_background(atomic_write_bytes, run_dir / "weights.pt",
-                                              weights_bytes(state.model, spec, info), False))
+                                              weights_bytes(state.model.state_dict(), spec, info), False))
             closing.append(final_confusion(parts, state, prepared, (val_feed, test_feed), (val_metrics, test_metrics),
                                             monitor, ctx, picture))
             closing.append(write_outputs(parts, prepared, (val_feed, test_feed), monitor))

@@ -50,7 +50,6 @@ class MetricSet:
         # The torchmetrics objects, built when first used: a pack computing its runs' sets together
         # never uses most of them.
         self._metrics: dict[str, tuple[Any, Any]] | None = None
-        self._confusion: Any = None
         # Each metric's batched form (`MetricSpec.batched`), for `compute_together`; None unless all have one.
         batched = [(spec.key, spec.batched(task.kind, task.size, task.threshold)) for spec in task.metrics]
         self.batched = batched if all(fn is not None and not spec.per_label
@@ -58,7 +57,10 @@ class MetricSet:
         self.updated = False  # whether the torchmetrics objects may hold counts (since the last reset)
         self.values: dict[str, float] | None = None  # what `compute_together` computed, till the next reset
         self.labels: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted, true) not yet in `confusion`
-        self.confusion_counted = False  # whether `confusion` has counts since its last reset
+        # The (true, predicted) counts, as torchmetrics' MulticlassConfusionMatrix counts them (one
+        # bincount), kept here: building that object cost a packed run's end a millisecond.
+        self.confusion: torch.Tensor | None = None  # None till labels are counted
+        self.reduced: torch.Tensor | None = None  # `confusion` over every process, till it changes
         self.loss_sum = torch.zeros((), device=device)
         self.count = 0
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (outputs, targets) not yet counted
@@ -72,28 +74,12 @@ class MetricSet:
             built[spec.key] = (spec, metric)
         return built
 
-    def _build_confusion(self) -> Any:
-        if not self.counts_confusion:
-            return None
-        from torchmetrics.classification import MulticlassConfusionMatrix
-
-        confusion = MulticlassConfusionMatrix(self.task.size, validate_args=False).to(self.device)
-        confusion.persistent(True)
-        return confusion
-
     @property
     def metrics(self) -> dict[str, tuple[Any, Any]]:
         """Each metric's key to (its spec, its torchmetrics object)."""
         if self._metrics is None:
             self._metrics = self._build_metrics()
         return self._metrics
-
-    @property
-    def confusion(self) -> Any:
-        """The torchmetrics confusion matrix, or None where the set counts none."""
-        if self._confusion is None and self.counts_confusion:
-            self._confusion = self._build_confusion()
-        return self._confusion
 
     @staticmethod
     def kind_of(task: Task, device: torch.device, confusion: bool) -> tuple:
@@ -133,10 +119,32 @@ class MetricSet:
 
     def _count_labels(self) -> None:
         """The labels kept since the last count into the confusion matrix, at once."""
-        if self.labels:
-            self.confusion.update(torch.cat([p for p, _ in self.labels]), torch.cat([t for _, t in self.labels]))
-            self.labels = []
-            self.confusion_counted = True
+        if not self.labels:
+            return
+        size = self.task.size
+        predicted, true = torch.cat([p for p, _ in self.labels]), torch.cat([t for _, t in self.labels])
+        counts = torch.bincount(true * size + predicted, minlength=size * size).view(size, size)
+        self.confusion = counts if self.confusion is None else self.confusion + counts
+        self.labels, self.reduced = [], None
+
+    def _own_confusion(self) -> torch.Tensor:
+        """This process's counts (zeros before any)."""
+        self._count_labels()
+        if self.confusion is None:
+            size = self.task.size
+            return torch.zeros(size, size, dtype=torch.long, device=self.device)
+        return self.confusion
+
+    def _reduced_confusion(self) -> torch.Tensor:
+        """Every process's counts summed (a collective under torchrun: every rank calls it at the same
+        point, and a later read by rank 0 alone finds them here)."""
+        counts = self._own_confusion()
+        if self.reduced is None:
+            if _several_processes():
+                counts = counts.clone()
+                dist.all_reduce(counts)
+            self.reduced = counts
+        return self.reduced
 
     def compute(self) -> dict[str, float]:
         """Every value of the epoch: `loss`, then each metric's key (per-label ones as `<name>_<label>`)."""
@@ -146,8 +154,7 @@ class MetricSet:
         loss_sum, count = self._loss_totals()
         names, values = ["loss"], [loss_sum / max(count, 1)]
         if self.counts_confusion and _several_processes():
-            self._count_labels()
-            self.confusion.compute()  # reduced now, with every rank; rank 0 alone reads it later (cached)
+            self._reduced_confusion()  # reduced now, with every rank; rank 0 alone reads it later
         for key, (spec, metric) in self.metrics.items():
             value = metric.compute()
             if spec.per_label:
@@ -212,8 +219,7 @@ class MetricSet:
         self._flush()
         if not self.counts_confusion:
             return None
-        self._count_labels()
-        return self.confusion.compute().cpu()
+        return self._reduced_confusion().cpu()
 
     def reset(self) -> None:
         self.loss_sum.zero_()
@@ -224,19 +230,15 @@ class MetricSet:
             for _, metric in self.metrics.values():
                 metric.reset()
             self.updated = False
-        self.labels = []
-        if self.confusion_counted:  # a reset costs as much as an update: none where nothing was counted
-            self.confusion.reset()
-            self.confusion_counted = False
+        self.labels, self.confusion, self.reduced = [], None, None
 
     def state_dict(self) -> dict[str, Any]:
-        if self.counts_confusion:
-            self._count_labels()  # the checkpoint holds the counts; the outputs still pending stay outputs
-        return {
+        return {  # the checkpoint holds the counts; the outputs still pending stay outputs
             "loss_sum": self.loss_sum.detach().cpu(), "count": self.count,
             "pending": [(o.cpu(), t.cpu()) for o, t in self.pending],
             "metrics": {key: metric.state_dict() for key, (_, metric) in self.metrics.items()},
-            "confusion": self.confusion.state_dict() if self.counts_confusion else None,
+            # torchmetrics' own state_dict: checkpoints written when it counted load alike
+            "confusion": {"confmat": self._own_confusion().cpu()} if self.counts_confusion else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -248,11 +250,9 @@ class MetricSet:
             metric.load_state_dict(state["metrics"][key])
             metric.to(self.device)  # loaded on the CPU
         self.updated, self.values = True, None
-        self.labels = []
-        if self.counts_confusion and state.get("confusion") is not None:
-            self.confusion.load_state_dict(state["confusion"])
-            self.confusion.to(self.device)
-            self.confusion_counted = True
+        self.labels, self.reduced = [], None
+        saved = state.get("confusion") if self.counts_confusion else None
+        self.confusion = saved["confmat"].to(self.device) if saved is not None else None
 
 
 class MetricPool:

@@ -29,12 +29,19 @@ from .background import DONE, in_background
 MAX_ROWS = 20_000
 
 
-def write_outputs(parts, prepared, split_feeds, monitor) -> Future:
+def write_outputs(parts, prepared, split_feeds, monitor, computed: tuple[torch.Tensor, torch.Tensor] | None = None
+                  ) -> Future:
     """outputs.csv of `parts.eval_model` on the monitor's split (val, else test, else train), computed
-    here and written in the background (the Future says when, or why not)."""
+    here and written in the background (the Future says when, or why not). `computed`: the final
+    model's (outputs, targets) of that split's first MAX_ROWS samples (or all of a smaller one), in
+    order, where the caller has them already (a pack's last evaluation): no pass of the model then."""
     kind = parts.task.kind
     if not parts.ranks.main or kind == "multilabel":
         return DONE
+    if computed is not None:
+        out, y = computed
+        header, table = _header(parts.task), _columns(parts.task, out[:MAX_ROWS].float(), y[:MAX_ROWS]).cpu()
+        return in_background(_write, parts.run_dir / OUTPUTS_FILE, header, table)
     feed = _monitor_feed(parts, prepared, split_feeds, monitor)
     if feed is None:
         return DONE

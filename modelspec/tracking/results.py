@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, table_json
 from .base import Tracker
 
 ROWS_FILE = "rows.jsonl"  # one run's rows, in its folder
@@ -104,7 +104,7 @@ class ResultsTable:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
         summaries = sorted(self.runs.values(), key=lambda summary: self.order.get(summary["run"], len(self.order)))
         document = {**self.header, "columns": columns, "rows": self.all_rows(), "runs": summaries}
-        return {"results.csv": out.getvalue(), "results.json": json.dumps(document, indent=1, default=str)}
+        return {"results.csv": out.getvalue(), "results.json": table_json(document)}
 
     def _write(self, texts: dict[str, str]) -> None:
         for name, text in texts.items():

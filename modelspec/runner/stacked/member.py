@@ -199,10 +199,12 @@ class Member:
 
     # ---- at the end of an epoch
 
-    def end_epoch(self, values: dict[str, Any], seconds: float, checkpoint_due: bool, stacked,
-                  log) -> tuple[Path, bytes] | None:
+    def end_epoch(self, values: dict[str, Any], seconds: float, checkpoint_due: bool, stacked, log,
+                  outputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Path, bytes] | None:
         """loop.py's epoch end for this run: its row, trackers, early stopping, and its end; its
-        checkpoint, where one is due, is returned for the pack to write with the others'."""
+        checkpoint, where one is due, is returned for the pack to write with the others'. `outputs`:
+        its (outputs, targets) of the epoch's evaluation on its monitor's split, where the pack kept
+        them (for outputs.csv, should the run end now)."""
         state, spec = self.state, self.plan.spec
         epoch = state.epoch
         state.run_seconds += seconds
@@ -216,7 +218,7 @@ class Member:
         last = epoch == self.epochs or stop_early or bool(state.pruned)
         images = self.extras.images.due(epoch, last)
         if last:
-            self.write_results(images)
+            self.write_results(images, outputs)
         track_epoch(self.parts, self.module, epoch, row, self.split_metrics, self.extras, last, images)
         log(epoch_line(self.plan.name, row, list(values)))
         state.end_epoch()
@@ -231,16 +233,18 @@ class Member:
             self.finish()
         return checkpoint
 
-    def write_results(self, picture: bool) -> None:
-        """Its final weights and confusion matrix, written in the background (loop.py: write_results)."""
+    def write_results(self, picture: bool, outputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Its final weights, confusion matrix and outputs, written in the background (loop.py:
+        write_results). With `outputs` (see end_epoch) its network is not run again: the confusion
+        matrix is counted from its monitor split's metrics, outputs.csv made from them."""
         spec, run_dir = self.plan.spec, self.run.run_dir
-        model = self.module()  # the pack's one plain network, this run's weights loaded once for all three
         self.closing.append(in_background(atomic_write_bytes, run_dir / "weights.pt",
-                                          weights_bytes(model, spec, self.info), False))
-        parts = dataclasses.replace(self.parts, eval_model=model)
+                                          weights_bytes(self.state.model.state_dict(), spec, self.info), False))
+        # The pack's one plain network, this run's weights loaded (a millisecond), where it is run.
+        parts = self.parts if outputs is not None else dataclasses.replace(self.parts, eval_model=self.module())
         self.closing.append(final_confusion(parts, self.state, self.run.prepared, self.feeds[1:], self.split_metrics,
                                             self.monitor, self.ctx, picture))
-        self.closing.append(write_outputs(parts, self.run.prepared, self.feeds[1:], self.monitor))
+        self.closing.append(write_outputs(parts, self.run.prepared, self.feeds[1:], self.monitor, outputs))
 
     def finish(self) -> None:
         """Trained: trackers closed, the export after the run, its outcome."""

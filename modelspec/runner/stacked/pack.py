@@ -27,6 +27,7 @@ from ...compile.finetune import prepare_finetuning
 from ..checkpoint import save_checkpoints_together
 from ..loop import Interrupted, RunContext
 from ..metrics import CHUNK, MetricSet
+from ..outputs import MAX_ROWS
 from .member import Candidate, Member, pack_checkpoints
 from .model import StackedModel
 from .optim import StackedOptimizer
@@ -35,6 +36,7 @@ from .schedule import StackedSchedules
 
 STACKED_DATA_BYTES = 256 << 20  # runs' own copies of the data are stacked for one gather up to this size
 REPACK_SHARE = 0.5  # a pack with at most this share of its runs still training is packed anew
+KEPT_OUTPUT_BYTES = 64 << 20  # an evaluation's outputs are kept for the runs' outputs.csv up to this size
 
 
 class Repack(Exception):
@@ -82,6 +84,7 @@ class Pack:
         self.own_data = None if self.shared else _stacked_data(runs)
         self.active_mask = torch.ones(len(runs), dtype=torch.bool, device=self.device)
         self.all_active = True
+        self.kept: dict[int, tuple[Tensor, Tensor]] = {}  # split -> the epoch's evaluation outputs (R, N, ...)
 
     def active(self) -> list[Member]:
         return [m for m in self.members if m.active]
@@ -199,6 +202,7 @@ class Pack:
     # ---- the end of an epoch
 
     def _end_epoch(self, active: list[Member], epoch: int, seconds: float) -> None:
+        self.kept = {}
         values = dict(zip([m.index for m in active],
                           MetricSet.compute_together([m.state.train_metrics for m in active])))
         for m in active:
@@ -222,12 +226,30 @@ class Pack:
         checkpoint_due = self.checkpoints.due(epoch, False)
         checkpoints = []
         for m in active:
-            checkpoints.append(m.end_epoch(values[m.index], seconds, checkpoint_due, self.stacked, self.log))
+            checkpoints.append(m.end_epoch(values[m.index], seconds, checkpoint_due, self.stacked, self.log,
+                                           self._kept_outputs(m)))
             if not m.active:
                 self._ended(m)
+        self.kept = {}
         save_checkpoints_together([c for c in checkpoints if c is not None], durable=False)
         if checkpoint_due:
             self.checkpoints.restart()
+
+    def _kept_outputs(self, m: Member) -> tuple[Tensor, Tensor] | None:
+        """Run m's outputs and targets of this epoch's evaluation on its monitor's split, if kept."""
+        split = 0 if m.monitor.name.startswith("val_") else 1 if m.monitor.name.startswith("test_") else None
+        kept = self.kept.get(split)
+        return None if kept is None else (kept[0][m.index], kept[1][m.index])
+
+    def _outputs_to_keep(self, split: int, evaluating: list[Member], feed) -> int:
+        """How many samples' outputs of this evaluation to keep: those outputs.csv holds, where a run
+        monitored on this split may end this epoch (its last, or one early stopping or a search may
+        end); then it is not run again to write them (a millisecond a run of a tiny grid)."""
+        prefix = ("val_", "test_")[split]
+        if not any(m.monitor.name.startswith(prefix) and (m.state.epoch >= m.epochs or m.state.stopper is not None
+                                                            or m.ctx.prune is not None) for m in evaluating):
+            return 0
+        return min(feed.size, MAX_ROWS)
 
     @torch.no_grad()
     def _evaluate(self, split: int, evaluating: list[Member]) -> dict[int, dict[str, float]]:
@@ -237,7 +259,8 @@ class Pack:
         for m in evaluating:
             m.split_metrics[split].reset()
         chosen = {m.index for m in evaluating}
-        sums = _Sums([m.split_metrics[split] if m.index in chosen else None for m in self.members])
+        sums = _Sums([m.split_metrics[split] if m.index in chosen else None for m in self.members],
+                     keep=self._outputs_to_keep(split, evaluating, first))
         self.stacked.eval()
         for b in range(len(first)):
             x, y = self._eval_batch(b, feeds, first, split)
@@ -245,6 +268,8 @@ class Pack:
             sums.add(out, y, self.loss(out, y))
         sums.hand_over()
         self.stacked.train()
+        if (kept := sums.kept()) is not None:
+            self.kept[split] = kept
         return dict(zip([m.index for m in evaluating],
                         MetricSet.compute_together([m.split_metrics[split] for m in evaluating])))
 
@@ -265,23 +290,44 @@ class _Sums:
     """The loss sums and outputs of every run of a pack over part of a pass, handed to each run's
     MetricSet in chunks rather than batch by batch (a metric update per run per batch cost a packed
     tiny grid a quarter of its time). The sums start from the sets' own and add each batch's losses
-    as each set's `update` would, in float32 element by element: the same numbers."""
+    as each set's `update` would, in float32 element by element: the same numbers. With `keep`, the
+    outputs and targets of the pass's first `keep` samples are also kept, up to KEPT_OUTPUT_BYTES."""
 
-    def __init__(self, sets: list[MetricSet | None]):
+    def __init__(self, sets: list[MetricSet | None], keep: int = 0):
         self.sets = sets
         zero = next(s for s in sets if s is not None).loss_sum.new_zeros(())
         self.loss_sums = torch.stack([s.loss_sum if s is not None else zero for s in sets])
         self.outs: list[Tensor] = []
         self.targets: list[Tensor] = []
         self.count = 0
+        self.keep = keep  # samples still to keep
+        self.kept_outs: list[Tensor] = []
+        self.kept_targets: list[Tensor] = []
 
     def add(self, out: Tensor, y: Tensor, losses: Tensor) -> None:
+        out = out.detach().float()
         self.loss_sums += losses.detach() * y.shape[1]
-        self.outs.append(out.detach().float())
+        self.outs.append(out)
         self.targets.append(y.detach())
         self.count += y.shape[1]
+        if self.keep > 0:
+            self._keep(out, y.detach())
         if self.count >= CHUNK:
             self.hand_over()
+
+    def _keep(self, out: Tensor, y: Tensor) -> None:
+        if not self.kept_outs and self.keep * out[:, :1].numel() * out.element_size() > KEPT_OUTPUT_BYTES:
+            self.keep = 0  # too large to hold: the runs compute their own
+            return
+        self.kept_outs.append(out[:, : self.keep])
+        self.kept_targets.append(y[:, : self.keep])
+        self.keep -= min(self.keep, y.shape[1])
+
+    def kept(self) -> tuple[Tensor, Tensor] | None:
+        """(outputs (R, keep, ...), targets (R, keep, ...)) once all `keep` samples have passed."""
+        if not self.kept_outs or self.keep > 0:
+            return None
+        return torch.cat(self.kept_outs, 1), torch.cat(self.kept_targets, 1)
 
     def hand_over(self) -> None:
         if not self.outs:
