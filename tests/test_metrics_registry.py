@@ -20,7 +20,7 @@ import torch
 
 from modelspec.errors import format_path
 from modelspec.load import loads_spec
-from modelspec.spec.metrics import DEFAULT_METRICS, METRIC_KINDS, MetricSpec
+from modelspec.spec.metrics import DEFAULT_METRICS, METRIC_KINDS, METRICS, MetricSpec
 
 NAMES = [cls.model_fields["name"].default for cls in METRIC_KINDS]
 KINDS = ("multiclass", "binary", "multilabel", "regression")
@@ -254,13 +254,29 @@ def _stacked_batches(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     small = [(preds.repeat(reps, *[1] * (preds.dim() - 1))[:500], target.repeat(reps, *[1] * (target.dim() - 1))[:500]),
              (preds.flip(-1).repeat(reps, *[1] * (preds.dim() - 1))[:500] if kind != "binary" else 1 - preds.repeat(reps)[:500],
               target.repeat(reps, *[1] * (target.dim() - 1))[:500])]
-    runs = small + [(ties, tied_target)]
+    runs = small + [(ties, tied_target), _edge_run(kind, ties, tied_target)]
     return torch.stack([p for p, _ in runs]), torch.stack([t for _, t in runs])
+
+
+def _edge_run(kind: str, ties: torch.Tensor, tied_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fourth run on the edges a form must take as torchmetrics does: binary scores that are
+    logits (outside [0, 1]: a sigmoid first, for this run alone), a class no sample has nor gets
+    (out of a macro average), a constant target and a perfect one (r2's special cases), zero targets
+    (mape's epsilon)."""
+    if kind == "binary":
+        return ties * 8 - 2, tied_target  # 0.0 is decided 0 as a probability, 1 as a logit (0.5)
+    if kind == "multiclass":
+        return torch.cat([ties[:, :2], torch.full_like(ties[:, 2:], -1.0)], 1), tied_target % 2
+    if kind == "regression":
+        target = tied_target.clone()
+        target[:, 0] = 1.0
+        return torch.stack([ties[:, 0], target[:, 1]], 1), target
+    return ties, tied_target
 
 
 @pytest.mark.parametrize("cls,kind,threshold", list(_cases()))
 def test_a_metric_of_r_runs_at_once_is_each_runs_own_bit_for_bit(cls, kind, threshold):
-    """`MetricSpec.batched` (a packed grid's metrics, runner/metrics.py: compute_together): for three
+    """`MetricSpec.batched` (a packed grid's metrics, runner/metrics.py: compute_together): for four
     runs' batches stacked (R, N, ...), each run's value exactly as its torchmetrics object computes it."""
     name = cls.model_fields["name"].default
     size = BATCHES[kind][0]
@@ -276,16 +292,18 @@ def test_a_metric_of_r_runs_at_once_is_each_runs_own_bit_for_bit(cls, kind, thre
             built.update(p, t)
             alone.append(built.compute())
         values = together(preds, target)
-        assert values.shape == (3,) and values.dtype == torch.float32, arguments
+        assert values.shape == (len(preds),) and values.dtype == torch.float32, arguments
         assert torch.equal(values, torch.stack(alone).float()), (arguments, values, alone)
 
 
-def test_accuracy_has_a_batched_form_for_one_class_a_sample():
-    """The metrics a multi-class grid logs by default are computed together in a pack; a kind
-    without a form (auroc) leaves a task's sets to torchmetrics, run by run."""
-    assert all(m.batched("multiclass", 10, 0.5) is not None for m in DEFAULT_METRICS["multiclass"])
-    assert METRIC_KINDS[0]().batched("binary", 2, 0.5) is None
-    assert any(m.batched("binary", 2, 0.5) is None for m in DEFAULT_METRICS["binary"])
+def test_the_default_metrics_of_most_tasks_have_batched_forms():
+    """The metrics a multi-class, binary or regression grid logs by default are computed together in
+    a pack; a multi-label task's per-label F1 has no form, which leaves its sets to torchmetrics, run
+    by run; so has top-k accuracy."""
+    for kind in ("multiclass", "binary", "regression"):
+        assert all(m.batched(kind, 10, 0.5) is not None for m in DEFAULT_METRICS[kind]), kind
+    assert any(m.batched("multilabel", 3, 0.5) is None for m in DEFAULT_METRICS["multilabel"])
+    assert METRICS["top_k_accuracy"]().batched("multiclass", 10, 0.5) is None
 
 
 def test_the_batches_are_not_trivial():

@@ -371,11 +371,14 @@ def test_a_monitor_on_a_split_the_run_has_stays_on_it(tmp_path, monitor):
     assert summary["monitor"] == monitor and summary[f"best_{monitor}"] is not None
 
 
-@pytest.mark.parametrize("text, classes", [
-    (spec_text("num_classes: 4", "- linear: {out_features: 4}", "loss: cross_entropy"), 4),  # accuracy: together
-    (BINARY_LOGIT, 2),  # accuracy, auroc, f1: auroc has no batched form, so set by set
+@pytest.mark.parametrize("text, classes, together", [
+    (spec_text("num_classes: 4", "- linear: {out_features: 4}", "loss: cross_entropy"), 4, True),  # accuracy
+    (BINARY_LOGIT, 2, True),  # accuracy, auroc, f1
+    # top-k accuracy has no batched form: set by set
+    (spec_text("num_classes: 4", "- linear: {out_features: 4}",
+               "loss: cross_entropy\nmetrics: [accuracy, {name: top_k_accuracy, k: 2}]"), 4, False),
 ])
-def test_metric_sets_computed_together_give_what_each_computes_alone(monkeypatch, text, classes):
+def test_metric_sets_computed_together_give_what_each_computes_alone(monkeypatch, text, classes, together):
     """A pack's metric sets (MetricSet.compute_together): the values, and the confusion matrix read
     after them, bit for bit what each set computes alone; a set whose outputs already reached its
     torchmetrics objects (an epoch longer than a chunk) is computed alone within the same call."""
@@ -407,8 +410,8 @@ def test_metric_sets_computed_together_give_what_each_computes_alone(monkeypatch
             assert all(m.updated for m in sets)
         assert MetricSet.compute_together(sets) == alone
         # Together, no torchmetrics object was updated (nor copied: MetricSet.like); alone, each was.
-        assert [m.updated for m in sets] == [chunk == 40 or classes == 2] * 3
-        assert all((m._metrics is None) == (chunk == 4096 and classes > 2) for m in sets)
+        assert [m.updated for m in sets] == [chunk == 40 or not together] * 3
+        assert all((m._metrics is None) == (chunk == 4096 and together) for m in sets)
         assert [m.compute() for m in sets] == alone  # read again: the same
         for metrics, out, y in zip(sets, outs, ys):
             assert torch.equal(metrics.confusion_counts(),

@@ -57,9 +57,7 @@ def _classification(metric: str, kind: TaskKind, size: int, threshold: float, **
 
     if kind == "binary" and kwargs.get("average") == "none":
         return _binary_per_class(metric, threshold)
-    # torchmetrics decides 1 where p > threshold; `train.threshold` (the confusion matrix, predict) where
-    # p >= threshold: the float32 just below it agrees with that on the float32 probabilities read here.
-    below = torch.nextafter(torch.tensor(threshold, dtype=torch.float32), torch.tensor(0.0)).item()
+    below = _below(threshold)
     prefix = {"binary": "Binary", "multiclass": "Multiclass", "multilabel": "Multilabel"}[kind]
     cls = getattr(classification, prefix + metric)
     if kind == "binary":
@@ -75,6 +73,14 @@ def _classification(metric: str, kind: TaskKind, size: int, threshold: float, **
             kwargs["threshold"] = below
     # validate_args=False: the checks read values back from the device on every batch.
     return cls(validate_args=False, **kwargs)
+
+
+def _below(threshold: float) -> float:
+    """torchmetrics decides 1 where p > threshold; `train.threshold` (the confusion matrix, predict)
+    where p >= threshold: the float32 just below it agrees with that on the float32 probabilities."""
+    import torch
+
+    return torch.nextafter(torch.tensor(threshold, dtype=torch.float32), torch.tensor(0.0)).item()
 
 
 def _binary_per_class(metric: str, threshold: float) -> Any:
@@ -107,6 +113,10 @@ class Accuracy(MetricSpec):
         return _classification("Accuracy", kind, size, threshold, average=average)
 
     def batched(self, kind, size, threshold):
+        from . import batched_metrics as B
+
+        if kind == "binary":
+            return lambda preds, target: B.accuracy(B.binary_counts(preds, target, _below(threshold)))
         if kind != "multiclass":
             return None
 
@@ -158,6 +168,21 @@ class _Averaged(MetricSpec):
     def build(self, kind, size, threshold):
         return _classification(self.TORCHMETRICS, kind, size, threshold, average=self.average)
 
+    def batched(self, kind, size, threshold):
+        from . import batched_metrics as B
+
+        score = getattr(B, self.name)
+        if self.per_label or kind not in ("binary", "multiclass"):
+            return None
+        if kind == "binary":  # the positive class's, whatever `average` says
+            return lambda preds, target: score(B.binary_counts(preds, target, _below(threshold)))
+
+        def averaged(preds, target):
+            counts = B.multiclass_counts(preds, target, size, self.average)
+            return B.averaged(score(counts), counts, self.average)
+
+        return averaged
+
 
 class Precision(_Averaged):
     """Precision: of the samples predicted positive, the fraction that are; per class or label, averaged as
@@ -191,6 +216,17 @@ class AUROC(MetricSpec):
     def build(self, kind, size, threshold):
         return _classification("AUROC", kind, size, threshold, **({} if kind == "binary" else {"average": "macro"}))
 
+    def batched(self, kind, size, threshold):
+        from torchmetrics.functional import classification as F
+
+        from .batched_metrics import run_by_run
+
+        if kind == "binary":
+            return run_by_run(lambda p, t: F.binary_auroc(p, t, validate_args=False))
+        if kind == "multiclass":
+            return run_by_run(lambda p, t: F.multiclass_auroc(p, t, size, average="macro", validate_args=False))
+        return None
+
 
 class _Regression(MetricSpec):
     tasks: ClassVar[tuple[TaskKind, ...]] = ("regression",)
@@ -207,6 +243,11 @@ class MAE(_Regression):
 
         return MeanAbsoluteError()
 
+    def batched(self, kind, size, threshold):
+        from .batched_metrics import count, flat_sum
+
+        return lambda preds, target: flat_sum((preds - target).abs()) / count(target)
+
 
 class MSE(_Regression):
     """Mean squared error (regression). Lower is better."""
@@ -218,6 +259,11 @@ class MSE(_Regression):
 
         return MeanSquaredError()
 
+    def batched(self, kind, size, threshold):
+        from .batched_metrics import mean_squared_error
+
+        return mean_squared_error
+
 
 class RMSE(_Regression):
     """Root mean squared error (regression), in the targets' unit. Lower is better."""
@@ -228,6 +274,13 @@ class RMSE(_Regression):
         from torchmetrics.regression import MeanSquaredError
 
         return MeanSquaredError(squared=False)
+
+    def batched(self, kind, size, threshold):
+        import torch
+
+        from .batched_metrics import mean_squared_error
+
+        return lambda preds, target: torch.sqrt(mean_squared_error(preds, target))
 
 
 class R2(_Regression):
@@ -241,6 +294,11 @@ class R2(_Regression):
 
         return R2Score(multioutput="uniform_average")
 
+    def batched(self, kind, size, threshold):
+        from .batched_metrics import r2
+
+        return r2
+
 
 class MAPE(_Regression):
     """Mean absolute percentage error, as a fraction (0.05 is 5 %); targets near 0 blow it up."""
@@ -251,6 +309,17 @@ class MAPE(_Regression):
         from torchmetrics.regression import MeanAbsolutePercentageError
 
         return MeanAbsolutePercentageError()
+
+    def batched(self, kind, size, threshold):
+        import torch
+
+        from .batched_metrics import count, flat_sum
+
+        def mape(preds, target):
+            errors = (preds - target).abs() / torch.clamp(target.abs(), min=1.17e-06)  # torchmetrics' epsilon
+            return flat_sum(errors) / count(target)
+
+        return mape
 
 
 METRIC_KINDS: tuple[type[MetricSpec], ...] = (
