@@ -103,12 +103,13 @@ def hand_written(runs: int, epochs: int, size: int, folder: Path, x: torch.Tenso
         writer.close()
 
 
-def modelspec_grid(runs: int, epochs: int, size: int, folder: Path, overrides: list[str], executor=None) -> list[str]:
+def modelspec_grid(runs: int, epochs: int, size: int, folder: Path, overrides: list[str], executor=None,
+                   spec: str = SPEC) -> list[str]:
     """One grid through `run_grid` (one run after another, or by `executor`); the lines it logged."""
     from modelspec.load import loads_spec
     from modelspec.runner import run_grid
 
-    text = SPEC.format(size=size, epochs=epochs, seeds=list(range(runs)))
+    text = spec.format(size=size, epochs=epochs, seeds=list(range(runs)))
     loaded = loads_spec(text, "tiny.yaml", [f"tracking.dir={folder}", *overrides])
     lines: list[str] = []
     result = run_grid(loaded, quiet=True, log=lines.append, executor=executor)

@@ -7,7 +7,10 @@ only ever adds time), wall and process-CPU seconds:
 - tiny: bench_grid.py's grid (a 32-64-10 MLP, 1,024 synthetic samples, batch 64, Adam, 10 epochs a
   run, R runs over the seed) three ways: (h) its hand-written loop that logs the same scalars to
   TensorBoard, (s) modelspec's sequential executor, (v) `--executor vmap`. The figures: h/v and s/v
-  (above 1: vmap is faster) and the milliseconds per run-epoch of each side, for each R.
+  (above 1: vmap is faster) and the milliseconds per run-epoch of each side, for each R. With
+  `--task binary` (one logit, bce_with_logits: accuracy, auroc and f1) or `--task regression` (one
+  real target, mse: rmse, mae, r2 and mape), the same grid for that task's default metrics, s and v
+  only (the hand-written loop is the multi-class one).
 - fashion: `specs/fashion_bn.yaml`'s grid of 8 runs (2 networks x 2 learning rates x 2 batch sizes)
   on the CPU, sequential against vmap (4 packs of 2: a pack shares network and batch size), on the
   Fashion-MNIST files in `--fashion-root` (default ../shared/data, read only; synthetic images where
@@ -17,6 +20,7 @@ only ever adds time), wall and process-CPU seconds:
     python bench/bench_vmap.py --only tiny --runs 64 --repeat 5
     python bench/bench_vmap.py --only fashion --fashion-epochs 2
     python bench/bench_vmap.py --only tiny --runs 64 --profile   # where the packed grid's time goes
+    python bench/bench_vmap.py --only tiny --runs 64 --task binary  # a binary task's default metrics
     python bench/bench_vmap.py --smoke                      # seconds: that it still runs
 
 `--profile` runs the vmap side once more under cProfile after the timed rounds and prints the
@@ -44,6 +48,24 @@ from bench_grid import SPEC, hand_written, modelspec_grid, schedstat  # noqa: E4
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+HEAD = "out_features: num_classes"
+TASKS = {  # the tiny grid's spec for another task: (what it replaces, with what)
+    "multiclass": [],
+    "binary": [("num_classes: 10", "num_classes: 2"), (HEAD, "out_features: 1"),
+               ("  optimizer:", "  loss: bce_with_logits\n  optimizer:")],
+    "regression": [("  num_classes: 10\n", "  target_kind: real\n"), (HEAD, "out_features: 1"),
+                   ("  optimizer:", "  loss: mse\n  optimizer:")],
+}
+
+
+def task_spec(task: str) -> str:
+    text = SPEC
+    for old, new in TASKS[task]:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
 
 
 def vmap_executor(pack_size: int | None):
@@ -77,22 +99,26 @@ def expect_packs(lines: list[str], runs: int) -> None:
 
 
 def tiny(args, x: torch.Tensor, y: torch.Tensor) -> None:
-    print(f"\ntiny MLP grid: {args.size} samples, batch 64, {args.epochs} epochs a run, one torch thread;"
-          f" pack size {args.pack_size or 'by memory'}; fastest of {args.repeat} rounds")
-    executor = vmap_executor(args.pack_size)
+    print(f"\ntiny MLP grid ({args.task}): {args.size} samples, batch 64, {args.epochs} epochs a run, one torch"
+          f" thread; pack size {args.pack_size or 'by memory'}; fastest of {args.repeat} rounds")
+    executor, spec = vmap_executor(args.pack_size), task_spec(args.task)
 
     def vmap_side(runs: int, folder: Path) -> None:
-        expect_packs(modelspec_grid(runs, args.epochs, args.size, folder, args.set, executor), runs)
+        expect_packs(modelspec_grid(runs, args.epochs, args.size, folder, args.set, executor, spec), runs)
 
     print(f"{'runs':>5} {'h wall s':>9} {'s wall s':>9} {'v wall s':>9} {'h/v':>6} {'s/v':>6} {'h/v cpu':>8}"
           f" {'s/v cpu':>8} {'h/v own':>8} {'h ms/ep':>8} {'s ms/ep':>8} {'v ms/ep':>8}")
     for runs in args.runs:
-        best = fastest({
+        sides = {
             "hand": lambda folder: hand_written(runs, args.epochs, args.size, folder, x, y),
-            "sequential": lambda folder: modelspec_grid(runs, args.epochs, args.size, folder, args.set),
+            "sequential": lambda folder: modelspec_grid(runs, args.epochs, args.size, folder, args.set, None, spec),
             "vmap": lambda folder: vmap_side(runs, folder),
-        }, args.repeat)
-        h, s, v, per = best["hand"], best["sequential"], best["vmap"], runs * args.epochs
+        }
+        if args.task != "multiclass":
+            del sides["hand"]
+        best = fastest(sides, args.repeat)
+        nan = {"wall": math.nan, "cpu": math.nan, "own": math.nan}
+        h, s, v, per = best.get("hand", nan), best["sequential"], best["vmap"], runs * args.epochs
         print(f"{runs:>5} {h['wall']:>9.2f} {s['wall']:>9.2f} {v['wall']:>9.2f} {h['wall'] / v['wall']:>6.2f}"
               f" {s['wall'] / v['wall']:>6.2f} {h['cpu'] / v['cpu']:>8.2f} {s['cpu'] / v['cpu']:>8.2f}"
               f" {h['own'] / v['own']:>8.2f} {1000 * h['wall'] / per:>8.2f} {1000 * s['wall'] / per:>8.2f}"
@@ -183,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=1024, help="tiny: samples")
     parser.add_argument("--repeat", type=int, default=3, help="tiny: alternating rounds; the fastest of each side counts")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="tiny: spec overrides")
+    parser.add_argument("--task", choices=tuple(TASKS), default="multiclass",
+                        help="tiny: the task, and so its default metrics (binary, regression: s and v only)")
     parser.add_argument("--pack-size", type=int, help="runs per pack at most (default: as many as memory allows)")
     parser.add_argument("--fashion-root", type=Path, default=SHARED_DATA, help="holds FashionMNIST/raw (read only)")
     parser.add_argument("--fashion-size", type=int, help="fashion: training images tiled from the root's, in a temp folder")
@@ -204,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         source = synthetic_split(loads_spec(SPEC.format(size=args.size, epochs=1, seeds=[0]), "tiny.yaml").spec.data,
                                  train=True)
         with tempfile.TemporaryDirectory() as folder:  # imports and first-use costs, untimed
-            modelspec_grid(2, 1, args.size, Path(folder), args.set, vmap_executor(None))
+            modelspec_grid(2, 1, args.size, Path(folder), args.set, vmap_executor(None), task_spec(args.task))
         tiny(args, source.tensors, source.targets)
     if args.only in (None, "fashion"):
         fashion(args)
