@@ -183,12 +183,23 @@ class MetricSet:
         columns = [torch.stack([metrics.loss_sum for metrics in sets]) / max(first.count, 1)]
         columns += [fn(preds, targets).float() for _, fn in first.batched]
         names = ["loss"] + [key for key, _ in first.batched]
+        labels = MetricSet._labels_together(first, outputs)
         together = []
-        for metrics, (out, y), values in zip(sets, outputs, torch.stack(columns, 1).tolist()):
-            metrics._keep_labels(out, y)
+        for i, (metrics, (_, y), values) in enumerate(zip(sets, outputs, torch.stack(columns, 1).tolist())):
+            if labels is not None:
+                metrics.labels.append((labels[i], y.long().view(-1)))
             metrics.values = dict(zip(names, values))
             together.append(dict(metrics.values))
         return together
+
+    @staticmethod
+    def _labels_together(first: MetricSet, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
+        """Each set's predicted classes (R, N) for its confusion matrix, in one call: a task's labels
+        are decided sample by sample (an argmax, a threshold), so the R runs' samples go as one batch."""
+        if not first.counts_confusion:
+            return None
+        out = torch.stack([o for o, _ in outputs])
+        return first.task.labels(out.flatten(0, 1)).view(len(outputs), -1)
 
     @staticmethod
     def _pending_together(sets: list[MetricSet]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
