@@ -530,3 +530,45 @@ def test_mlps_are_computed_layer_by_layer_as_vmap_computes_them():
         assert torch.equal(outs[0], outs[1]), (name, _max_diff(outs[0], outs[1]))
         for k in grads[0]:
             assert torch.allclose(grads[0][k], grads[1][k], rtol=1e-5, atol=1e-8), (name, k)
+
+
+CONVOLUTIONAL = ["cnn", "cnn-batchnorm", "residual", "cnn-dropout2d", "residual-dropout"]
+
+
+@pytest.mark.parametrize("name", CONVOLUTIONAL)
+def test_a_large_batch_goes_through_a_convolutional_network_run_by_run_as_each_run_alone(name, monkeypatch):
+    """On the CPU a run's batch of RUN_BY_RUN_ELEMENTS input numbers or more goes through a
+    convolutional network run by run (stacked/model.py: _run_by_run), each run on its slices of the
+    stacked tensors: its outputs, SGD steps, weights, running statistics and dropout masks are the run's
+    own, bit for bit. A smaller batch goes through vmap."""
+    stacked, _, input_shape = _stacked(name)
+    paths = []
+    for path in ("_run_by_run", "_forward"):
+        real = getattr(stacked, path)
+        monkeypatch.setattr(stacked, path, lambda *a, real=real, path=path: paths.append(path) or real(*a))
+    ((x, _),) = _batches(input_shape)
+    assert x[0].numel() < stacked_model.RUN_BY_RUN_ELEMENTS
+    stacked.eval()(x)  # in eval mode: no running statistics updated, no masks drawn
+    stacked.train()
+    assert paths == ["_forward"]  # the tests' small batches: vmap
+
+    monkeypatch.setattr(stacked_model, "RUN_BY_RUN_ELEMENTS", x[0].numel())
+    drawn = _record_masks(stacked, monkeypatch)
+    starts = [stacked.rng_state(i) for i in range(R)]
+    lrs = [0.1, 0.05, 0.02]
+    batches = _batches(input_shape, STEPS)
+    paths.clear()
+    outs = _train(stacked, batches, lrs)
+    assert paths == ["_run_by_run"] * STEPS
+    shapes, _ = _network(name)
+    for i, seed in enumerate(SEEDS):
+        model, start, own_outs, calls, end = _alone(shapes, seed, [(x[i], y[i]) for x, y in batches], lrs[i])
+        assert torch.equal(starts[i], start) and torch.equal(stacked.rng_state(i), end)
+        masks = [step[c][i] for step in drawn for c in range(len(step))]
+        assert len(masks) == len(calls)
+        for mask, (inp, out) in zip(masks, calls):
+            assert torch.equal(out, inp * mask)
+        for step, (mine, own) in enumerate(zip(outs, own_outs)):
+            assert torch.equal(mine[i], own), (name, i, step, _max_diff(mine[i], own))
+        for k, v in model.state_dict().items():
+            assert torch.equal(stacked.unstack(i)[k], v), (name, i, k, _max_diff(stacked.unstack(i)[k], v))

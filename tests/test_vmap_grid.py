@@ -232,7 +232,16 @@ def test_dropout_runs_draw_their_own_masks_as_alone(tmp_path):
     assert_same_runs(sequential, packed)
 
 
-def test_a_cnn_with_batch_norm_clipping_and_a_one_cycle_schedule(tmp_path):
+@pytest.mark.parametrize("run_by_run", [False, True])
+def test_a_cnn_with_batch_norm_clipping_and_a_one_cycle_schedule(tmp_path, monkeypatch, run_by_run):
+    """Stacked under vmap (the test's small batches), and run by run through the network, as a CPU
+    pack takes batches of RUN_BY_RUN_ELEMENTS input numbers or more (stacked/model.py)."""
+    from modelspec.runner.stacked import model
+
+    if run_by_run:
+        monkeypatch.setattr(model, "RUN_BY_RUN_ELEMENTS", 1)
+    calls, real = [], model.StackedModel._run_by_run
+    monkeypatch.setattr(model.StackedModel, "_run_by_run", lambda self, *a: calls.append(1) or real(self, *a))
     text = (_spec(optimizer="{name: sgd, lr: 0.1, momentum: 0.9, nesterov: true}",
                   grid="  seed: [1, 2]\n  train.grad_clip: [0.5, 5.0]\n",
                   train="  grad_clip: 1.0\n  scheduler: {name: onecycle, cycle_momentum: false}\n")
@@ -244,6 +253,7 @@ def test_a_cnn_with_batch_norm_clipping_and_a_one_cycle_schedule(tmp_path):
     assert_same_runs(sequential, packed)
     rows = next(iter(packed.outcomes.values())).rows
     assert rows[0]["current_lr"] != rows[1]["current_lr"]  # one-cycle moved the rate within the run
+    assert bool(calls) == run_by_run
 
 
 def test_runs_with_different_loss_arguments_share_a_pack_each_with_its_own_loss(tmp_path):

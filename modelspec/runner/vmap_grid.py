@@ -148,9 +148,6 @@ class _Packer:
         grid = self.grid
         names = [run.plan.name for run in runs]
         grid.log(f"packing {len(runs)} runs: {', '.join(names[:4])}{' ...' if len(runs) > 4 else ''}")
-        if grid.devices[names[0]].type == "cpu" and self._network(runs[0].shapes).convolves:
-            grid.log("  (on the CPU, convolutions run slower stacked than run by run: "
-                     "bench/README.md measured fashion_bn's packs at 0.6-0.8x; --executor local may be faster)")
         grid.progress.start_run(f"pack of {len(runs)}", max(run.plan.spec.train.epochs for run in runs))
         grid.trained = True
         for run in runs:
@@ -276,17 +273,14 @@ class _Network:
     """What the executor reads of a network built once on the meta device (no weights)."""
 
     unpackable: str | None  # why a stacked forward cannot compute it as each run does, or None
-    convolves: bool  # it has torch convolutions (slower stacked than run by run on the CPU)
 
     @classmethod
     def of(cls, shapes) -> "_Network":
-        from torch.nn.modules.conv import _ConvNd
-
         from ..compile import build_from_shapes
 
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
             model = build_from_shapes(shapes)
-        return cls(unpackable_reason(model), any(isinstance(module, _ConvNd) for module in model.modules()))
+        return cls(unpackable_reason(model))
 
 
 def fitting_runs(run: Candidate, wanted: int, device: torch.device) -> int:
