@@ -259,12 +259,16 @@ def _stacked_batches(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _edge_run(kind: str, ties: torch.Tensor, tied_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fourth run on the edges a form must take as torchmetrics does: binary scores that are
-    logits (outside [0, 1]: a sigmoid first, for this run alone), a class no sample has nor gets
-    (out of a macro average), a constant target and a perfect one (r2's special cases), zero targets
-    (mape's epsilon)."""
+    """A fourth run on the edges a form must take as torchmetrics does: binary and multi-label
+    scores that are logits (outside [0, 1]: a sigmoid first, for this run alone), a class no sample
+    has nor gets (out of a multi-class macro average, in a multi-label one), a constant target and a
+    perfect one (r2's special cases), zero targets (mape's epsilon)."""
     if kind == "binary":
         return ties * 8 - 2, tied_target  # 0.0 is decided 0 as a probability, 1 as a logit (0.5)
+    if kind == "multilabel":  # logits too, and a label no sample has nor gets (it still counts)
+        preds, target = ties * 8 - 2, tied_target.clone()
+        preds[:, 2], target[:, 2] = -5.0, 0
+        return preds, target
     if kind == "multiclass":
         return torch.cat([ties[:, :2], torch.full_like(ties[:, 2:], -1.0)], 1), tied_target % 2
     if kind == "regression":
@@ -292,17 +296,16 @@ def test_a_metric_of_r_runs_at_once_is_each_runs_own_bit_for_bit(cls, kind, thre
             built.update(p, t)
             alone.append(built.compute())
         values = together(preds, target)
-        assert values.shape == (len(preds),) and values.dtype == torch.float32, arguments
+        assert values.shape == (len(preds), *([size] if metric.per_label else [])), arguments
+        assert values.dtype == torch.float32, arguments
         assert torch.equal(values, torch.stack(alone).float()), (arguments, values, alone)
 
 
-def test_the_default_metrics_of_most_tasks_have_batched_forms():
-    """The metrics a multi-class, binary or regression grid logs by default are computed together in
-    a pack; a multi-label task's per-label F1 has no form, which leaves its sets to torchmetrics, run
-    by run; so has top-k accuracy."""
-    for kind in ("multiclass", "binary", "regression"):
-        assert all(m.batched(kind, 10, 0.5) is not None for m in DEFAULT_METRICS[kind]), kind
-    assert any(m.batched("multilabel", 3, 0.5) is None for m in DEFAULT_METRICS["multilabel"])
+def test_the_default_metrics_of_every_task_have_batched_forms():
+    """The metrics a grid logs by default, whatever its task, are computed together in a pack; top-k
+    accuracy has no form, which leaves a task's sets with it to torchmetrics, run by run."""
+    for kind in KINDS:
+        assert all(m.batched(kind, 3, 0.5) is not None for m in DEFAULT_METRICS[kind]), kind
     assert METRICS["top_k_accuracy"]().batched("multiclass", 10, 0.5) is None
 
 

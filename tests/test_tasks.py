@@ -361,6 +361,34 @@ def test_a_sets_confusion_counts_are_torchmetrics_and_load_its_checkpoint_state(
     assert torch.equal(loaded.confusion_counts(), reference.compute())
 
 
+def test_multi_label_sets_computed_together_give_their_per_label_columns_as_alone():
+    """A multi-label task's default metrics (f1, accuracy and per-label f1) computed for a pack at
+    once (MetricSet.compute_together): each set's values and column names as it computes them alone,
+    with no torchmetrics object built."""
+    from modelspec.compile.task import Targets, resolve_task
+    from modelspec.runner.metrics import MetricSet
+
+    spec = loads_spec(MULTI_LABEL).spec
+    task = resolve_task(spec.train, (4,), Targets("multi_label", 4, ["a", "b c", "d", "e"]), ("model",))
+    generator = torch.Generator().manual_seed(5)
+    outs = torch.randn(3, 50, 4, generator=generator)
+    ys = torch.randint(0, 2, (3, 50, 4), generator=generator).float()
+    cpu = torch.device("cpu")
+
+    def fed():
+        sets = [MetricSet(task, cpu) for _ in range(3)]
+        for metrics, out, y in zip(sets, outs, ys):
+            metrics.update(out, y, torch.tensor(0.5))
+        return sets
+
+    alone = [m.compute() for m in fed()]
+    sets = fed()
+    assert MetricSet.compute_together(sets) == alone
+    assert all(m._metrics is None for m in sets)
+    assert list(alone[0]) == ["loss", "f1", "accuracy", "f1_a", "f1_b_c", "f1_d", "f1_e"]
+    assert len({values["f1_a"] for values in alone}) == 3  # three runs, three values
+
+
 @pytest.mark.parametrize("monitor", ["loss", "test_accuracy", "val_f1"])
 def test_a_monitor_on_a_split_the_run_has_stays_on_it(tmp_path, monitor):
     """Only a monitor whose split is missing moves (val -> test -> train); `loss` is the training

@@ -95,6 +95,9 @@ def assert_same_final_files(alone: Path, packed: Path) -> None:
     assert (packed / "confusion_matrix.csv").exists() == (alone / "confusion_matrix.csv").exists()
     if (alone / "confusion_matrix.csv").exists():
         assert (packed / "confusion_matrix.csv").read_text() == (alone / "confusion_matrix.csv").read_text()
+    assert (packed / "outputs.csv").exists() == (alone / "outputs.csv").exists()
+    if not (alone / "outputs.csv").exists():  # a multi-label run writes none
+        return
     table_alone, table_packed = ((folder / "outputs.csv").read_text().splitlines() for folder in (alone, packed))
     assert table_packed[0] == table_alone[0] and len(table_packed) == len(table_alone) > 1
     numbers = lambda table: torch.tensor([[float(v) for v in line.split(",")] for line in table[1:]])  # noqa: E731
@@ -168,17 +171,21 @@ def test_a_pack_writes_its_runs_outputs_from_its_last_evaluation(tmp_path, monke
     assert_same_runs(sequential, packed)  # outputs.csv and confusion matrices included
 
 
-@pytest.mark.parametrize("task", ["binary", "regression", "multiclass_f1"])
-def test_binary_and_regression_packs_compute_their_default_metrics_together(tmp_path, monkeypatch, task):
-    """A binary task's accuracy, auroc and f1, a regression's rmse, mae, r2 and mape, a multi-class
-    f1: each run's values as its torchmetrics objects give them alone, computed for the pack at once
-    (no torchmetrics object is built in the pack)."""
+@pytest.mark.parametrize("task", ["binary", "regression", "multilabel", "multiclass_f1"])
+def test_packs_of_every_task_compute_their_default_metrics_together(tmp_path, monkeypatch, task):
+    """A binary task's accuracy, auroc and f1, a regression's rmse, mae, r2 and mape, a multi-label
+    one's f1, accuracy and per-label f1, a multi-class f1 and weighted precision: each run's values as
+    its torchmetrics objects give them alone, computed for the pack at once (no torchmetrics object
+    is built in the pack)."""
     from modelspec.runner.metrics import MetricSet
 
     text = _spec(grid="  seed: [1, 2, 3]\n  train.optimizer.lr: [0.05, 0.02]\n", epochs=3)
     head = "  - linear: {out_features: num_classes}\n"
     if task == "binary":
         text = text.replace("num_classes: 4", "num_classes: 2").replace(head, "  - linear: {out_features: 1}\n")
+        text = text.replace("train:\n", "train:\n  loss: bce_with_logits\n")
+    elif task == "multilabel":
+        text = text.replace("num_classes: 4", "target_kind: binary\n  num_classes: 4")
         text = text.replace("train:\n", "train:\n  loss: bce_with_logits\n")
     elif task == "regression":
         text = text.replace("num_classes: 4", "target_kind: real\n  num_targets: 2")
@@ -195,7 +202,7 @@ def test_binary_and_regression_packs_compute_their_default_metrics_together(tmp_
     assert_same_runs(sequential, packed)
     row = next(iter(packed.outcomes.values())).rows[-1]
     expected = {"binary": ["val_accuracy", "val_auroc", "val_f1"], "regression": ["val_rmse", "val_mae", "val_r2", "val_mape"],
-                "multiclass_f1": ["val_accuracy", "val_f1", "val_precision"]}[task]
+                "multilabel": ["val_f1", "val_accuracy", "val_f1_label3"], "multiclass_f1": ["val_accuracy", "val_f1", "val_precision"]}[task]
     assert set(expected) <= set(row), row
 
 

@@ -51,9 +51,8 @@ class MetricSet:
         # never uses most of them.
         self._metrics: dict[str, tuple[Any, Any]] | None = None
         # Each metric's batched form (`MetricSpec.batched`), for `compute_together`; None unless all have one.
-        batched = [(spec.key, spec.batched(task.kind, task.size, task.threshold)) for spec in task.metrics]
-        self.batched = batched if all(fn is not None and not spec.per_label
-                                      for spec, (_, fn) in zip(task.metrics, batched)) else None
+        batched = [(spec, spec.batched(task.kind, task.size, task.threshold)) for spec in task.metrics]
+        self.batched = batched if all(fn is not None for _, fn in batched) else None
         self.updated = False  # whether the torchmetrics objects may hold counts (since the last reset)
         self.values: dict[str, float] | None = None  # what `compute_together` computed, till the next reset
         self.labels: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted, true) not yet in `confusion`
@@ -152,20 +151,14 @@ class MetricSet:
             return dict(self.values)
         self._flush()
         loss_sum, count = self._loss_totals()
-        names, values = ["loss"], [loss_sum / max(count, 1)]
+        values = [loss_sum / max(count, 1)]
         if self.counts_confusion and _several_processes():
             self._reduced_confusion()  # reduced now, with every rank; rank 0 alone reads it later
-        for key, (spec, metric) in self.metrics.items():
+        for spec, metric in self.metrics.values():
             value = metric.compute()
-            if spec.per_label:
-                labels = self.task.class_names
-                names += [f"{spec.name}_{_column(label)}" for label in labels]
-                values += list(value.reshape(-1).float().unbind())
-            else:
-                names.append(key)
-                values.append(value.reshape(()).float())
+            values += list(value.reshape(-1).float().unbind()) if spec.per_label else [value.reshape(()).float()]
         # One read from the device for the lot.
-        return dict(zip(names, torch.stack([v.to(self.loss_sum.device).float() for v in values]).tolist()))
+        return dict(zip(self._names(), torch.stack([v.to(self.loss_sum.device).float() for v in values]).tolist()))
 
     @staticmethod
     def compute_together(sets: list[MetricSet]) -> list[dict[str, float]]:
@@ -181,16 +174,25 @@ class MetricSet:
         inputs = [first.task.metric_inputs(out, y) for out, y in outputs]
         preds, targets = torch.stack([p for p, _ in inputs]), torch.stack([t for _, t in inputs])
         columns = [torch.stack([metrics.loss_sum for metrics in sets]) / max(first.count, 1)]
-        columns += [fn(preds, targets).float() for _, fn in first.batched]
-        names = ["loss"] + [key for key, _ in first.batched]
+        for spec, fn in first.batched:
+            values = fn(preds, targets).float()
+            columns += list(values.unbind(1)) if spec.per_label else [values]
         labels = MetricSet._labels_together(first, outputs)
         together = []
         for i, (metrics, (_, y), values) in enumerate(zip(sets, outputs, torch.stack(columns, 1).tolist())):
             if labels is not None:
                 metrics.labels.append((labels[i], y.long().view(-1)))
-            metrics.values = dict(zip(names, values))
+            metrics.values = dict(zip(metrics._names(), values))
             together.append(dict(metrics.values))
         return together
+
+    def _names(self) -> list[str]:
+        """The names of `compute`'s values, in its order."""
+        names = ["loss"]
+        for spec in self.task.metrics:
+            names += ([f"{spec.name}_{_column(label)}" for label in self.task.class_names] if spec.per_label
+                      else [spec.key])
+        return names
 
     @staticmethod
     def _labels_together(first: MetricSet, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:

@@ -66,17 +66,34 @@ def multiclass_counts(preds: Tensor, target: Tensor, size: int, average: str) ->
     return tp, fp, confusion.sum((1, 2)).unsqueeze(1) - (fp + fn + tp), fn
 
 
-def averaged(score: Tensor, counts: Counts, average: str) -> Tensor:
-    """torchmetrics' _adjust_weights_safe_divide over the classes (R, K) -> (R,); a micro score is
-    already one a run."""
-    if average == "micro" or score.dim() == 1:
-        return score
+def multilabel_counts(preds: Tensor, target: Tensor, threshold: float) -> Counts:
+    """MultilabelStatScores' (tp, fp, tn, fn), each (R, L): a label decided 1 where its probability
+    is above `threshold`."""
+    decided = probabilities(preds) > threshold
+    right, positive = target == decided, target == 1
+    return ((right & positive).sum(1), (~right & (target == 0)).sum(1), (right & (target == 0)).sum(1),
+            (~right & positive).sum(1))
+
+
+def averaged(score: Callable[[Counts], Tensor], counts: Counts, average: str, multilabel: bool = False) -> Tensor:
+    """`score` of per-class (or per-label) counts (R, K), reduced as torchmetrics reduces it: `micro`
+    scores the counts summed over the classes (multi-class counts come summed already), `none` keeps
+    one value a class (R, K), `macro` and `weighted` average the classes' scores as
+    _adjust_weights_safe_divide does (a class no sample has nor gets counts nothing in a multi-class
+    macro average)."""
+    if average == "micro":
+        return score(tuple(c.sum(-1) for c in counts) if counts[0].dim() > 1 else counts)
+    scores = score(counts)
+    if average == "none":
+        return scores
     tp, fp, _, fn = counts
     if average == "weighted":
         weights = tp + fn
+    elif multilabel:
+        weights = torch.ones_like(scores)
     else:
-        weights = torch.where(tp + fp + fn == 0, 0.0, torch.ones_like(score))
-    return safe_divide(weights * score, weights.sum(-1, keepdim=True)).sum(-1)
+        weights = torch.where(tp + fp + fn == 0, 0.0, torch.ones_like(scores))
+    return safe_divide(weights * scores, weights.sum(-1, keepdim=True)).sum(-1)
 
 
 def accuracy(counts: Counts) -> Tensor:

@@ -46,7 +46,8 @@ class MetricSpec(SpecModel):
         """The metric of R runs' outputs at once, for a grid's runs trained as one stacked model
         (`--executor vmap`): preds (R, N, ...) and targets (R, N, ...), each run's as the task hands
         them to the torchmetrics object, to the R values (R,) that R such objects compute, bit for
-        bit. None (the default): each run's torchmetrics object computes its own."""
+        bit ((R, size) for a `per_label` metric; spec/batched_metrics.py). None (the default): each
+        run's torchmetrics object computes its own."""
         return None
 
 
@@ -117,6 +118,9 @@ class Accuracy(MetricSpec):
 
         if kind == "binary":
             return lambda preds, target: B.accuracy(B.binary_counts(preds, target, _below(threshold)))
+        if kind == "multilabel":  # the mean of the labels' accuracies
+            return lambda preds, target: B.averaged(B.accuracy, B.multilabel_counts(preds, target, _below(threshold)),
+                                                    "macro", multilabel=True)
         if kind != "multiclass":
             return None
 
@@ -171,17 +175,15 @@ class _Averaged(MetricSpec):
     def batched(self, kind, size, threshold):
         from . import batched_metrics as B
 
-        score = getattr(B, self.name)
-        if self.per_label or kind not in ("binary", "multiclass"):
-            return None
+        score, average = getattr(B, self.name), self.average
+        if kind == "binary" and self.per_label:  # _binary_per_class: two classes, decided at the threshold
+            return lambda preds, target: score(B.multiclass_counts((preds >= threshold).long(), target, 2, "none"))
         if kind == "binary":  # the positive class's, whatever `average` says
             return lambda preds, target: score(B.binary_counts(preds, target, _below(threshold)))
-
-        def averaged(preds, target):
-            counts = B.multiclass_counts(preds, target, size, self.average)
-            return B.averaged(score(counts), counts, self.average)
-
-        return averaged
+        if kind == "multilabel":
+            return lambda preds, target: B.averaged(score, B.multilabel_counts(preds, target, _below(threshold)),
+                                                    average, multilabel=True)
+        return lambda preds, target: B.averaged(score, B.multiclass_counts(preds, target, size, average), average)
 
 
 class Precision(_Averaged):
@@ -225,7 +227,7 @@ class AUROC(MetricSpec):
             return run_by_run(lambda p, t: F.binary_auroc(p, t, validate_args=False))
         if kind == "multiclass":
             return run_by_run(lambda p, t: F.multiclass_auroc(p, t, size, average="macro", validate_args=False))
-        return None
+        return run_by_run(lambda p, t: F.multilabel_auroc(p, t, size, average="macro", validate_args=False))
 
 
 class _Regression(MetricSpec):
