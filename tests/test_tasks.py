@@ -402,7 +402,9 @@ def test_a_monitor_on_a_split_the_run_has_stays_on_it(tmp_path, monitor):
 @pytest.mark.parametrize("text, classes, together", [
     (spec_text("num_classes: 4", "- linear: {out_features: 4}", "loss: cross_entropy"), 4, True),  # accuracy
     (BINARY_LOGIT, 2, True),  # accuracy, auroc, f1
-    # top-k accuracy has no batched form: set by set
+    (spec_text("num_classes: 4", "- linear: {out_features: 4}",
+               "loss: cross_entropy\nmetrics: [accuracy, {name: top_k_accuracy, k: 2}]"), 4, True),
+    # the same, were top-k accuracy without a batched form: set by set
     (spec_text("num_classes: 4", "- linear: {out_features: 4}",
                "loss: cross_entropy\nmetrics: [accuracy, {name: top_k_accuracy, k: 2}]"), 4, False),
 ])
@@ -413,7 +415,10 @@ def test_metric_sets_computed_together_give_what_each_computes_alone(monkeypatch
     from modelspec.compile.task import Targets, resolve_task
     from modelspec.runner import metrics as metrics_module
     from modelspec.runner.metrics import MetricPool, MetricSet
+    from modelspec.spec.metrics import TopKAccuracy
 
+    if not together:
+        monkeypatch.setattr(TopKAccuracy, "batched", lambda self, kind, size, threshold: None)
     spec = loads_spec(text).spec
     width = classes if classes > 2 else 1
     task = resolve_task(spec.train, (width,), Targets("classes", classes), ("model",))

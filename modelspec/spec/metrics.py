@@ -151,6 +151,14 @@ class TopKAccuracy(MetricSpec):
     def build(self, kind, size, threshold):
         return _classification("Accuracy", kind, size, threshold, average="micro", top_k=min(self.k, size))
 
+    def batched(self, kind, size, threshold):
+        from torchmetrics.functional import classification as F
+
+        from .batched_metrics import run_by_run
+
+        k = min(self.k, size)  # as built: torchmetrics' own function on each run's (its ties rule is its own)
+        return run_by_run(lambda p, t: F.multiclass_accuracy(p, t, size, average="micro", top_k=k, validate_args=False))
+
 
 class _Averaged(MetricSpec):
     """Precision, recall and F1: per class (or label), averaged as `average` says."""
