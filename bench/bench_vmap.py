@@ -8,9 +8,10 @@ only ever adds time), wall and process-CPU seconds:
   run, R runs over the seed) three ways: (h) its hand-written loop that logs the same scalars to
   TensorBoard, (s) modelspec's sequential executor, (v) `--executor vmap`. The figures: h/v and s/v
   (above 1: vmap is faster) and the milliseconds per run-epoch of each side, for each R. With
-  `--task binary` (one logit, bce_with_logits: accuracy, auroc and f1) or `--task regression` (one
-  real target, mse: rmse, mae, r2 and mape), the same grid for that task's default metrics, s and v
-  only (the hand-written loop is the multi-class one).
+  `--task binary` (one logit, bce_with_logits: accuracy, auroc and f1), `--task multilabel` (10
+  labels, bce_with_logits: f1, accuracy and per-label f1) or `--task regression` (one real target,
+  mse: rmse, mae, r2 and mape), the same grid for that task's default metrics, s and v only (the
+  hand-written loop is the multi-class one).
 - fashion: `specs/fashion_bn.yaml`'s grid of 8 runs (2 networks x 2 learning rates x 2 batch sizes)
   on the CPU, sequential against vmap (4 packs of 2: a pack shares network and batch size), on the
   Fashion-MNIST files in `--fashion-root` (default ../shared/data, read only; synthetic images where
@@ -56,6 +57,8 @@ TASKS = {  # the tiny grid's spec for another task: (what it replaces, with what
     "multiclass": [],
     "binary": [("num_classes: 10", "num_classes: 2"), (HEAD, "out_features: 1"),
                ("  optimizer:", "  loss: bce_with_logits\n  optimizer:")],
+    "multilabel": [("num_classes: 10", "target_kind: binary\n  num_classes: 10"),
+                   ("  optimizer:", "  loss: bce_with_logits\n  optimizer:")],
     "regression": [("  num_classes: 10\n", "  target_kind: real\n"), (HEAD, "out_features: 1"),
                    ("  optimizer:", "  loss: mse\n  optimizer:")],
 }
@@ -220,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="tiny: alternating rounds; the fastest of each side counts")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="tiny: spec overrides")
     parser.add_argument("--task", choices=tuple(TASKS), default="multiclass",
-                        help="tiny: the task, and so its default metrics (binary, regression: s and v only)")
+                        help="tiny: the task, and so its default metrics (all but multiclass: s and v only)")
     parser.add_argument("--pack-size", type=int, help="runs per pack at most (default: as many as memory allows)")
     parser.add_argument("--fashion-root", type=Path, default=SHARED_DATA, help="holds FashionMNIST/raw (read only)")
     parser.add_argument("--fashion-size", type=int, help="fashion: training images tiled from the root's, in a temp folder")
