@@ -5,7 +5,8 @@ costs a tenth of a millisecond a call whatever its size, R times what one run's 
 
 Each form does what torchmetrics (1.x) does for one run, with the run as the leading dimension: it counts
 in integers where torchmetrics counts (exact in any order), sums floats along a row where it sums a run's
-(on the CPU a row's sum is the 1-D sum's, bit for bit), and divides as it divides.
+(on the CPU a row's sum is the 1-D sum's, bit for bit; a GPU's reductions may round apart), and
+divides as it divides.
 tests/test_metrics_registry.py checks every form against torchmetrics itself.
 """
 
@@ -42,9 +43,13 @@ def probabilities(preds: Tensor) -> Tensor:
 def binary_counts(preds: Tensor, target: Tensor, threshold: float) -> Counts:
     """BinaryStatScores' (tp, fp, tn, fn), each (R,): decided 1 where the probability is above
     `threshold` (metrics.py passes the float32 just below `train.threshold`, as to torchmetrics)."""
-    decided, target = _rows(probabilities(preds) > threshold), _rows(target)
-    right, positive = target == decided, target == 1
-    return ((right & positive).sum(1), (~right & (target == 0)).sum(1), (right & (target == 0)).sum(1),
+    return _stat_counts(_rows(probabilities(preds) > threshold), _rows(target))
+
+
+def _stat_counts(decided: Tensor, target: Tensor) -> Counts:
+    """(tp, fp, tn, fn) over the samples (dim 1), as torchmetrics' stat scores count 0/1 decisions."""
+    right, positive, negative = target == decided, target == 1, target == 0
+    return ((right & positive).sum(1), (~right & negative).sum(1), (right & negative).sum(1),
             (~right & positive).sum(1))
 
 
@@ -69,10 +74,7 @@ def multiclass_counts(preds: Tensor, target: Tensor, size: int, average: str) ->
 def multilabel_counts(preds: Tensor, target: Tensor, threshold: float) -> Counts:
     """MultilabelStatScores' (tp, fp, tn, fn), each (R, L): a label decided 1 where its probability
     is above `threshold`."""
-    decided = probabilities(preds) > threshold
-    right, positive = target == decided, target == 1
-    return ((right & positive).sum(1), (~right & (target == 0)).sum(1), (right & (target == 0)).sum(1),
-            (~right & positive).sum(1))
+    return _stat_counts(probabilities(preds) > threshold, target)
 
 
 def averaged(score: Callable[[Counts], Tensor], counts: Counts, average: str, multilabel: bool = False) -> Tensor:
