@@ -27,6 +27,7 @@ from typing import Any
 from ..artifacts import TrainedModel
 from ..compile import infer_shapes
 from ..compile.shapes import INPUT_INDEX, NetworkShapes
+from ..compile.task import split_of
 from ..fileio import (GRID_FILE, OUTPUTS_FILE, RESULTS_FILE, RUN_FILE, WEIGHTS_FILE, atomic_write_text)
 from ..runner.checkpoint import DATA_LOCATIONS
 from ..spec.layers import INPUT, fmt_shape
@@ -223,8 +224,7 @@ def monitor_split_size(trained: TrainedModel, run: RunFiles) -> tuple[str, int, 
 
 
 def _monitor_split(trained: TrainedModel) -> str:
-    monitor = (trained.info.task or {}).get("monitor") or ""
-    return "val" if monitor.startswith("val_") else "test" if monitor.startswith("test_") else "train"
+    return split_of((trained.info.task or {}).get("monitor") or "")
 
 
 def training_section(trained: TrainedModel, run: RunFiles) -> list[str]:

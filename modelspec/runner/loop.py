@@ -27,7 +27,7 @@ from ..fileio import atomic_write_bytes
 from ..compile import build_from_shapes
 from ..compile.finetune import prepare_finetuning, trainable_parameters
 from ..compile.shapes import infer_shapes
-from ..compile.task import Monitor, Targets, Task, resolve_task, targets_of, units_of, watched
+from ..compile.task import Monitor, Targets, Task, resolve_task, split_of, targets_of, units_of, watched
 from ..data import PreparedData, make_feeds
 from ..errors import SpecError
 from ..spec.grid import RunPlan
@@ -552,8 +552,8 @@ def final_confusion(parts: Parts, state: RunState, prepared: PreparedData, split
     if not parts.task.confusion:
         return DONE
     (val_feed, test_feed), (val_metrics, test_metrics) = split_feeds, split_metrics
-    feed, metrics = ((val_feed, val_metrics) if monitor.name.startswith("val_") else
-                     (test_feed, test_metrics) if monitor.name.startswith("test_") else (None, None))
+    feed, metrics = {"val": (val_feed, val_metrics), "test": (test_feed, test_metrics)}.get(
+        split_of(monitor.name), (None, None))
     if metrics is not None and metrics.count == 0:  # resumed after the last epoch: not evaluated here yet
         evaluate(parts, state.model, feed, metrics)
     if metrics is None:  # the training split, in eval mode, in order

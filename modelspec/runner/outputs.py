@@ -23,6 +23,7 @@ from concurrent.futures import Future
 
 import torch
 
+from ..compile.task import split_of
 from ..fileio import OUTPUTS_FILE, atomic_write_text
 from .background import DONE, in_background
 
@@ -53,9 +54,10 @@ def _monitor_feed(parts, prepared, split_feeds, monitor):
     """The split the confusion matrix is computed on, or None where the training split is fed by a
     DataLoader (its order is shuffled and it is not held in memory)."""
     val_feed, test_feed = split_feeds
-    if monitor.name.startswith("val_") and val_feed is not None:
+    split = split_of(monitor.name)
+    if split == "val" and val_feed is not None:
         return val_feed
-    if monitor.name.startswith("test_") and test_feed is not None:
+    if split == "test" and test_feed is not None:
         return test_feed
     if prepared.train is None:
         return None

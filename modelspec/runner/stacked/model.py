@@ -302,13 +302,8 @@ class StackedModel:
         stack of the gradients in the backward pass), with its dropout masks; the outputs stacked."""
         params = {k: v.unbind(0) for k, v in self.params.items()}
         buffers = {k: v.unbind(0) for k, v in self.buffers.items()}
-        outs = []
-        for i in range(self.R):
-            with self._giving(tuple(mask[i] for mask in masks)):
-                outs.append(functional_call(self.skeleton, ({k: v[i] for k, v in params.items()},
-                                                            {k: v[i] for k, v in buffers.items()}),
-                                            (x[i],), tie_weights=False))
-        return torch.stack(outs)
+        return torch.stack([self._one({k: v[i] for k, v in params.items()}, {k: v[i] for k, v in buffers.items()},
+                                      tuple(mask[i] for mask in masks), x[i]) for i in range(self.R)])
 
     def _direct_forward(self, masks: tuple[Tensor, ...], x: Tensor) -> Tensor:
         """What the vmapped forward computes, layer by layer on the stacked tensors (`direct_layers`):

@@ -24,6 +24,7 @@ from torch.func import vmap
 
 from ...compile import build_from_shapes
 from ...compile.finetune import prepare_finetuning
+from ...compile.task import split_of
 from ..checkpoint import save_checkpoints_together
 from ..loop import Interrupted, RunContext
 from ..metrics import CHUNK, MetricSet
@@ -237,17 +238,16 @@ class Pack:
 
     def _kept_outputs(self, m: Member) -> tuple[Tensor, Tensor] | None:
         """Run m's outputs and targets of this epoch's evaluation on its monitor's split, if kept."""
-        split = 0 if m.monitor.name.startswith("val_") else 1 if m.monitor.name.startswith("test_") else None
-        kept = self.kept.get(split)
+        kept = self.kept.get({"val": 0, "test": 1}.get(split_of(m.monitor.name)))
         return None if kept is None else (kept[0][m.index], kept[1][m.index])
 
     def _outputs_to_keep(self, split: int, evaluating: list[Member], feed) -> int:
         """How many samples' outputs of this evaluation to keep: those outputs.csv holds, where a run
         monitored on this split may end this epoch (its last, or one early stopping or a search may
         end); then it is not run again to write them (a millisecond a run of a tiny grid)."""
-        prefix = ("val_", "test_")[split]
-        if not any(m.monitor.name.startswith(prefix) and (m.state.epoch >= m.epochs or m.state.stopper is not None
-                                                            or m.ctx.prune is not None) for m in evaluating):
+        name = ("val", "test")[split]
+        if not any(split_of(m.monitor.name) == name and (m.state.epoch >= m.epochs or m.state.stopper is not None
+                                                         or m.ctx.prune is not None) for m in evaluating):
             return 0
         return min(feed.size, MAX_ROWS)
 
