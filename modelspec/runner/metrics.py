@@ -55,6 +55,7 @@ class MetricSet:
         self.batched = batched if all(fn is not None for _, fn in batched) else None
         self.updated = False  # whether the torchmetrics objects may hold counts (since the last reset)
         self.values: dict[str, float] | None = None  # what `compute_together` computed, till the next reset
+        self._named: tuple[Task, list[str]] | None = None  # (the task, the names of its values): `_names`
         self.labels: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted, true) not yet in `confusion`
         # The (true, predicted) counts, as torchmetrics' MulticlassConfusionMatrix counts them (one
         # bincount), kept here: building that object cost a packed run's end a millisecond.
@@ -187,12 +188,15 @@ class MetricSet:
         return together
 
     def _names(self) -> list[str]:
-        """The names of `compute`'s values, in its order."""
-        names = ["loss"]
-        for spec in self.task.metrics:
-            names += ([f"{spec.name}_{_column(label)}" for label in self.task.class_names] if spec.per_label
-                      else [spec.key])
-        return names
+        """The names of `compute`'s values, in its order; made once for the set's task (a pack asks
+        for them every epoch of every run, and a per-label metric names a column a class)."""
+        if self._named is None or self._named[0] is not self.task:
+            names = ["loss"]
+            for spec in self.task.metrics:
+                names += ([f"{spec.name}_{_column(label)}" for label in self.task.class_names] if spec.per_label
+                          else [spec.key])
+            self._named = (self.task, names)
+        return self._named[1]
 
     @staticmethod
     def _labels_together(first: MetricSet, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
